@@ -1,0 +1,62 @@
+# creditmeter — every target is documented by `make help`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+export PYTHONPATH := $(CURDIR):$(CURDIR)/gen/python
+export PYTHONDONTWRITEBYTECODE := 1
+
+USER ?= alice
+ROLE ?= user
+
+.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench clean
+
+help: ## Show the targets and what they do.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP) ## Create .venv with the pinned dependencies (the other targets do this themselves).
+
+protos: $(STAMP) ## Generate the Python stubs and the gateway's descriptor set from protos/.
+	$(BIN)/python -m tools.gen_protos
+
+protos-check: $(STAMP) ## Fail if gen/ is stale against protos/.
+	$(BIN)/python -m tools.gen_protos --check
+
+run: $(STAMP) ## Run the whole stack: embedded PostgreSQL (unless DATABASE_URL), services, Envoy on :8080.
+	$(BIN)/python -m tools.stack
+
+test: $(STAMP) protos-check lint ## Run every test: unit, integration (real PostgreSQL), e2e (real Envoy).
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP) ## Unit tests only.
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on our packages.
+	$(BIN)/ruff check services tools tests bench
+	$(BIN)/ruff format --check services tools tests bench
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## Format the code with ruff.
+	$(BIN)/ruff format services tools tests bench
+	$(BIN)/ruff check --fix services tools tests bench
+
+token: $(STAMP) ## Print a dev JWT: make token USER=alice ROLE=admin (ROLE: user, admin, service).
+	@$(BIN)/python -m tools.token --user "$(USER)" --role "$(ROLE)"
+
+verify: $(STAMP) ## Check every ledger invariant against the configured (or embedded) database.
+	$(BIN)/python -m tools.verify
+
+bench: $(STAMP) ## Throughput benchmarks against raw PostgreSQL measured in the same run (bench/).
+	$(BIN)/python -m bench.credits_hot_account
+
+clean: ## Remove the virtualenv and caches (keeps .local data).
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,444 @@
+import datetime
+
+from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import error_details_pb2 as _error_details_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TransactionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSACTION_KIND_UNSPECIFIED: _ClassVar[TransactionKind]
+    TIER_ALLOCATION: _ClassVar[TransactionKind]
+    ALLOCATION: _ClassVar[TransactionKind]
+    DEDUCTION: _ClassVar[TransactionKind]
+    HOLD_CAPTURE: _ClassVar[TransactionKind]
+    REFUND: _ClassVar[TransactionKind]
+    EXPIRY: _ClassVar[TransactionKind]
+
+class GrantSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GRANT_SOURCE_UNSPECIFIED: _ClassVar[GrantSource]
+    GRANT_SOURCE_TIER: _ClassVar[GrantSource]
+    GRANT_SOURCE_ADMIN: _ClassVar[GrantSource]
+    GRANT_SOURCE_COUPON: _ClassVar[GrantSource]
+    GRANT_SOURCE_REFUND: _ClassVar[GrantSource]
+
+class HoldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HOLD_STATUS_UNSPECIFIED: _ClassVar[HoldStatus]
+    HOLD_ACTIVE: _ClassVar[HoldStatus]
+    HOLD_CAPTURED: _ClassVar[HoldStatus]
+    HOLD_RELEASED: _ClassVar[HoldStatus]
+    HOLD_EXPIRED: _ClassVar[HoldStatus]
+TRANSACTION_KIND_UNSPECIFIED: TransactionKind
+TIER_ALLOCATION: TransactionKind
+ALLOCATION: TransactionKind
+DEDUCTION: TransactionKind
+HOLD_CAPTURE: TransactionKind
+REFUND: TransactionKind
+EXPIRY: TransactionKind
+GRANT_SOURCE_UNSPECIFIED: GrantSource
+GRANT_SOURCE_TIER: GrantSource
+GRANT_SOURCE_ADMIN: GrantSource
+GRANT_SOURCE_COUPON: GrantSource
+GRANT_SOURCE_REFUND: GrantSource
+HOLD_STATUS_UNSPECIFIED: HoldStatus
+HOLD_ACTIVE: HoldStatus
+HOLD_CAPTURED: HoldStatus
+HOLD_RELEASED: HoldStatus
+HOLD_EXPIRED: HoldStatus
+
+class Audit(_message.Message):
+    __slots__ = ("actor_subject", "actor_role", "reason", "service", "model", "reference_id", "price_version")
+    ACTOR_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ROLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    actor_subject: str
+    actor_role: str
+    reason: str
+    service: str
+    model: str
+    reference_id: str
+    price_version: str
+    def __init__(self, actor_subject: _Optional[str] = ..., actor_role: _Optional[str] = ..., reason: _Optional[str] = ..., service: _Optional[str] = ..., model: _Optional[str] = ..., reference_id: _Optional[str] = ..., price_version: _Optional[str] = ...) -> None: ...
+
+class Transaction(_message.Message):
+    __slots__ = ("transaction_id", "user_id", "kind", "amount_nanos", "balance_after_nanos", "debit_account", "credit_account", "request_id", "related_transaction_id", "hold_id", "audit", "created_at")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_AFTER_NANOS_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RELATED_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    user_id: str
+    kind: TransactionKind
+    amount_nanos: int
+    balance_after_nanos: int
+    debit_account: str
+    credit_account: str
+    request_id: str
+    related_transaction_id: str
+    hold_id: str
+    audit: Audit
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, transaction_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[_Union[TransactionKind, str]] = ..., amount_nanos: _Optional[int] = ..., balance_after_nanos: _Optional[int] = ..., debit_account: _Optional[str] = ..., credit_account: _Optional[str] = ..., request_id: _Optional[str] = ..., related_transaction_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., audit: _Optional[_Union[Audit, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Account(_message.Message):
+    __slots__ = ("user_id", "tier", "balance_nanos", "available_nanos", "held_nanos", "period_start", "period_end", "created_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    HELD_NANOS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    tier: str
+    balance_nanos: int
+    available_nanos: int
+    held_nanos: int
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., balance_nanos: _Optional[int] = ..., available_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetBalanceRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class GetBalanceResponse(_message.Message):
+    __slots__ = ("user_id", "tier", "balance_nanos", "available_nanos", "held_nanos", "period_start", "period_end", "expiring")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    HELD_NANOS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    tier: str
+    balance_nanos: int
+    available_nanos: int
+    held_nanos: int
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    expiring: _containers.RepeatedCompositeFieldContainer[GrantSummary]
+    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., balance_nanos: _Optional[int] = ..., available_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expiring: _Optional[_Iterable[_Union[GrantSummary, _Mapping]]] = ...) -> None: ...
+
+class GrantSummary(_message.Message):
+    __slots__ = ("grant_id", "source", "remaining_nanos", "expires_at")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_NANOS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    source: GrantSource
+    remaining_nanos: int
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, grant_id: _Optional[str] = ..., source: _Optional[_Union[GrantSource, str]] = ..., remaining_nanos: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListTransactionsRequest(_message.Message):
+    __slots__ = ("user_id", "page_size", "page_token", "kind", "start_time", "end_time")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    page_size: int
+    page_token: str
+    kind: TransactionKind
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., kind: _Optional[_Union[TransactionKind, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListTransactionsResponse(_message.Message):
+    __slots__ = ("transactions", "next_page_token")
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
+    next_page_token: str
+    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CompareTiersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Tier(_message.Message):
+    __slots__ = ("tier_id", "display_name", "price_cents", "billing_period", "credits_nanos", "api_call_limit", "api_call_period", "byok_allowed", "markup_percent", "markup_basis_points", "byok_markup_basis_points", "free_model_fee_per_1k_tokens_nanos", "features")
+    TIER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_CENTS_FIELD_NUMBER: _ClassVar[int]
+    BILLING_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_NANOS_FIELD_NUMBER: _ClassVar[int]
+    API_CALL_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    API_CALL_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    BYOK_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    MARKUP_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MARKUP_BASIS_POINTS_FIELD_NUMBER: _ClassVar[int]
+    BYOK_MARKUP_BASIS_POINTS_FIELD_NUMBER: _ClassVar[int]
+    FREE_MODEL_FEE_PER_1K_TOKENS_NANOS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    tier_id: str
+    display_name: str
+    price_cents: int
+    billing_period: str
+    credits_nanos: int
+    api_call_limit: int
+    api_call_period: str
+    byok_allowed: bool
+    markup_percent: int
+    markup_basis_points: int
+    byok_markup_basis_points: int
+    free_model_fee_per_1k_tokens_nanos: int
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tier_id: _Optional[str] = ..., display_name: _Optional[str] = ..., price_cents: _Optional[int] = ..., billing_period: _Optional[str] = ..., credits_nanos: _Optional[int] = ..., api_call_limit: _Optional[int] = ..., api_call_period: _Optional[str] = ..., byok_allowed: _Optional[bool] = ..., markup_percent: _Optional[int] = ..., markup_basis_points: _Optional[int] = ..., byok_markup_basis_points: _Optional[int] = ..., free_model_fee_per_1k_tokens_nanos: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CompareTiersResponse(_message.Message):
+    __slots__ = ("tiers",)
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    tiers: _containers.RepeatedCompositeFieldContainer[Tier]
+    def __init__(self, tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ...) -> None: ...
+
+class AllocateRequest(_message.Message):
+    __slots__ = ("user_id", "amount_nanos", "reason", "request_id", "source", "expires_at", "reference_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    amount_nanos: int
+    reason: str
+    request_id: str
+    source: GrantSource
+    expires_at: _timestamp_pb2.Timestamp
+    reference_id: str
+    def __init__(self, user_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., source: _Optional[_Union[GrantSource, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_id: _Optional[str] = ...) -> None: ...
+
+class AllocateResponse(_message.Message):
+    __slots__ = ("transaction", "grant_id")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    transaction: Transaction
+    grant_id: str
+    def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ..., grant_id: _Optional[str] = ...) -> None: ...
+
+class DeductRequest(_message.Message):
+    __slots__ = ("user_id", "amount_nanos", "reason", "request_id", "model", "reference_id", "price_version")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    amount_nanos: int
+    reason: str
+    request_id: str
+    model: str
+    reference_id: str
+    price_version: str
+    def __init__(self, user_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reference_id: _Optional[str] = ..., price_version: _Optional[str] = ...) -> None: ...
+
+class DeductResponse(_message.Message):
+    __slots__ = ("transaction", "available_after_nanos")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_AFTER_NANOS_FIELD_NUMBER: _ClassVar[int]
+    transaction: Transaction
+    available_after_nanos: int
+    def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ..., available_after_nanos: _Optional[int] = ...) -> None: ...
+
+class RefundRequest(_message.Message):
+    __slots__ = ("user_id", "amount_nanos", "reason", "request_id", "transaction_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    amount_nanos: int
+    reason: str
+    request_id: str
+    transaction_id: str
+    def __init__(self, user_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., transaction_id: _Optional[str] = ...) -> None: ...
+
+class RefundResponse(_message.Message):
+    __slots__ = ("transaction", "refundable_remaining_nanos")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    REFUNDABLE_REMAINING_NANOS_FIELD_NUMBER: _ClassVar[int]
+    transaction: Transaction
+    refundable_remaining_nanos: int
+    def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ..., refundable_remaining_nanos: _Optional[int] = ...) -> None: ...
+
+class Hold(_message.Message):
+    __slots__ = ("hold_id", "user_id", "amount_nanos", "captured_nanos", "status", "expires_at", "created_at", "capture_transaction_id")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    user_id: str
+    amount_nanos: int
+    captured_nanos: int
+    status: HoldStatus
+    expires_at: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    capture_transaction_id: str
+    def __init__(self, hold_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., captured_nanos: _Optional[int] = ..., status: _Optional[_Union[HoldStatus, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capture_transaction_id: _Optional[str] = ...) -> None: ...
+
+class CreateHoldRequest(_message.Message):
+    __slots__ = ("user_id", "amount_nanos", "ttl_seconds", "request_id", "reason", "reference_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    amount_nanos: int
+    ttl_seconds: int
+    request_id: str
+    reason: str
+    reference_id: str
+    def __init__(self, user_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., ttl_seconds: _Optional[int] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., reference_id: _Optional[str] = ...) -> None: ...
+
+class CreateHoldResponse(_message.Message):
+    __slots__ = ("hold_id", "hold", "available_after_nanos")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_AFTER_NANOS_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    hold: Hold
+    available_after_nanos: int
+    def __init__(self, hold_id: _Optional[str] = ..., hold: _Optional[_Union[Hold, _Mapping]] = ..., available_after_nanos: _Optional[int] = ...) -> None: ...
+
+class CaptureHoldRequest(_message.Message):
+    __slots__ = ("hold_id", "amount_nanos", "request_id", "reason", "model", "reference_id", "price_version")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    amount_nanos: int
+    request_id: str
+    reason: str
+    model: str
+    reference_id: str
+    price_version: str
+    def __init__(self, hold_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., model: _Optional[str] = ..., reference_id: _Optional[str] = ..., price_version: _Optional[str] = ...) -> None: ...
+
+class CaptureHoldResponse(_message.Message):
+    __slots__ = ("hold", "transaction", "released_nanos")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    transaction: Transaction
+    released_nanos: int
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ..., transaction: _Optional[_Union[Transaction, _Mapping]] = ..., released_nanos: _Optional[int] = ...) -> None: ...
+
+class ReleaseHoldRequest(_message.Message):
+    __slots__ = ("hold_id", "request_id")
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    request_id: str
+    def __init__(self, hold_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseHoldResponse(_message.Message):
+    __slots__ = ("hold",)
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
+
+class SetTierRequest(_message.Message):
+    __slots__ = ("user_id", "tier", "request_id", "reason")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    tier: str
+    request_id: str
+    reason: str
+    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetTierResponse(_message.Message):
+    __slots__ = ("account", "previous_tier")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_TIER_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    previous_tier: str
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., previous_tier: _Optional[str] = ...) -> None: ...
+
+class ListAccountsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "tier")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    tier: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tier: _Optional[str] = ...) -> None: ...
+
+class ListAccountsResponse(_message.Message):
+    __slots__ = ("accounts", "next_page_token")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[Account]
+    next_page_token: str
+    def __init__(self, accounts: _Optional[_Iterable[_Union[Account, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ResetPeriodsRequest(_message.Message):
+    __slots__ = ("user_id", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ResetPeriodsResponse(_message.Message):
+    __slots__ = ("reset_count",)
+    RESET_COUNT_FIELD_NUMBER: _ClassVar[int]
+    reset_count: int
+    def __init__(self, reset_count: _Optional[int] = ...) -> None: ...
+
+class ErrorDetailTypes(_message.Message):
+    __slots__ = ("error_info",)
+    ERROR_INFO_FIELD_NUMBER: _ClassVar[int]
+    error_info: _error_details_pb2.ErrorInfo
+    def __init__(self, error_info: _Optional[_Union[_error_details_pb2.ErrorInfo, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The credits bounded context: accounts, tiers, the double-entry ledger, grants, holds, periods."""

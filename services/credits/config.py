@@ -1,0 +1,25 @@
+"""Credits service settings, from environment variables only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.common.config import Env, ServiceSettings
+
+DEFAULT_PORT = 50051
+
+
+@dataclass(frozen=True)
+class CreditsSettings:
+    common: ServiceSettings
+    #: Seconds between scheduler passes (period resets, grant and hold expiry); 0 disables it.
+    maintenance_interval_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CreditsSettings:
+        env = Env(environ)
+        return cls(
+            common=ServiceSettings.from_env("credits", DEFAULT_PORT, environ),
+            maintenance_interval_seconds=env.int("CREDITS_MAINTENANCE_INTERVAL_SECONDS", 30, minimum=0),
+        )

