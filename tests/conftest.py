@@ -81,14 +81,17 @@ class Keys:
 
     def forged_token(self, user: str, role: str) -> str:
         """Same claims and key id, signed by a key the JWKS does not hold."""
-        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = other.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
         fake = self.folder / "forged" / "signing-key.pem"
-        fake.parent.mkdir(exist_ok=True)
-        fake.write_bytes(pem)
-        shutil.copy(self.jwks, fake.parent / "jwks.json")
+        if not fake.exists():
+            other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = other.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            fake.parent.mkdir(exist_ok=True)
+            fake.write_bytes(pem)
+            shutil.copy(self.jwks, fake.parent / "jwks.json")
         return mint_token(fake, user, role, issuer=ISSUER, audience=AUDIENCE)
 
 

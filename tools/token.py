@@ -17,10 +17,22 @@ def main() -> int:
     opts = parser.parse_args()
     settings = AuthSettings.from_env(Env())
     if settings.jwks_url:
-        print("AUTH_JWKS_URL is set: get tokens from your identity provider (e.g. Keycloak)", file=sys.stderr)
+        print(
+            "AUTH_JWKS_URL is set: get tokens from your identity provider (e.g. Keycloak)",
+            file=sys.stderr,
+        )
         return 2
     key, _ = ensure_dev_keys(LOCAL_DIR / "dev-auth")
-    print(mint_token(key, opts.user, opts.role, issuer=settings.issuer, audience=settings.audiences[0], ttl_seconds=opts.ttl))
+    print(
+        mint_token(
+            key,
+            opts.user,
+            opts.role,
+            issuer=settings.issuer,
+            audience=settings.audiences[0],
+            ttl_seconds=opts.ttl,
+        )
+    )
     return 0
 
 

@@ -81,9 +81,7 @@ class Principal:
 
 
 #: The authenticated caller of the RPC being served (set by the auth interceptor).
-current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
-    "current_principal", default=None
-)
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("current_principal", default=None)
 
 
 class JwtVerifier:
@@ -94,7 +92,9 @@ class JwtVerifier:
         self._lock = threading.Lock()
         self._file_keys: dict[str, Any] = {}
         self._file_mtime = 0.0
-        self._jwks_client = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300) if settings.jwks_url else None
+        self._jwks_client = (
+            jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300) if settings.jwks_url else None
+        )
 
     def _key_from_file(self, kid: str | None) -> Any:
         assert self._settings.jwks_file is not None
@@ -216,8 +216,12 @@ class SigningTokenSource:
         now = time.time()
         if now > self._expires - 60:
             self._token = mint_token(
-                Path(self._key_file), self._subject, "service", issuer=self._issuer,
-                audience=self._audience, ttl_seconds=self._ttl,
+                Path(self._key_file),
+                self._subject,
+                "service",
+                issuer=self._issuer,
+                audience=self._audience,
+                ttl_seconds=self._ttl,
             )
             self._expires = now + self._ttl
         return self._token
@@ -231,7 +235,10 @@ def token_source_for(settings: AuthSettings, service_name: str) -> TokenSource |
         return FileTokenSource(settings.service_token_file)
     if settings.dev_signing_key_file and Path(settings.dev_signing_key_file).exists():
         return SigningTokenSource(
-            settings.dev_signing_key_file, f"svc-{service_name}", settings.issuer, settings.audiences[0]
+            settings.dev_signing_key_file,
+            f"svc-{service_name}",
+            settings.issuer,
+            settings.audiences[0],
         )
     return None
 

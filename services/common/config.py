@@ -24,7 +24,7 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def text(self, name: str, default: str | None = None) -> str:
         value = self._env.get(name)
         if value is None or value == "":
             if default is None:
@@ -36,7 +36,7 @@ class Env:
         value = self._env.get(name)
         return value if value else None
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         raw = self._env.get(name)
         if raw is None or raw == "":
             return default
@@ -50,7 +50,7 @@ class Env:
             raise ConfigError(f"environment variable {name} must be <= {maximum}, got {value}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self._env.get(name)
         if raw is None:
             return default
@@ -61,7 +61,7 @@ class Env:
             return False
         raise ConfigError(f"environment variable {name} must be true or false, got {raw!r}")
 
-    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def items(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -93,9 +93,9 @@ class AuthSettings:
         return cls(
             jwks_file=jwks_file,
             jwks_url=jwks_url,
-            issuer=env.str("AUTH_ISSUER", "creditmeter-dev"),
-            audiences=env.list("AUTH_AUDIENCE", ("creditmeter",)),
-            leeway_seconds=env.int("AUTH_LEEWAY_SECONDS", 30, minimum=0, maximum=600),
+            issuer=env.text("AUTH_ISSUER", "creditmeter-dev"),
+            audiences=env.items("AUTH_AUDIENCE", ("creditmeter",)),
+            leeway_seconds=env.integer("AUTH_LEEWAY_SECONDS", 30, minimum=0, maximum=600),
             service_token=env.optional("SERVICE_TOKEN"),
             service_token_file=env.optional("SERVICE_TOKEN_FILE"),
             dev_signing_key_file=dev_key,
@@ -129,14 +129,14 @@ class ServiceSettings:
             )
         return cls(
             service_name=service,
-            grpc_host=env.str(f"{prefix}_GRPC_HOST", "127.0.0.1"),
-            grpc_port=env.int(f"{prefix}_GRPC_PORT", default_port, minimum=0, maximum=65535),
+            grpc_host=env.text(f"{prefix}_GRPC_HOST", "127.0.0.1"),
+            grpc_port=env.integer(f"{prefix}_GRPC_PORT", default_port, minimum=0, maximum=65535),
             database_url=database_url,
-            db_schema=env.str(f"{prefix}_DB_SCHEMA", service),
-            db_pool_min=env.int("DB_POOL_MIN", 2, minimum=1),
-            db_pool_max=env.int("DB_POOL_MAX", 20, minimum=1),
-            migrate_on_start=env.bool("MIGRATE_ON_START", True),
-            shutdown_grace_seconds=env.int("SHUTDOWN_GRACE_SECONDS", 10, minimum=0),
-            log_level=env.str("LOG_LEVEL", "INFO").upper(),
+            db_schema=env.text(f"{prefix}_DB_SCHEMA", service),
+            db_pool_min=env.integer("DB_POOL_MIN", 2, minimum=1),
+            db_pool_max=env.integer("DB_POOL_MAX", 20, minimum=1),
+            migrate_on_start=env.flag("MIGRATE_ON_START", True),
+            shutdown_grace_seconds=env.integer("SHUTDOWN_GRACE_SECONDS", 10, minimum=0),
+            log_level=env.text("LOG_LEVEL", "INFO").upper(),
             auth=AuthSettings.from_env(env),
         )

@@ -30,7 +30,9 @@ async def ensure_schema(dsn: str, schema: str) -> None:
         await conn.close()
 
 
-async def create_pool(dsn: str, schema: str, *, application_name: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, schema: str, *, application_name: str, min_size: int = 2, max_size: int = 20
+) -> asyncpg.Pool:
     """A pool whose connections see only the service's own schema (and public)."""
     pool = await asyncpg.create_pool(
         dsn,

@@ -95,7 +95,11 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
                     method,
                     context=parent,
                     kind=SpanKind.SERVER,
-                    attributes={"rpc.system": "grpc", "rpc.service": service_name, "rpc.method": rpc},
+                    attributes={
+                        "rpc.system": "grpc",
+                        "rpc.service": service_name,
+                        "rpc.method": rpc,
+                    },
                 ) as span:
                     try:
                         return await behaviour(request, context)
@@ -131,11 +135,21 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     err = DomainError("AMOUNT_OUT_OF_RANGE", "the amount would overflow a 64-bit balance")
                 except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                     err = DomainError(
-                        "CONCURRENT_MODIFICATION", "the request conflicted with another; retry it", code=Code.ABORTED
+                        "CONCURRENT_MODIFICATION",
+                        "the request conflicted with another; retry it",
+                        code=Code.ABORTED,
                     )
-                except (asyncpg.PostgresConnectionError, ConnectionError, OSError, asyncio.TimeoutError):
+                except (
+                    asyncpg.PostgresConnectionError,
+                    OSError,
+                    TimeoutError,
+                ):
                     log.exception("database unavailable", extra={"rpc": method})
-                    err = DomainError("DATABASE_UNAVAILABLE", "the database is unavailable; retry later", code=Code.UNAVAILABLE)
+                    err = DomainError(
+                        "DATABASE_UNAVAILABLE",
+                        "the database is unavailable; retry later",
+                        code=Code.UNAVAILABLE,
+                    )
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -146,7 +160,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     err = DomainError("INTERNAL", "internal error", code=Code.INTERNAL)
                 error_domain = err.domain if err.domain != DomainError.domain else domain
                 if err.code not in (Code.INTERNAL, Code.UNAVAILABLE):
-                    log.info("rpc refused", extra={"rpc": method, "reason": err.reason, "code": err.code.name})
+                    log.info(
+                        "rpc refused",
+                        extra={"rpc": method, "reason": err.reason, "code": err.code.name},
+                    )
                 status = grpc.StatusCode[err.code.name]
                 trailer = status_details(status, err.reason, error_domain, err.message, err.metadata)
                 await context.abort(status, err.message, trailing_metadata=((DETAILS_KEY, trailer),))
@@ -215,7 +232,7 @@ def principal() -> Principal:
     return who
 
 
-class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     """Outgoing calls carry the service's bearer token and the current trace context."""
 
     def __init__(self, tokens: TokenSource | None) -> None:
@@ -229,7 +246,11 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[m
         if self._tokens is not None and not any(k == "authorization" for k, _ in metadata):
             metadata.append(("authorization", f"Bearer {self._tokens.token()}"))
         details = grpc.aio.ClientCallDetails(
-            call_details.method, call_details.timeout, metadata, call_details.credentials, call_details.wait_for_ready
+            call_details.method,
+            call_details.timeout,
+            metadata,
+            call_details.credentials,
+            call_details.wait_for_ready,
         )
         return await continuation(details, request)
 

@@ -15,7 +15,7 @@ def status_details(code: grpc.StatusCode, reason: str, domain: str, message: str
     packed = any_pb2.Any()
     packed.Pack(info)
     status = status_pb2.Status(code=code.value[0], message=message, details=[packed])
-    return status.SerializeToString()
+    return bytes(status.SerializeToString())
 
 
 def error_info_from(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:

@@ -21,5 +21,5 @@ class CreditsSettings:
         env = Env(environ)
         return cls(
             common=ServiceSettings.from_env("credits", DEFAULT_PORT, environ),
-            maintenance_interval_seconds=env.int("CREDITS_MAINTENANCE_INTERVAL_SECONDS", 30, minimum=0),
+            maintenance_interval_seconds=env.integer("CREDITS_MAINTENANCE_INTERVAL_SECONDS", 30, minimum=0),
         )

@@ -11,9 +11,16 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
-from services.common.errors import Code, DomainError, already_exists, invalid, not_found, precondition
+from services.common.errors import (
+    Code,
+    DomainError,
+    already_exists,
+    invalid,
+    not_found,
+    precondition,
+)
 
 DOMAIN = "credits.creditmeter.dev"
 NANOS_PER_USD = 1_000_000_000
@@ -29,7 +36,7 @@ MAX_REASON_LENGTH = 500
 _ID_RE = re.compile(r"^[A-Za-z0-9._:@|+=/-]{1,128}$")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """Transaction kinds, as stored."""
 
     TIER_ALLOCATION = "TIER_ALLOCATION"
@@ -44,7 +51,7 @@ class Kind(str, Enum):
 CHARGE_KINDS = frozenset({Kind.DEDUCTION.value, Kind.HOLD_CAPTURE.value})
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     """Grant sources, as stored."""
 
     TIER = "TIER"
@@ -135,7 +142,11 @@ def validate_reason(reason: str, *, required: bool) -> str:
     if required and not reason.strip():
         raise invalid("MISSING_REASON", "reason is required", field="reason")
     if len(reason) > MAX_REASON_LENGTH:
-        raise invalid("INVALID_REASON", f"reason must be at most {MAX_REASON_LENGTH} characters", field="reason")
+        raise invalid(
+            "INVALID_REASON",
+            f"reason must be at most {MAX_REASON_LENGTH} characters",
+            field="reason",
+        )
     return reason
 
 
@@ -150,7 +161,9 @@ def validate_ttl(ttl_seconds: int) -> int:
         return DEFAULT_HOLD_TTL_SECONDS
     if ttl_seconds < 1 or ttl_seconds > MAX_HOLD_TTL_SECONDS:
         raise invalid(
-            "INVALID_TTL", f"ttl_seconds must be from 1 to {MAX_HOLD_TTL_SECONDS}", field="ttl_seconds"
+            "INVALID_TTL",
+            f"ttl_seconds must be from 1 to {MAX_HOLD_TTL_SECONDS}",
+            field="ttl_seconds",
         )
     return ttl_seconds
 

@@ -79,7 +79,11 @@ class Ledger:
     async def tier(self, tier_id: str) -> Tier:
         tiers = await self.tiers()
         if tier_id not in tiers:
-            raise invalid("UNKNOWN_TIER", f"no tier {tier_id!r}; known tiers: {', '.join(tiers)}", field="tier")
+            raise invalid(
+                "UNKNOWN_TIER",
+                f"no tier {tier_id!r}; known tiers: {', '.join(tiers)}",
+                field="tier",
+            )
         return tiers[tier_id]
 
     # --- retries ----------------------------------------------------------------
@@ -309,8 +313,13 @@ class Ledger:
         meta: ChargeMeta,
     ) -> tuple[Transaction, str]:
         fp = domain.fingerprint(
-            "allocate", user=user_id, amount=amount, source=source.value, expires=expires_at,
-            reason=meta.reason, ref=meta.reference_id,
+            "allocate",
+            user=user_id,
+            amount=amount,
+            source=source.value,
+            expires=expires_at,
+            reason=meta.reason,
+            ref=meta.reference_id,
         )
 
         async def work() -> tuple[Transaction, str]:
@@ -336,12 +345,21 @@ class Ledger:
                     meta=meta,
                 )
                 grant_id = await repo.insert_grant(
-                    conn, user_id=user_id, source=source, amount=amount, expires_at=expires_at,
+                    conn,
+                    user_id=user_id,
+                    source=source,
+                    amount=amount,
+                    expires_at=expires_at,
                     transaction_id=tx.transaction_id,
                 )
                 await repo.save_account_state(
-                    conn, user_id, balance=balance, held=row["held_nanos"], tier_id=row["tier_id"],
-                    period_anchor=row["period_anchor"], period_start=row["period_start"],
+                    conn,
+                    user_id,
+                    balance=balance,
+                    held=row["held_nanos"],
+                    tier_id=row["tier_id"],
+                    period_anchor=row["period_anchor"],
+                    period_start=row["period_start"],
                     period_end=row["period_end"],
                 )
                 return tx, grant_id
@@ -361,7 +379,9 @@ class Ledger:
                 charge = await repo.get_transaction(conn, charge_id)
                 if charge is None or charge.user_id != user_id:
                     raise not_found(
-                        "TRANSACTION_NOT_FOUND", "no such transaction on this account", transaction_id=charge_id
+                        "TRANSACTION_NOT_FOUND",
+                        "no such transaction on this account",
+                        transaction_id=charge_id,
                     )
                 refunded = await repo.refunded_total(conn, charge_id)
                 if replay is not None:
@@ -388,12 +408,21 @@ class Ledger:
                     meta=ChargeMeta(reason=reason, reference_id=charge_id),
                 )
                 await repo.insert_grant(
-                    conn, user_id=user_id, source=Source.REFUND, amount=amount, expires_at=None,
+                    conn,
+                    user_id=user_id,
+                    source=Source.REFUND,
+                    amount=amount,
+                    expires_at=None,
                     transaction_id=tx.transaction_id,
                 )
                 await repo.save_account_state(
-                    conn, user_id, balance=balance, held=row["held_nanos"], tier_id=row["tier_id"],
-                    period_anchor=row["period_anchor"], period_start=row["period_start"],
+                    conn,
+                    user_id,
+                    balance=balance,
+                    held=row["held_nanos"],
+                    tier_id=row["tier_id"],
+                    period_anchor=row["period_anchor"],
+                    period_start=row["period_start"],
                     period_end=row["period_end"],
                 )
                 return tx, domain.refundable(charge.amount_nanos, refunded + amount)
@@ -404,8 +433,13 @@ class Ledger:
 
     async def deduct(self, user_id: str, amount: int, request_id: str, actor: Actor, meta: ChargeMeta) -> ChargeResult:
         fp = domain.fingerprint(
-            "deduct", user=user_id, amount=amount, reason=meta.reason, model=meta.model,
-            ref=meta.reference_id, price=meta.price_version,
+            "deduct",
+            user=user_id,
+            amount=amount,
+            reason=meta.reason,
+            model=meta.model,
+            ref=meta.reference_id,
+            price=meta.price_version,
         )
         async with self._pool.acquire() as conn:
             try:
@@ -451,7 +485,14 @@ class Ledger:
         return ChargeResult(tx, found[0].available_nanos)
 
     async def create_hold(
-        self, user_id: str, amount: int, ttl: int, request_id: str, actor: Actor, reason: str, reference_id: str
+        self,
+        user_id: str,
+        amount: int,
+        ttl: int,
+        request_id: str,
+        actor: Actor,
+        reason: str,
+        reference_id: str,
     ) -> HoldResult:
         fp = domain.fingerprint("hold", user=user_id, amount=amount, ttl=ttl, reason=reason, ref=reference_id)
 
@@ -470,9 +511,9 @@ class Ledger:
             try:
                 row = await repo.hold(conn, user_id, amount, ttl, request_id, fp, actor, reason, reference_id)
             except asyncpg.UniqueViolationError:
-                result = await replay(conn)
-                assert result is not None
-                return result
+                replayed = await replay(conn)
+                assert replayed is not None
+                return replayed
             if row["status"] == "OK":
                 return await self._hold_result(conn, str(row["hold_id"]), row["balance_after"] - row["held"])
 
@@ -511,8 +552,13 @@ class Ledger:
             fp = domain.fingerprint("release", hold=hold_id)
         else:
             fp = domain.fingerprint(
-                "capture", hold=hold_id, amount=capture, reason=meta.reason, model=meta.model,
-                ref=meta.reference_id, price=meta.price_version,
+                "capture",
+                hold=hold_id,
+                amount=capture,
+                reason=meta.reason,
+                model=meta.model,
+                ref=meta.reference_id,
+                price=meta.price_version,
             )
 
         async def work() -> SettleResult:
@@ -538,7 +584,9 @@ class Ledger:
                     raise precondition("HOLD_EXPIRED", "the hold expired before it was captured", hold_id=hold_id)
                 if status == "HOLD_ALREADY_SETTLED":
                     raise precondition(
-                        "HOLD_ALREADY_SETTLED", f"the hold is already {held.status.lower()}", hold_id=hold_id
+                        "HOLD_ALREADY_SETTLED",
+                        f"the hold is already {held.status.lower()}",
+                        hold_id=hold_id,
                     )
                 if status == "CAPTURE_EXCEEDS_HOLD":
                     raise precondition(
@@ -570,7 +618,11 @@ class Ledger:
                     # A new user starts directly on the requested tier.
                     created = await self._lock_or_create(conn, user_id, create=True, tier=tier)
                     await repo.save_request(
-                        conn, user_id, request_id, "set_tier", fp,
+                        conn,
+                        user_id,
+                        request_id,
+                        "set_tier",
+                        fp,
                         json.dumps({"previous_tier": "", "tier": tier_id, "actor": actor.subject}).encode(),
                     )
                     return repo.to_account(created), ""
@@ -586,7 +638,11 @@ class Ledger:
                 previous = row["tier_id"]
                 updated, _ = await self._maintain_locked(conn, row, new_tier=tier)
                 await repo.save_request(
-                    conn, user_id, request_id, "set_tier", fp,
+                    conn,
+                    user_id,
+                    request_id,
+                    "set_tier",
+                    fp,
                     json.dumps({"previous_tier": previous, "tier": tier_id, "actor": actor.subject}).encode(),
                 )
                 log.info("tier changed", extra={"user_id": user_id, "from": previous, "to": tier_id})
@@ -616,7 +672,12 @@ class Ledger:
         async with self._pool.acquire() as conn:
             try:
                 await repo.save_request(
-                    conn, scope, request_id, "reset_periods", fp, json.dumps({"reset_count": count}).encode()
+                    conn,
+                    scope,
+                    request_id,
+                    "reset_periods",
+                    fp,
+                    json.dumps({"reset_count": count}).encode(),
                 )
             except asyncpg.UniqueViolationError:
                 # A concurrent call with the same id finished first; its answer is the answer.

@@ -130,9 +130,7 @@ async def get_account(conn: asyncpg.Connection, user_id: str) -> tuple[Account, 
 
 
 async def lock_account(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT a.*, now() AS db_now FROM accounts a WHERE a.user_id = $1 FOR UPDATE", user_id
-    )
+    return await conn.fetchrow("SELECT a.*, now() AS db_now FROM accounts a WHERE a.user_id = $1 FOR UPDATE", user_id)
 
 
 async def insert_account(conn: asyncpg.Connection, user_id: str, tier: Tier) -> asyncpg.Record | None:
@@ -333,7 +331,11 @@ async def due_grants(conn: asyncpg.Connection, user_id: str) -> list[domain.DueG
 
 
 async def reduce_grant(conn: asyncpg.Connection, grant_id: str, amount: int) -> None:
-    await conn.execute("UPDATE grants SET remaining_nanos = remaining_nanos - $2 WHERE grant_id = $1", grant_id, amount)
+    await conn.execute(
+        "UPDATE grants SET remaining_nanos = remaining_nanos - $2 WHERE grant_id = $1",
+        grant_id,
+        amount,
+    )
 
 
 async def expire_tier_grants_now(conn: asyncpg.Connection, user_id: str) -> None:
@@ -351,7 +353,9 @@ async def find_transaction_by_request(
     conn: asyncpg.Connection, user_id: str, request_id: str
 ) -> tuple[Transaction, str] | None:
     row = await conn.fetchrow(
-        f"SELECT {_TX_COLUMNS} FROM transactions WHERE user_id = $1 AND request_id = $2", user_id, request_id
+        f"SELECT {_TX_COLUMNS} FROM transactions WHERE user_id = $1 AND request_id = $2",
+        user_id,
+        request_id,
     )
     return None if row is None else (to_transaction(row), row["fingerprint"] or "")
 
@@ -408,7 +412,13 @@ async def list_transactions(
 
 
 async def charge(
-    conn: asyncpg.Connection, user_id: str, amount: int, request_id: str, fp: str, actor: Actor, meta: ChargeMeta
+    conn: asyncpg.Connection,
+    user_id: str,
+    amount: int,
+    request_id: str,
+    fp: str,
+    actor: Actor,
+    meta: ChargeMeta,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
         "SELECT * FROM ledger_charge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -489,7 +499,9 @@ async def get_hold(conn: asyncpg.Connection, hold_id: str) -> tuple[Hold, asyncp
 
 async def find_hold_by_request(conn: asyncpg.Connection, user_id: str, request_id: str) -> tuple[Hold, str] | None:
     row = await conn.fetchrow(
-        f"SELECT {_HOLD_COLUMNS} FROM holds WHERE user_id = $1 AND request_id = $2", user_id, request_id
+        f"SELECT {_HOLD_COLUMNS} FROM holds WHERE user_id = $1 AND request_id = $2",
+        user_id,
+        request_id,
     )
     return None if row is None else (to_hold(row), row["fingerprint"])
 
@@ -510,7 +522,8 @@ async def save_request(
     conn: asyncpg.Connection, scope: str, request_id: str, operation: str, fp: str, response: bytes
 ) -> None:
     await conn.execute(
-        "INSERT INTO idempotent_requests (scope, request_id, operation, fingerprint, response) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO idempotent_requests (scope, request_id, operation, fingerprint, response)"
+        " VALUES ($1, $2, $3, $4, $5)",
         scope,
         request_id,
         operation,

@@ -38,7 +38,7 @@ class RunningServer:
 
     async def stop(self, grace: float) -> None:
         """Graceful shutdown: NOT_SERVING, stop the scheduler, drain RPCs, close the pool."""
-        await set_serving(self.health, [SERVICE_NAME], serving=False)  # type: ignore[arg-type]
+        await set_serving(self.health, [SERVICE_NAME], serving=False)
         if self.scheduler is not None:
             self.scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

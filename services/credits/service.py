@@ -65,7 +65,8 @@ def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
 
 
 def _from_ts(stamp: timestamp_pb2.Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
+    return moment
 
 
 def _actor(who: Principal) -> Actor:
@@ -141,7 +142,7 @@ def _decode_token(token: str) -> str:
         raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
 
 
-class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
+class CreditsServicer(pb_grpc.CreditsServiceServicer):
     """The credits API over a :class:`Ledger`."""
 
     def __init__(self, ledger: Ledger) -> None:
@@ -159,7 +160,9 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
             await self._ledger.ensure_account(user_id)
         return user_id
 
-    async def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext) -> pb.GetBalanceResponse:
+    async def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBalanceResponse:
         who = principal()
         user_id = await self._target_user(request.user_id, who)
         account, expiring = await self._ledger.get_balance(user_id, create=user_id == who.subject)
@@ -207,7 +210,9 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
         token = _encode_token(page[-1].transaction_id) if len(rows) > size else ""
         return pb.ListTransactionsResponse(transactions=[_transaction_pb(t) for t in page], next_page_token=token)
 
-    async def CompareTiers(self, request: pb.CompareTiersRequest, context: grpc.aio.ServicerContext) -> pb.CompareTiersResponse:
+    async def CompareTiers(
+        self, request: pb.CompareTiersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompareTiersResponse:
         tiers = await self._ledger.tiers()
         return pb.CompareTiersResponse(
             tiers=[
@@ -244,7 +249,13 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
             raise domain.forbidden_source(source)
         expires = _from_ts(request.expires_at) if request.HasField("expires_at") else None
         tx, grant_id = await self._ledger.allocate(
-            user_id, amount, request_id, _actor(who), source, expires, ChargeMeta(reason=reason, reference_id=reference)
+            user_id,
+            amount,
+            request_id,
+            _actor(who),
+            source,
+            expires,
+            ChargeMeta(reason=reason, reference_id=reference),
         )
         return pb.AllocateResponse(transaction=_transaction_pb(tx), grant_id=grant_id)
 
@@ -261,7 +272,8 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
         request_id = domain.validate_request_id(request.request_id)
         result = await self._ledger.deduct(user_id, amount, request_id, _actor(who), meta)
         return pb.DeductResponse(
-            transaction=_transaction_pb(result.transaction), available_after_nanos=result.available_after_nanos
+            transaction=_transaction_pb(result.transaction),
+            available_after_nanos=result.available_after_nanos,
         )
 
     async def Refund(self, request: pb.RefundRequest, context: grpc.aio.ServicerContext) -> pb.RefundResponse:
@@ -276,7 +288,9 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
         tx, left = await self._ledger.refund(user_id, charge_id, amount, request_id, _actor(who), reason)
         return pb.RefundResponse(transaction=_transaction_pb(tx), refundable_remaining_nanos=left)
 
-    async def CreateHold(self, request: pb.CreateHoldRequest, context: grpc.aio.ServicerContext) -> pb.CreateHoldResponse:
+    async def CreateHold(
+        self, request: pb.CreateHoldRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateHoldResponse:
         who = principal()
         user_id = domain.validate_user_id(request.user_id)
         amount = domain.validate_amount(request.amount_nanos)
@@ -286,10 +300,14 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
         reference = domain.validate_text(request.reference_id, "reference_id")
         result = await self._ledger.create_hold(user_id, amount, ttl, request_id, _actor(who), reason, reference)
         return pb.CreateHoldResponse(
-            hold_id=result.hold.hold_id, hold=_hold_pb(result.hold), available_after_nanos=result.available_after_nanos
+            hold_id=result.hold.hold_id,
+            hold=_hold_pb(result.hold),
+            available_after_nanos=result.available_after_nanos,
         )
 
-    async def CaptureHold(self, request: pb.CaptureHoldRequest, context: grpc.aio.ServicerContext) -> pb.CaptureHoldResponse:
+    async def CaptureHold(
+        self, request: pb.CaptureHoldRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CaptureHoldResponse:
         who = principal()
         hold_id = _uuid(request.hold_id, "hold_id", "INVALID_HOLD_ID")
         amount = domain.validate_amount(request.amount_nanos, allow_zero=True)
@@ -302,13 +320,16 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
         )
         result = await self._ledger.settle_hold(hold_id, amount, request_id, _actor(who), meta)
         response = pb.CaptureHoldResponse(
-            hold=_hold_pb(result.hold), released_nanos=result.hold.amount_nanos - result.hold.captured_nanos
+            hold=_hold_pb(result.hold),
+            released_nanos=result.hold.amount_nanos - result.hold.captured_nanos,
         )
         if result.transaction is not None:
             response.transaction.CopyFrom(_transaction_pb(result.transaction))
         return response
 
-    async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseHoldResponse:
+    async def ReleaseHold(
+        self, request: pb.ReleaseHoldRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReleaseHoldResponse:
         who = principal()
         hold_id = _uuid(request.hold_id, "hold_id", "INVALID_HOLD_ID")
         request_id = domain.validate_request_id(request.request_id)
@@ -325,7 +346,9 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
         account, previous = await self._ledger.set_tier(user_id, request.tier, request_id, _actor(who), reason)
         return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous)
 
-    async def ListAccounts(self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext) -> pb.ListAccountsResponse:
+    async def ListAccounts(
+        self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAccountsResponse:
         size = domain.validate_page_size(request.page_size)
         after = _decode_token(request.page_token) if request.page_token else ""
         if request.tier:
@@ -335,7 +358,9 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):  # type: ignore[misc]
         token = _encode_token(page[-1].user_id) if len(rows) > size else ""
         return pb.ListAccountsResponse(accounts=[_account_pb(a) for a in page], next_page_token=token)
 
-    async def ResetPeriods(self, request: pb.ResetPeriodsRequest, context: grpc.aio.ServicerContext) -> pb.ResetPeriodsResponse:
+    async def ResetPeriods(
+        self, request: pb.ResetPeriodsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResetPeriodsResponse:
         user_id = domain.validate_user_id(request.user_id) if request.user_id else ""
         request_id = domain.validate_request_id(request.request_id)
         if user_id and not await self._ledger.account_exists(user_id):

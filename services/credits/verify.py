@@ -138,7 +138,8 @@ async def platform_balances(conn: asyncpg.Connection) -> dict[str, int]:
             SELECT credit_account AS account, amount_nanos AS delta FROM transactions
             UNION ALL
             SELECT debit_account, -amount_nanos FROM transactions)
-        SELECT account, sum(delta) AS balance FROM sides WHERE account LIKE 'platform:%' GROUP BY account ORDER BY account
+        SELECT account, sum(delta) AS balance FROM sides
+         WHERE account LIKE 'platform:%' GROUP BY account ORDER BY account
         """
     )
     return {r["account"]: int(r["balance"]) for r in rows}

@@ -100,7 +100,8 @@ async def time_travel(db: asyncpg.Pool, user: str, days: int = 0, hours: int = 0
     shift = timedelta(days=days, hours=hours)
     async with db.acquire() as conn, conn.transaction():
         await conn.execute(
-            "UPDATE accounts SET period_anchor = period_anchor - $2::interval, period_start = period_start - $2::interval,"
+            "UPDATE accounts SET period_anchor = period_anchor - $2::interval,"
+            " period_start = period_start - $2::interval,"
             " period_end = period_end - $2::interval, next_expiry_at = next_expiry_at - $2::interval,"
             " created_at = created_at - $2::interval WHERE user_id = $1",
             user,

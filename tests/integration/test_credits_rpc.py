@@ -39,12 +39,19 @@ async def test_tier_catalog_is_public_and_matches_the_rate_card(credits: Credits
     assert tiers["trial"].credits_nanos == 1 * USD
     assert (tiers["trial"].api_call_limit, tiers["trial"].api_call_period) == (100, "day")
     assert not tiers["trial"].byok_allowed
-    assert (tiers["starter"].price_cents, tiers["starter"].credits_nanos, tiers["starter"].api_call_limit) == (
+    assert (
+        tiers["starter"].price_cents,
+        tiers["starter"].credits_nanos,
+        tiers["starter"].api_call_limit,
+    ) == (
         1900,
         20 * USD,
         1000,
     )
-    assert (tiers["professional"].price_cents, tiers["professional"].credits_nanos) == (4900, 60 * USD)
+    assert (tiers["professional"].price_cents, tiers["professional"].credits_nanos) == (
+        4900,
+        60 * USD,
+    )
     assert tiers["professional"].api_call_limit == 10_000
     assert tiers["professional"].markup_percent == 5 and tiers["professional"].byok_markup_basis_points == 0
     assert tiers["enterprise"].credits_nanos == 999_999_990_000_000
@@ -54,7 +61,9 @@ async def test_tier_catalog_is_public_and_matches_the_rate_card(credits: Credits
     assert tiers["enterprise"].free_model_fee_per_1k_tokens_nanos == 0
 
 
-async def test_first_call_opens_a_trial_account_with_its_weekly_allocation(credits: Credits) -> None:
+async def test_first_call_opens_a_trial_account_with_its_weekly_allocation(
+    credits: Credits,
+) -> None:
     user = new_user()
     balance = await credits.call("GetBalance", pb.GetBalanceRequest(), credits.keys.token(user, "user"))
     assert balance.user_id == user and balance.tier == "trial"
@@ -67,7 +76,9 @@ async def test_first_call_opens_a_trial_account_with_its_weekly_allocation(credi
     assert txs[0].debit_account == "platform:grants" and txs[0].credit_account == f"user:{user}"
 
 
-async def test_admin_reading_an_unknown_user_gets_not_found_and_creates_nothing(credits: Credits) -> None:
+async def test_admin_reading_an_unknown_user_gets_not_found_and_creates_nothing(
+    credits: Credits,
+) -> None:
     user = new_user()
     failure = await credits.fail("GetBalance", pb.GetBalanceRequest(user_id=user), credits.admin_token)
     assert (failure.code, failure.reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
@@ -104,7 +115,13 @@ async def test_bad_deductions_are_refused_and_change_nothing(
     credits: Credits, field: str, value: object, reason: str
 ) -> None:
     user = await credits.funded_user(5 * USD)
-    request = {"user_id": user, "amount_nanos": USD, "reason": "x", "request_id": request_id(), field: value}
+    request = {
+        "user_id": user,
+        "amount_nanos": USD,
+        "reason": "x",
+        "request_id": request_id(),
+        field: value,
+    }
     failure = await credits.fail("Deduct", pb.DeductRequest(**request), credits.service_token)  # type: ignore[arg-type]
     assert (failure.code, failure.reason) == (INVALID, reason)
     assert (await credits.balance(user)).balance_nanos == 5 * USD
@@ -144,12 +161,15 @@ async def test_a_request_id_reused_for_a_different_request_is_refused(credits: C
     rid = request_id()
     await credits.deduct(user, 2 * USD, request_id=rid)
     failure = await credits.fail(
-        "Deduct", pb.DeductRequest(user_id=user, amount_nanos=3 * USD, reason="test charge", request_id=rid),
+        "Deduct",
+        pb.DeductRequest(user_id=user, amount_nanos=3 * USD, reason="test charge", request_id=rid),
         credits.service_token,
     )
     assert (failure.code, failure.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
     failure = await credits.fail(
-        "Allocate", pb.AllocateRequest(user_id=user, amount_nanos=USD, reason="r", request_id=rid), credits.admin_token
+        "Allocate",
+        pb.AllocateRequest(user_id=user, amount_nanos=USD, reason="r", request_id=rid),
+        credits.admin_token,
     )
     assert failure.reason == "REQUEST_ID_REUSED"
     assert (await credits.balance(user)).balance_nanos == 8 * USD
@@ -189,10 +209,15 @@ async def test_a_hold_reserves_and_a_capture_charges_the_actual_cost(credits: Cr
     held = await credits.hold(user, 4 * USD, ttl_seconds=60)
     assert held.available_after_nanos == 6 * USD
     balance = await credits.balance(user)
-    assert (balance.balance_nanos, balance.held_nanos, balance.available_nanos) == (10 * USD, 4 * USD, 6 * USD)
+    assert (balance.balance_nanos, balance.held_nanos, balance.available_nanos) == (
+        10 * USD,
+        4 * USD,
+        6 * USD,
+    )
     # Held credits cannot be spent by anyone else.
     failure = await credits.fail(
-        "Deduct", pb.DeductRequest(user_id=user, amount_nanos=7 * USD, reason="x", request_id=request_id()),
+        "Deduct",
+        pb.DeductRequest(user_id=user, amount_nanos=7 * USD, reason="x", request_id=request_id()),
         credits.service_token,
     )
     assert failure.reason == "INSUFFICIENT_CREDITS"
@@ -209,7 +234,8 @@ async def test_a_hold_reserves_and_a_capture_charges_the_actual_cost(credits: Cr
     again = await credits.as_service("CaptureHold", capture)
     assert again.transaction.transaction_id == captured.transaction.transaction_id
     failure = await credits.fail(
-        "CaptureHold", pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=1, request_id=request_id()),
+        "CaptureHold",
+        pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=1, request_id=request_id()),
         credits.service_token,
     )
     assert (failure.code, failure.reason) == (PRECONDITION, "HOLD_ALREADY_SETTLED")
@@ -221,30 +247,36 @@ async def test_hold_capture_and_release_errors(credits: Credits, db: asyncpg.Poo
     user = await credits.funded_user(10 * USD)
     held = await credits.hold(user, 2 * USD)
     too_much = await credits.fail(
-        "CaptureHold", pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=2 * USD + 1, request_id=request_id()),
+        "CaptureHold",
+        pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=2 * USD + 1, request_id=request_id()),
         credits.service_token,
     )
     assert (too_much.code, too_much.reason) == (PRECONDITION, "CAPTURE_EXCEEDS_HOLD")
     missing = await credits.fail(
-        "ReleaseHold", pb.ReleaseHoldRequest(hold_id="0190a0a0-0000-7000-8000-000000000000", request_id=request_id()),
+        "ReleaseHold",
+        pb.ReleaseHoldRequest(hold_id="0190a0a0-0000-7000-8000-000000000000", request_id=request_id()),
         credits.service_token,
     )
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "HOLD_NOT_FOUND")
     malformed = await credits.fail(
-        "ReleaseHold", pb.ReleaseHoldRequest(hold_id="nope", request_id=request_id()), credits.service_token
+        "ReleaseHold",
+        pb.ReleaseHoldRequest(hold_id="nope", request_id=request_id()),
+        credits.service_token,
     )
     assert (malformed.code, malformed.reason) == (INVALID, "INVALID_HOLD_ID")
     released = await credits.as_service("ReleaseHold", pb.ReleaseHoldRequest(hold_id=held.hold_id, request_id="r1"))
     assert released.hold.status == pb.HOLD_RELEASED
     assert (await credits.balance(user)).available_nanos == 10 * USD
     late = await credits.fail(
-        "CaptureHold", pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=1, request_id=request_id()),
+        "CaptureHold",
+        pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=1, request_id=request_id()),
         credits.service_token,
     )
     assert late.reason == "HOLD_ALREADY_SETTLED"
     zero = await credits.hold(user, USD)
     captured = await credits.as_service(
-        "CaptureHold", pb.CaptureHoldRequest(hold_id=zero.hold_id, amount_nanos=0, request_id=request_id())
+        "CaptureHold",
+        pb.CaptureHoldRequest(hold_id=zero.hold_id, amount_nanos=0, request_id=request_id()),
     )
     assert captured.hold.status == pb.HOLD_CAPTURED and not captured.HasField("transaction")
     assert (await credits.balance(user)).balance_nanos == 10 * USD
@@ -259,7 +291,8 @@ async def test_an_uncaptured_hold_expires_after_its_ttl(credits: Credits, db: as
     # The expired hold no longer reserves anything: 10 can be spent again.
     assert (await credits.balance(user)).available_nanos == 10 * USD
     failure = await credits.fail(
-        "CaptureHold", pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=USD, request_id=request_id()),
+        "CaptureHold",
+        pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=USD, request_id=request_id()),
         credits.service_token,
     )
     assert (failure.code, failure.reason) == (PRECONDITION, "HOLD_EXPIRED")
@@ -279,9 +312,14 @@ async def test_a_hold_keeps_expiring_credits_it_reserved_until_it_settles(credit
     await time_travel(db, user, hours=2)
     balance = await credits.balance(user)
     # 2 of the 10 expire now; 8 stay to back the hold; the 5 that never expire are untouched.
-    assert (balance.balance_nanos, balance.held_nanos, balance.available_nanos) == (13 * USD, 8 * USD, 5 * USD)
+    assert (balance.balance_nanos, balance.held_nanos, balance.available_nanos) == (
+        13 * USD,
+        8 * USD,
+        5 * USD,
+    )
     await credits.as_service(
-        "CaptureHold", pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=5 * USD, request_id=request_id())
+        "CaptureHold",
+        pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=5 * USD, request_id=request_id()),
     )
     # The 3 expired credits the capture did not use expire once the hold is settled.
     balance = await credits.balance(user)
@@ -294,7 +332,11 @@ async def test_refunds_never_exceed_the_charge(credits: Credits, db: asyncpg.Poo
     user = await credits.funded_user(10 * USD)
     charge = (await credits.deduct(user, 4 * USD)).transaction
     refund = pb.RefundRequest(
-        user_id=user, transaction_id=charge.transaction_id, amount_nanos=3 * USD, reason="bad output", request_id="f1"
+        user_id=user,
+        transaction_id=charge.transaction_id,
+        amount_nanos=3 * USD,
+        reason="bad output",
+        request_id="f1",
     )
     first = await credits.as_admin("Refund", refund)
     assert first.refundable_remaining_nanos == USD
@@ -303,15 +345,25 @@ async def test_refunds_never_exceed_the_charge(credits: Credits, db: asyncpg.Poo
     assert (await credits.as_admin("Refund", refund)).transaction == first.transaction  # idempotent
     over = await credits.fail(
         "Refund",
-        pb.RefundRequest(user_id=user, transaction_id=charge.transaction_id, amount_nanos=USD + 1, reason="x",
-                         request_id=request_id()),
+        pb.RefundRequest(
+            user_id=user,
+            transaction_id=charge.transaction_id,
+            amount_nanos=USD + 1,
+            reason="x",
+            request_id=request_id(),
+        ),
         credits.admin_token,
     )
     assert (over.code, over.reason) == (PRECONDITION, "REFUND_EXCEEDS_CHARGE")
     last = await credits.as_admin(
         "Refund",
-        pb.RefundRequest(user_id=user, transaction_id=charge.transaction_id, amount_nanos=USD, reason="x",
-                         request_id=request_id()),
+        pb.RefundRequest(
+            user_id=user,
+            transaction_id=charge.transaction_id,
+            amount_nanos=USD,
+            reason="x",
+            request_id=request_id(),
+        ),
     )
     assert last.refundable_remaining_nanos == 0
     assert (await credits.balance(user)).balance_nanos == 10 * USD
@@ -319,19 +371,32 @@ async def test_refunds_never_exceed_the_charge(credits: Credits, db: asyncpg.Poo
     if grant is not None:
         not_charge = await credits.fail(
             "Refund",
-            pb.RefundRequest(user_id=user, transaction_id=grant.transaction_id, amount_nanos=1, reason="x",
-                             request_id=request_id()),
+            pb.RefundRequest(
+                user_id=user,
+                transaction_id=grant.transaction_id,
+                amount_nanos=1,
+                reason="x",
+                request_id=request_id(),
+            ),
             credits.admin_token,
         )
         assert (not_charge.code, not_charge.reason) == (PRECONDITION, "TRANSACTION_NOT_REFUNDABLE")
     other = await credits.funded_user(USD)
     wrong_user = await credits.fail(
         "Refund",
-        pb.RefundRequest(user_id=other, transaction_id=charge.transaction_id, amount_nanos=1, reason="x",
-                         request_id=request_id()),
+        pb.RefundRequest(
+            user_id=other,
+            transaction_id=charge.transaction_id,
+            amount_nanos=1,
+            reason="x",
+            request_id=request_id(),
+        ),
         credits.admin_token,
     )
-    assert (wrong_user.code, wrong_user.reason) == (grpc.StatusCode.NOT_FOUND, "TRANSACTION_NOT_FOUND")
+    assert (wrong_user.code, wrong_user.reason) == (
+        grpc.StatusCode.NOT_FOUND,
+        "TRANSACTION_NOT_FOUND",
+    )
     await assert_ledger_ok(db)
 
 
@@ -349,7 +414,9 @@ async def test_tier_change_starts_a_new_period_of_the_new_tier(credits: Credits,
     assert again.previous_tier == "trial"
     assert (await credits.balance(user)).balance_nanos == 22 * USD
     unknown = await credits.fail(
-        "SetTier", pb.SetTierRequest(user_id=user, tier="platinum", request_id=request_id()), credits.admin_token
+        "SetTier",
+        pb.SetTierRequest(user_id=user, tier="platinum", request_id=request_id()),
+        credits.admin_token,
     )
     assert (unknown.code, unknown.reason) == (INVALID, "UNKNOWN_TIER")
     expired = await _transactions(credits, user, kind=pb.EXPIRY)
@@ -396,7 +463,8 @@ async def test_periods_reset_by_themselves_on_schedule(credits_db: str, keys: Ke
             for _ in range(50):
                 async with db.acquire() as conn:
                     count = await conn.fetchval(
-                        "SELECT count(*) FROM transactions WHERE user_id = $1 AND kind = 'TIER_ALLOCATION'", user
+                        "SELECT count(*) FROM transactions WHERE user_id = $1 AND kind = 'TIER_ALLOCATION'",
+                        user,
                     )
                 if count == 2:
                     break
@@ -418,7 +486,9 @@ async def test_transactions_are_paged_newest_first_and_filtered(credits: Credits
     page_token = ""
     while True:
         page = await credits.call(
-            "ListTransactions", pb.ListTransactionsRequest(page_size=3, page_token=page_token), token
+            "ListTransactions",
+            pb.ListTransactionsRequest(page_size=3, page_token=page_token),
+            token,
         )
         seen.extend(page.transactions)
         page_token = page.next_page_token
@@ -452,7 +522,9 @@ async def test_admins_list_accounts_by_tier(credits: Credits) -> None:
     found: list[str] = []
     token = ""
     while True:
-        page = await credits.as_admin("ListAccounts", pb.ListAccountsRequest(tier="enterprise", page_size=2, page_token=token))
+        page = await credits.as_admin(
+            "ListAccounts", pb.ListAccountsRequest(tier="enterprise", page_size=2, page_token=token)
+        )
         found.extend(a.user_id for a in page.accounts)
         assert all(a.tier == "enterprise" for a in page.accounts)
         token = page.next_page_token

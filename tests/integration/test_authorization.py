@@ -1,0 +1,201 @@
+"""Every RPC times every kind of caller: who gets through, who is refused with which code, and that
+a refused call changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from creditmeter.credits.v1 import credits_pb2 as pb
+
+from tests.conftest import new_user, request_id
+from tests.integration.conftest import USD, Credits
+
+OK = grpc.StatusCode.OK
+UNAUTH = grpc.StatusCode.UNAUTHENTICATED
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+CALLERS = ("no_token", "bad_signature", "expired", "user_self", "user_other", "admin", "service")
+
+Factory = Callable[[Credits, str], Awaitable[Any]]
+
+
+async def _balance_req(c: Credits, user: str) -> Any:
+    return pb.GetBalanceRequest(user_id=user)
+
+
+async def _list_req(c: Credits, user: str) -> Any:
+    return pb.ListTransactionsRequest(user_id=user)
+
+
+async def _tiers_req(c: Credits, user: str) -> Any:
+    return pb.CompareTiersRequest()
+
+
+async def _allocate_req(c: Credits, user: str) -> Any:
+    return pb.AllocateRequest(user_id=user, amount_nanos=USD, reason="r", request_id=request_id())
+
+
+async def _deduct_req(c: Credits, user: str) -> Any:
+    return pb.DeductRequest(user_id=user, amount_nanos=USD, reason="r", request_id=request_id())
+
+
+async def _refund_req(c: Credits, user: str) -> Any:
+    charge = (await c.deduct(user, USD)).transaction
+    return pb.RefundRequest(
+        user_id=user,
+        transaction_id=charge.transaction_id,
+        amount_nanos=USD,
+        reason="r",
+        request_id=request_id(),
+    )
+
+
+async def _hold_req(c: Credits, user: str) -> Any:
+    return pb.CreateHoldRequest(user_id=user, amount_nanos=USD, request_id=request_id())
+
+
+async def _capture_req(c: Credits, user: str) -> Any:
+    hold = await c.hold(user, USD)
+    return pb.CaptureHoldRequest(hold_id=hold.hold_id, amount_nanos=USD // 2, request_id=request_id())
+
+
+async def _release_req(c: Credits, user: str) -> Any:
+    hold = await c.hold(user, USD)
+    return pb.ReleaseHoldRequest(hold_id=hold.hold_id, request_id=request_id())
+
+
+async def _tier_req(c: Credits, user: str) -> Any:
+    return pb.SetTierRequest(user_id=user, tier="starter", request_id=request_id())
+
+
+async def _accounts_req(c: Credits, user: str) -> Any:
+    return pb.ListAccountsRequest(page_size=1)
+
+
+async def _reset_req(c: Credits, user: str) -> Any:
+    return pb.ResetPeriodsRequest(user_id=user, request_id=request_id())
+
+
+def _expect(allowed: set[str], public: bool = False) -> dict[str, grpc.StatusCode]:
+    outcome: dict[str, grpc.StatusCode] = {}
+    for caller in CALLERS:
+        if public or caller in allowed:
+            outcome[caller] = OK
+        elif caller in ("no_token", "bad_signature", "expired"):
+            outcome[caller] = UNAUTH
+        else:
+            outcome[caller] = DENIED
+    return outcome
+
+
+READERS = {"user_self", "admin", "service"}
+PRIVILEGED = {"admin", "service"}
+
+MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
+    # method: (request factory, expected code per caller, mutates)
+    "GetBalance": (_balance_req, _expect(READERS), False),
+    "ListTransactions": (_list_req, _expect(READERS), False),
+    "CompareTiers": (_tiers_req, _expect(set(), public=True), False),
+    "Allocate": (_allocate_req, _expect(PRIVILEGED), True),
+    "Deduct": (_deduct_req, _expect(PRIVILEGED), True),
+    "Refund": (_refund_req, _expect({"admin"}), True),
+    "CreateHold": (_hold_req, _expect(PRIVILEGED), True),
+    "CaptureHold": (_capture_req, _expect(PRIVILEGED), True),
+    "ReleaseHold": (_release_req, _expect(PRIVILEGED), True),
+    "SetTier": (_tier_req, _expect(PRIVILEGED), True),
+    "ListAccounts": (_accounts_req, _expect({"admin"}), False),
+    "ResetPeriods": (_reset_req, _expect(PRIVILEGED), True),
+}
+
+
+def test_the_matrix_covers_every_rpc() -> None:
+    methods = set(pb.DESCRIPTOR.services_by_name["CreditsService"].methods_by_name)
+    assert methods == set(MATRIX)
+
+
+def _token(c: Credits, caller: str, target: str) -> str | None:
+    keys = c.keys
+    return {
+        "no_token": None,
+        "bad_signature": keys.forged_token("admin-1", "admin"),
+        "expired": keys.token("admin-1", "admin", ttl=-120),
+        "user_self": keys.token(target, "user"),
+        "user_other": keys.token(new_user("intruder"), "user"),
+        "admin": keys.token("admin-1", "admin"),
+        "service": keys.token("svc-metering", "service"),
+    }[caller]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("method", sorted(MATRIX))
+async def test_authorization(credits: Credits, method: str, caller: str) -> None:
+    factory, expected, mutates = MATRIX[method]
+    target = await credits.funded_user(5 * USD)
+    request = await factory(credits, target)
+    before = await credits.balance(target)
+    token = _token(credits, caller, target)
+    try:
+        await credits.call(method, request, token)
+        code = OK
+    except grpc.aio.AioRpcError as error:
+        code = error.code()
+    assert code == expected[caller], f"{method} as {caller}: {code.name}, expected {expected[caller].name}"
+    if code != OK and mutates:
+        after = await credits.balance(target)
+        assert (after.balance_nanos, after.held_nanos, after.tier) == (
+            before.balance_nanos,
+            before.held_nanos,
+            before.tier,
+        )
+
+
+async def test_a_token_without_a_known_role_is_refused(credits: Credits) -> None:
+    from services.common.auth import mint_token
+    from tests.conftest import AUDIENCE, ISSUER
+
+    token = mint_token(
+        credits.keys.signing_key,
+        "someone",
+        "user",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        extra_claims={"realm_access": {"roles": ["offline_access"]}},
+    )
+    failure = await credits.fail("GetBalance", pb.GetBalanceRequest(), token)
+    assert (failure.code, failure.reason) == (DENIED, "NO_ROLE")
+
+
+async def test_a_token_for_another_audience_is_refused(credits: Credits) -> None:
+    from services.common.auth import mint_token
+    from tests.conftest import ISSUER
+
+    token = mint_token(credits.keys.signing_key, "someone", "admin", issuer=ISSUER, audience="other-app")
+    failure = await credits.fail("GetBalance", pb.GetBalanceRequest(), token)
+    assert (failure.code, failure.reason) == (UNAUTH, "TOKEN_INVALID")
+
+
+async def test_unauthenticated_reasons_say_what_is_wrong(credits: Credits) -> None:
+    missing = await credits.fail("GetBalance", pb.GetBalanceRequest(), None)
+    assert missing.reason == "TOKEN_MISSING"
+    expired = await credits.fail("GetBalance", pb.GetBalanceRequest(), credits.keys.token("a", "user", ttl=-120))
+    assert expired.reason == "TOKEN_EXPIRED"
+    forged = await credits.fail("GetBalance", pb.GetBalanceRequest(), credits.keys.forged_token("a", "user"))
+    assert forged.reason == "TOKEN_INVALID"
+
+
+async def test_only_services_may_grant_coupon_credits(credits: Credits) -> None:
+    user = await credits.funded_user(0)
+    request = pb.AllocateRequest(
+        user_id=user,
+        amount_nanos=USD,
+        reason="coupon",
+        request_id=request_id(),
+        source=pb.GRANT_SOURCE_COUPON,
+    )
+    failure = await credits.fail("Allocate", request, credits.admin_token)
+    assert (failure.code, failure.reason) == (DENIED, "INVALID_SOURCE")
+    granted = await credits.as_service("Allocate", request)
+    assert granted.transaction.debit_account == "platform:promotions"

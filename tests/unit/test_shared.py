@@ -1,0 +1,89 @@
+"""Shared library: settings parsing, migrations naming, token verification rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.common.auth import AuthError, Forbidden, JwtVerifier, ensure_dev_keys, mint_token
+from services.common.config import AuthSettings, ConfigError, Env, ServiceSettings
+from services.common.db import _migrations
+
+
+def test_settings_fail_fast_with_the_variable_named() -> None:
+    with pytest.raises(ConfigError, match="CREDITS_DATABASE_URL or DATABASE_URL"):
+        ServiceSettings.from_env("credits", 50051, {})
+    with pytest.raises(ConfigError, match="CREDITS_GRPC_PORT must be an integer"):
+        ServiceSettings.from_env("credits", 50051, {"DATABASE_URL": "postgresql://x", "CREDITS_GRPC_PORT": "http"})
+    with pytest.raises(ConfigError, match="MIGRATE_ON_START must be true or false"):
+        ServiceSettings.from_env("credits", 50051, {"DATABASE_URL": "postgresql://x", "MIGRATE_ON_START": "maybe"})
+
+
+def test_per_service_database_url_overrides_the_shared_one() -> None:
+    settings = ServiceSettings.from_env(
+        "credits",
+        50051,
+        {"DATABASE_URL": "postgresql://shared", "CREDITS_DATABASE_URL": "postgresql://own"},
+    )
+    assert settings.database_url == "postgresql://own" and settings.db_schema == "credits"
+
+
+def test_migrations_must_be_numbered_without_gaps(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1")
+    (tmp_path / "0003_c.sql").write_text("SELECT 1")
+    with pytest.raises(ValueError, match="without gaps"):
+        _migrations(tmp_path)
+
+
+def test_every_shipped_migration_folder_is_well_formed() -> None:
+    root = Path(__file__).resolve().parents[2] / "services"
+    folders = [p for p in root.glob("*/migrations") if p.is_dir()]
+    assert folders
+    for folder in folders:
+        assert _migrations(folder)
+
+
+def _verifier(tmp_path: Path, **overrides: str) -> tuple[JwtVerifier, Path]:
+    key, jwks = ensure_dev_keys(tmp_path)
+    env = {"AUTH_JWKS_FILE": str(jwks), "AUTH_ISSUER": "iss", "AUTH_AUDIENCE": "aud", **overrides}
+    return JwtVerifier(AuthSettings.from_env(Env(env))), key
+
+
+def test_roles_come_from_realm_access(tmp_path: Path) -> None:
+    verifier, key = _verifier(tmp_path)
+    who = verifier.verify(mint_token(key, "alice", "admin", issuer="iss", audience="aud"))
+    assert who.subject == "alice" and who.is_admin and who.role == "admin"
+    assert who.may_act_for("bob")
+    user = verifier.verify(mint_token(key, "bob", "user", issuer="iss", audience="aud"))
+    assert not user.may_act_for("alice") and user.may_act_for("bob")
+
+
+def test_wrong_issuer_and_expiry_are_refused(tmp_path: Path) -> None:
+    verifier, key = _verifier(tmp_path)
+    with pytest.raises(AuthError) as error:
+        verifier.verify(mint_token(key, "a", "user", issuer="other", audience="aud"))
+    assert error.value.reason == "TOKEN_INVALID"
+    with pytest.raises(AuthError) as error:
+        verifier.verify(mint_token(key, "a", "user", issuer="iss", audience="aud", ttl_seconds=-300))
+    assert error.value.reason == "TOKEN_EXPIRED"
+    with pytest.raises(Forbidden):
+        verifier.verify(
+            mint_token(
+                key,
+                "a",
+                "user",
+                issuer="iss",
+                audience="aud",
+                extra_claims={"realm_access": {"roles": []}},
+            )
+        )
+
+
+def test_dev_keys_are_created_once_and_private(tmp_path: Path) -> None:
+    key, jwks = ensure_dev_keys(tmp_path)
+    first = key.read_bytes()
+    ensure_dev_keys(tmp_path)
+    assert key.read_bytes() == first
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert "PRIVATE" not in jwks.read_text()
