@@ -12,7 +12,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 USER ?= alice
 ROLE ?= user
 
-.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench clean
+.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench deploy-config clean
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,12 @@ verify: $(STAMP) ## Check every ledger invariant against the configured (or embe
 
 bench: $(STAMP) ## Throughput benchmarks against raw PostgreSQL measured in the same run (bench/).
 	$(BIN)/python -m bench.credits_hot_account
+
+DEPLOY_AUTH := AUTH_ISSUER=https://keycloak.example.com/realms/creditmeter \
+	AUTH_JWKS_URL=https://keycloak.example.com/realms/creditmeter/protocol/openid-connect/certs AUTH_AUDIENCE=creditmeter
+
+deploy-config: $(STAMP) ## Render deploy/gateway/envoy.yaml, the in-cluster gateway config (Keycloak JWKS).
+	$(DEPLOY_AUTH) $(BIN)/python -m tools.gateway --kubernetes > deploy/gateway/envoy.yaml
 
 clean: ## Remove the virtualenv and caches (keeps .local data).
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

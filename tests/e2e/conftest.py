@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -56,19 +57,19 @@ async def e2e_database(postgres: Postgres) -> str:
     return await postgres.database("e2e")
 
 
-@pytest.fixture(scope="session")
-def stack(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    local = tmp_path_factory.mktemp("stack")
-    ensure_dev_keys(local / "dev-auth")
+@contextlib.contextmanager
+def run_stack(database_url: str, local: Path, **overrides: str) -> Iterator[Stack]:
+    """Runs tools.stack (what `make run` runs) on free ports until the block ends; stops it by PID."""
     port = free_port()
     env = dict(
         os.environ,
-        DATABASE_URL=e2e_database,
+        DATABASE_URL=database_url,
         GATEWAY_PORT=str(port),
         GATEWAY_ADMIN_PORT=str(free_port()),
         CREDITS_GRPC_PORT="0",
         CREDITMETER_LOCAL_DIR=str(local),
         PYTHONPATH=f"{ROOT}:{ROOT / 'gen' / 'python'}",
+        **overrides,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "tools.stack"],
@@ -95,7 +96,7 @@ def stack(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         if not ready.wait(120) or process.poll() is not None:
             raise RuntimeError("the stack did not start:\n" + "".join(output[-40:]))
-        yield Stack(f"http://127.0.0.1:{port}", e2e_database, local, env)
+        yield Stack(f"http://127.0.0.1:{port}", database_url, local, env)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -104,3 +105,11 @@ def stack(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@pytest.fixture(scope="session")
+def stack(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    local = tmp_path_factory.mktemp("stack")
+    ensure_dev_keys(local / "dev-auth")
+    with run_stack(e2e_database, local) as running:
+        yield running

@@ -1,0 +1,118 @@
+"""Renders the Envoy gateway config from gateway/envoy.template.yaml.
+
+Local runs validate tokens against a JWKS file; with a JWKS URL (Keycloak's
+``…/realms/<realm>/protocol/openid-connect/certs``) Envoy fetches and caches
+the keys itself through a cluster of its own. ``python -m tools.gateway
+--kubernetes`` prints the form deploy/ uses (upstreams by service DNS name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from services.common.config import AuthSettings, ConfigError, Env
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "gateway" / "envoy.template.yaml"
+
+
+def _jwks(auth: AuthSettings) -> tuple[str, str]:
+    """(the provider's key source, extra cluster definitions) as YAML flow text."""
+    if auth.jwks_url:
+        parts = urlsplit(auth.jwks_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"AUTH_JWKS_URL must be an http(s) URL, got {auth.jwks_url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        source = {
+            "remote_jwks": {
+                "http_uri": {"uri": auth.jwks_url, "cluster": "jwks_provider", "timeout": "5s"},
+                "cache_duration": "300s",
+                "async_fetch": {"fast_listener": False},
+                "retry_policy": {"num_retries": 3},
+            }
+        }
+        cluster: dict[str, object] = {
+            "name": "jwks_provider",
+            "type": "STRICT_DNS",
+            "connect_timeout": "5s",
+            "load_assignment": {
+                "cluster_name": "jwks_provider",
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": {"socket_address": {"address": parts.hostname, "port_value": port}}
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+        if parts.scheme == "https":
+            cluster["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": parts.hostname,
+                },
+            }
+        return f"remote_jwks: {json.dumps(source['remote_jwks'])}", f"- {json.dumps(cluster)}"
+    assert auth.jwks_file is not None
+    return f"local_jwks: {json.dumps({'filename': str(Path(auth.jwks_file).resolve())})}", ""
+
+
+def render(
+    *,
+    auth: AuthSettings,
+    gateway_host: str,
+    gateway_port: int,
+    admin_port: int,
+    upstreams: dict[str, tuple[str, int]],
+    descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
+) -> str:
+    source, clusters = _jwks(auth)
+    return string.Template(TEMPLATE.read_text()).substitute(
+        ADMIN_PORT=admin_port,
+        GATEWAY_HOST=gateway_host,
+        GATEWAY_PORT=gateway_port,
+        AUTH_ISSUER=auth.issuer,
+        AUTH_AUDIENCES_JSON=json.dumps(list(auth.audiences)),
+        JWKS_SOURCE=source,
+        EXTRA_CLUSTERS=clusters,
+        DESCRIPTOR_FILE=descriptor,
+        **{f"{name.upper()}_HOST": host for name, (host, _) in upstreams.items()},
+        **{f"{name.upper()}_PORT": port for name, (_, port) in upstreams.items()},
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubernetes", action="store_true", help="render the in-cluster form for deploy/")
+    parser.parse_args()
+    env = Env()
+    try:
+        auth = AuthSettings.from_env(env)
+        text = render(
+            auth=auth,
+            gateway_host="0.0.0.0",
+            gateway_port=8080,
+            admin_port=9901,
+            upstreams={"credits": (env.text("CREDITS_UPSTREAM_HOST", "credits"), 50051)},
+            descriptor="/etc/creditmeter/creditmeter.pb",
+        )
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
