@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -109,12 +108,12 @@ async def bench(url: str, ops: int, concurrency: int, auth_dir: Path) -> list[di
         LOG_LEVEL="WARNING",
         PYTHONPATH=f"{ROOT}:{ROOT / 'gen' / 'python'}",
     )
-    service = subprocess.Popen(
-        [sys.executable, "-m", "services.credits"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.credits", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert service.stdout is not None
-        port = int(json.loads(service.stdout.readline())["port"])
+        port = int(json.loads(await service.stdout.readline())["port"])
         admin = mint_token(keys_key, "bench-admin", "admin", issuer="bench", audience="creditmeter")
         svc = mint_token(keys_key, "bench-svc", "service", issuer="bench", audience="creditmeter")
         user = f"hot-{uuid.uuid4().hex[:8]}"
@@ -156,7 +155,7 @@ async def bench(url: str, ops: int, concurrency: int, auth_dir: Path) -> list[di
             rows.append(_report("grpc_deduct", rate, lat, baseline))
     finally:
         service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        await asyncio.wait_for(service.wait(), 30)
     return rows
 
 
