@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 
 import httpx
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import ROOT, Stack
 
 USD = 1_000_000_000
 
@@ -224,6 +225,22 @@ async def test_holds_over_rest(stack: Stack) -> None:
             json={"user_id": user, "tier": "professional", "request_id": uuid.uuid4().hex},
         )
         assert tier.status_code == 200 and tier.json()["account"]["tier"] == "professional"
+
+
+def test_make_token_prints_only_a_token_the_stack_accepts(stack: Stack) -> None:
+    made = subprocess.run(
+        ["make", "token", "USER=from-make", "ROLE=admin"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert made.stdout.count("\n") == 1 and token.count(".") == 2
+    response = httpx.get(f"{stack.url}/api/v1/credits/accounts", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
 
 
 async def test_unknown_routes_get_json_404(stack: Stack) -> None:
