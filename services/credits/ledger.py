@@ -99,6 +99,64 @@ class Ledger:
                 await asyncio.sleep(0.005 * (2**attempt))
         raise AssertionError("unreachable")
 
+    @staticmethod
+    async def _grant(
+        conn: asyncpg.Connection,
+        *,
+        user_id: str,
+        kind: Kind,
+        source: Source,
+        amount: int,
+        balance_after: int,
+        actor: Actor,
+        expires_at: datetime | None,
+        meta: ChargeMeta,
+        period_start: datetime | None = None,
+        request_id: str | None = None,
+        fingerprint: str | None = None,
+        related: str | None = None,
+    ) -> tuple[Transaction, str]:
+        """Credits the user: the incoming transfer and the grant it creates (account row locked)."""
+        debit = domain.PLATFORM_REVENUE if source is Source.REFUND else domain.grant_source_account(source)
+        tx = await repo.insert_transaction(
+            conn,
+            user_id=user_id,
+            kind=kind,
+            amount=amount,
+            debit=debit,
+            credit=domain.user_account(user_id),
+            balance_after=balance_after,
+            actor=actor,
+            request_id=request_id,
+            fingerprint=fingerprint,
+            related=related,
+            meta=meta,
+        )
+        grant_id = await repo.insert_grant(
+            conn,
+            user_id=user_id,
+            source=source,
+            amount=amount,
+            expires_at=expires_at,
+            transaction_id=tx.transaction_id,
+            period_start=period_start,
+        )
+        return tx, grant_id
+
+    @staticmethod
+    async def _save_balance(conn: asyncpg.Connection, row: asyncpg.Record, balance: int) -> None:
+        """Stores a new balance on a locked account, leaving its holds, tier and period as they are."""
+        await repo.save_account_state(
+            conn,
+            row["user_id"],
+            balance=balance,
+            held=row["held_nanos"],
+            tier_id=row["tier_id"],
+            period_anchor=row["period_anchor"],
+            period_start=row["period_start"],
+            period_end=row["period_end"],
+        )
+
     # --- accounts and maintenance ---------------------------------------------------
 
     async def _lock_or_create(
@@ -117,25 +175,17 @@ class Ledger:
             assert row is not None
             return row
         if trial.credits_nanos > 0:
-            tx = await repo.insert_transaction(
+            await self._grant(
                 conn,
                 user_id=user_id,
                 kind=Kind.TIER_ALLOCATION,
-                amount=trial.credits_nanos,
-                debit=domain.PLATFORM_GRANTS,
-                credit=domain.user_account(user_id),
-                balance_after=trial.credits_nanos,
-                actor=SYSTEM,
-                meta=ChargeMeta(reason=f"{trial.tier_id} allocation for the first period"),
-            )
-            await repo.insert_grant(
-                conn,
-                user_id=user_id,
                 source=Source.TIER,
                 amount=trial.credits_nanos,
+                balance_after=trial.credits_nanos,
+                actor=SYSTEM,
                 expires_at=created["period_end"],
-                transaction_id=tx.transaction_id,
                 period_start=created["period_start"],
+                meta=ChargeMeta(reason=f"{trial.tier_id} allocation for the first period"),
             )
         return await repo.save_account_state(
             conn,
@@ -188,25 +238,17 @@ class Ledger:
 
         if new_period and tier.credits_nanos > 0:
             balance += tier.credits_nanos
-            tx = await repo.insert_transaction(
+            await self._grant(
                 conn,
                 user_id=user_id,
                 kind=Kind.TIER_ALLOCATION,
-                amount=tier.credits_nanos,
-                debit=domain.PLATFORM_GRANTS,
-                credit=domain.user_account(user_id),
-                balance_after=balance,
-                actor=SYSTEM,
-                meta=ChargeMeta(reason=f"{tier.tier_id} allocation for the period starting {start.isoformat()}"),
-            )
-            await repo.insert_grant(
-                conn,
-                user_id=user_id,
                 source=Source.TIER,
                 amount=tier.credits_nanos,
+                balance_after=balance,
+                actor=SYSTEM,
                 expires_at=end,
-                transaction_id=tx.transaction_id,
                 period_start=start,
+                meta=ChargeMeta(reason=f"{tier.tier_id} allocation for the period starting {start.isoformat()}"),
             )
         saved = await repo.save_account_state(
             conn,
@@ -331,37 +373,20 @@ class Ledger:
                 if expires_at is not None and expires_at <= row["db_now"]:
                     raise invalid("INVALID_EXPIRY", "expires_at must be in the future", field="expires_at")
                 balance = row["balance_nanos"] + amount
-                tx = await repo.insert_transaction(
+                tx, grant_id = await self._grant(
                     conn,
                     user_id=user_id,
                     kind=Kind.ALLOCATION,
+                    source=source,
                     amount=amount,
-                    debit=domain.grant_source_account(source),
-                    credit=domain.user_account(user_id),
                     balance_after=balance,
                     actor=actor,
+                    expires_at=expires_at,
                     request_id=request_id,
                     fingerprint=fp,
                     meta=meta,
                 )
-                grant_id = await repo.insert_grant(
-                    conn,
-                    user_id=user_id,
-                    source=source,
-                    amount=amount,
-                    expires_at=expires_at,
-                    transaction_id=tx.transaction_id,
-                )
-                await repo.save_account_state(
-                    conn,
-                    user_id,
-                    balance=balance,
-                    held=row["held_nanos"],
-                    tier_id=row["tier_id"],
-                    period_anchor=row["period_anchor"],
-                    period_start=row["period_start"],
-                    period_end=row["period_end"],
-                )
+                await self._save_balance(conn, row, balance)
                 return tx, grant_id
 
         return await self._retrying(work)
@@ -393,38 +418,21 @@ class Ledger:
                     )
                 domain.check_refund(charge.amount_nanos, refunded, amount)
                 balance = row["balance_nanos"] + amount
-                tx = await repo.insert_transaction(
+                tx, _ = await self._grant(
                     conn,
                     user_id=user_id,
                     kind=Kind.REFUND,
+                    source=Source.REFUND,
                     amount=amount,
-                    debit=domain.PLATFORM_REVENUE,
-                    credit=domain.user_account(user_id),
                     balance_after=balance,
                     actor=actor,
+                    expires_at=None,
                     request_id=request_id,
                     fingerprint=fp,
                     related=charge_id,
                     meta=ChargeMeta(reason=reason, reference_id=charge_id),
                 )
-                await repo.insert_grant(
-                    conn,
-                    user_id=user_id,
-                    source=Source.REFUND,
-                    amount=amount,
-                    expires_at=None,
-                    transaction_id=tx.transaction_id,
-                )
-                await repo.save_account_state(
-                    conn,
-                    user_id,
-                    balance=balance,
-                    held=row["held_nanos"],
-                    tier_id=row["tier_id"],
-                    period_anchor=row["period_anchor"],
-                    period_start=row["period_start"],
-                    period_end=row["period_end"],
-                )
+                await self._save_balance(conn, row, balance)
                 return tx, domain.refundable(charge.amount_nanos, refunded + amount)
 
         return await self._retrying(work)
