@@ -1,5 +1,7 @@
 # creditmeter — every target is documented by `make help`.
 SHELL := /bin/bash
+# Keep stdout clean when called from another make (TOKEN=$$(make token ...) inside a recipe).
+MAKEFLAGS += --no-print-directory
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.auth import ensure_dev_keys, mint_token
+from services.coupons.config import CouponsSettings
+from services.coupons.server import create_server as create_coupons_server
 from services.credits.config import CreditsSettings
 from services.credits.server import RunningServer, create_server
 from tools.localdb import start_embedded
@@ -125,6 +127,44 @@ async def credits_server(credits_db: str, keys: Keys) -> AsyncIterator[RunningSe
     running = await create_server(CreditsSettings.from_env(credits_environ(credits_db, keys)))
     yield running
     await running.stop(1)
+
+
+def coupons_environ(url: str, keys: Keys, credits_port: int, **extra: str) -> dict[str, str]:
+    return {
+        "COUPONS_DATABASE_URL": url,
+        "COUPONS_GRPC_PORT": "0",
+        "COUPONS_CREDITS_ADDR": f"127.0.0.1:{credits_port}",
+        "AUTH_JWKS_FILE": str(keys.jwks),
+        # The coupons service mints its own service tokens with the dev key.
+        "AUTH_DEV_SIGNING_KEY_FILE": str(keys.signing_key),
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        "COUPONS_RECOVERY_INTERVAL_SECONDS": "0",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+async def coupons_server(credits_db: str, keys: Keys, credits_server: RunningServer) -> AsyncIterator[RunningServer]:
+    running = await create_coupons_server(
+        CouponsSettings.from_env(coupons_environ(credits_db, keys, credits_server.port))
+    )
+    yield running
+    await running.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def coupons_channel(coupons_server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{coupons_server.port}") as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+async def coupons_db(credits_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """Direct access to the coupons schema (same database as credits in the tests)."""
+    pool = await asyncpg.create_pool(credits_db, min_size=1, max_size=4, server_settings={"search_path": "coupons"})
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,10 @@ def main() -> int:
             gateway_host="0.0.0.0",
             gateway_port=8080,
             admin_port=9901,
-            upstreams={"credits": (env.text("CREDITS_UPSTREAM_HOST", "credits"), 50051)},
+            upstreams={
+                "credits": (env.text("CREDITS_UPSTREAM_HOST", "credits"), 50051),
+                "coupons": (env.text("COUPONS_UPSTREAM_HOST", "coupons"), 50053),
+            },
             descriptor="/etc/creditmeter/creditmeter.pb",
         )
     except ConfigError as error:

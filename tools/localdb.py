@@ -9,6 +9,7 @@ from typing import Any
 from services.common.config import LOCAL_DIR
 
 DATABASE = "creditmeter"
+MAX_CONNECTIONS = 400
 
 
 def start_embedded(pgdata: Path, database: str = DATABASE) -> tuple[Any, str]:
@@ -23,6 +24,12 @@ def start_embedded(pgdata: Path, database: str = DATABASE) -> tuple[Any, str]:
         raise ValueError(f"invalid database name {database!r}")
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    if "(1 row)" in server.psql(f"SELECT 1 WHERE current_setting('max_connections')::int < {MAX_CONNECTIONS};"):
+        # Every service keeps a pool; the default 100 connections is too few for the
+        # whole stack plus tests. The setting needs a restart, done once per data folder.
+        server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+        server.cleanup()
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {database};")

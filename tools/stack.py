@@ -38,7 +38,10 @@ class ServiceSpec:
     default_port: int
 
 
-SERVICES = (ServiceSpec("credits", "services.credits", 50051),)
+SERVICES = (
+    ServiceSpec("credits", "services.credits", 50051),
+    ServiceSpec("coupons", "services.coupons", 50053),
+)
 
 
 @dataclass
@@ -152,6 +155,10 @@ def main() -> int:
         for spec in SERVICES:
             env = dict(base_env)
             env.setdefault(f"{spec.name.upper()}_GRPC_PORT", str(spec.default_port))
+            # Later services call the earlier ones on the ports they actually got.
+            for started in children:
+                env[f"{spec.name.upper()}_{started.name.upper()}_ADDR"] = f"127.0.0.1:{started.port}"
+            env.setdefault("COUPONS_DEV_SEED", "true")
             children.append(_start(spec.name, [sys.executable, "-m", spec.module], env, wait_for_port=True))
             _log(f"{spec.name} gRPC on 127.0.0.1:{children[-1].port}")
         LOCAL_DIR.mkdir(parents=True, exist_ok=True)

@@ -12,38 +12,56 @@ import sys
 import asyncpg
 
 from services.common import db
+from services.common.verification import CheckResult
+from services.coupons import verify as coupons_verify
 from services.credits import verify as credits_verify
 from tools.localdb import database_url
 
 
-async def verify_all(url: str, schemas: dict[str, str]) -> bool:
+async def _connect(url: str, service: str) -> asyncpg.Connection | None:
+    """A connection whose search_path is the service's schema; None if the schema does not exist yet."""
+    schema = os.environ.get(f"{service.upper()}_DB_SCHEMA", service)
+    conn = await asyncpg.connect(os.environ.get(f"{service.upper()}_DATABASE_URL", url))
+    if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+        await conn.close()
+        print(f"{service}: schema {schema!r} does not exist yet; nothing to verify")
+        return None
+    await conn.execute(f"SET search_path = {db._check_schema(schema)}")
+    return conn
+
+
+def _print(service: str, results: list[CheckResult]) -> bool:
+    print(f"{service}:")
+    for result in results:
+        print("  " + result.line())
+    return all(r.ok for r in results)
+
+
+async def verify_all(url: str) -> bool:
+    credits = await _connect(url, "credits")
+    coupons = await _connect(url, "coupons")
     ok = True
-    for service, schema in schemas.items():
-        dsn = os.environ.get(f"{service.upper()}_DATABASE_URL", url)
-        conn = await asyncpg.connect(dsn)
-        try:
-            present = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
-            if not present:
-                print(f"{service}: schema {schema!r} does not exist yet; nothing to verify")
-                continue
-            await conn.execute(f"SET search_path = {db._check_schema(schema)}")
-            print(f"{service} (schema {schema}):")
-            results = await credits_verify.verify(conn)
-            for result in results:
-                print("  " + result.line())
-                ok = ok and result.ok
-            for account, balance in (await credits_verify.platform_balances(conn)).items():
+    try:
+        if credits is not None:
+            ok &= _print("credits", await credits_verify.verify(credits))
+            for account, balance in (await credits_verify.platform_balances(credits)).items():
                 print(f"  derived balance {account}: {balance} nanos")
-        finally:
-            await conn.close()
+        if coupons is not None:
+            results = await coupons_verify.verify(coupons)
+            if credits is not None:
+                results += await coupons_verify.cross_check_credits(coupons, credits)
+            ok &= _print("coupons", results)
+    finally:
+        for conn in (credits, coupons):
+            if conn is not None:
+                await conn.close()
     return ok
 
 
 def main() -> int:
     url, embedded = database_url()
     try:
-        schemas = {"credits": os.environ.get("CREDITS_DB_SCHEMA", "credits")}
-        ok = asyncio.run(verify_all(url, schemas))
+        ok = asyncio.run(verify_all(url))
     finally:
         if embedded is not None:
             embedded.cleanup()

@@ -140,6 +140,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                         code=Code.ABORTED,
                     )
                 except (
+                    asyncpg.TooManyConnectionsError,
                     asyncpg.PostgresConnectionError,
                     OSError,
                     TimeoutError,
@@ -253,6 +254,11 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
             call_details.wait_for_ready,
         )
         return await continuation(details, request)
+
+
+def connect(address: str, tokens: TokenSource | None) -> grpc.aio.Channel:
+    """A channel to another service whose calls carry this service's token and trace context."""
+    return grpc.aio.insecure_channel(address, interceptors=[ClientInterceptor(tokens)])
 
 
 def build_server(

@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from services.common.config import ConfigError
+from services.common.config import ConfigError, ServiceSettings
 from services.common.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -22,20 +22,22 @@ class Stoppable(Protocol):
     async def stop(self, grace: float) -> None: ...
 
 
-def run_service(
-    name: str,
-    load_settings: Callable[[], object],
-    start: Callable[[object], Awaitable[Stoppable]],
-    grace: Callable[[object], float],
-    log_level: Callable[[object], str],
-) -> int:
+class HasCommon(Protocol):
+    @property
+    def common(self) -> ServiceSettings: ...
+
+
+S = TypeVar("S", bound=HasCommon)
+
+
+def run_service(name: str, load_settings: Callable[[], S], start: Callable[[S], Awaitable[Stoppable]]) -> int:
     """Loads settings (exit 2 with a clear message when they are wrong), serves until SIGINT/SIGTERM."""
     try:
         settings = load_settings()
     except ConfigError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)
         return 2
-    setup_logging(name, log_level(settings))
+    setup_logging(name, settings.common.log_level)
     setup_tracing(name)
 
     async def main() -> None:
@@ -49,7 +51,7 @@ def run_service(
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down")
-        await running.stop(grace(settings))
+        await running.stop(float(settings.common.shutdown_grace_seconds))
 
     try:
         asyncio.run(main())

@@ -17,6 +17,7 @@ import pytest
 
 from services.common.auth import ensure_dev_keys, mint_token
 from tests.conftest import Postgres
+from tools.stack import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,9 +67,10 @@ def run_stack(database_url: str, local: Path, **overrides: str) -> Iterator[Stac
         DATABASE_URL=database_url,
         GATEWAY_PORT=str(port),
         GATEWAY_ADMIN_PORT=str(free_port()),
-        CREDITS_GRPC_PORT="0",
         CREDITMETER_LOCAL_DIR=str(local),
         PYTHONPATH=f"{ROOT}:{ROOT / 'gen' / 'python'}",
+        # Every service on a free port: the stack wires them to each other and to Envoy.
+        **{f"{spec.name.upper()}_GRPC_PORT": "0" for spec in SERVICES},
         **overrides,
     )
     process = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -118,3 +119,68 @@ async def time_travel(db: asyncpg.Pool, user: str, days: int = 0, hours: int = 0
             user,
             shift,
         )
+
+
+class CouponsClient:
+    """Calls CouponsService as a given identity."""
+
+    def __init__(self, channel: grpc.aio.Channel, keys: Keys) -> None:
+        from creditmeter.coupons.v1 import coupons_pb2_grpc
+
+        self.stub = coupons_pb2_grpc.CouponsServiceStub(channel)
+        self.keys = keys
+        self.admin_token = keys.token("coupon-admin", "admin")
+
+    async def call(self, method: str, request: Any, token: str | None) -> Any:
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        return await getattr(self.stub, method)(request, metadata=metadata, timeout=30)
+
+    async def fail(self, method: str, request: Any, token: str | None) -> Failure:
+        try:
+            await self.call(method, request, token)
+        except grpc.aio.AioRpcError as error:
+            info = error_info_from(error)
+            return Failure(error.code(), info.reason if info else "", error.details() or "")
+        raise AssertionError(f"{method} succeeded but was expected to fail")
+
+    async def create(self, **fields: Any) -> Any:
+        from creditmeter.coupons.v1 import coupons_pb2 as cpb
+
+        fields.setdefault("code", f"C{uuid.uuid4().hex[:10].upper()}")
+        fields.setdefault("kind", cpb.CREDIT_GRANT)
+        if fields["kind"] == cpb.CREDIT_GRANT:
+            fields.setdefault("credit_amount_nanos", 5 * USD)
+        fields.setdefault("request_id", request_id())
+        response = await self.call("CreateCoupon", cpb.CreateCouponRequest(**fields), self.admin_token)
+        return response.coupon
+
+    async def redeem(self, user: str, code: str, rid: str | None = None) -> Any:
+        from creditmeter.coupons.v1 import coupons_pb2 as cpb
+
+        return await self.call(
+            "RedeemCoupon",
+            cpb.RedeemCouponRequest(code=code, request_id=rid or request_id()),
+            self.keys.token(user, "user"),
+        )
+
+    async def validate(self, user: str, code: str) -> Any:
+        from creditmeter.coupons.v1 import coupons_pb2 as cpb
+
+        return await self.call("ValidateCoupon", cpb.ValidateCouponRequest(code=code), self.keys.token(user, "user"))
+
+
+@pytest.fixture(scope="session")
+def coupons(coupons_channel: grpc.aio.Channel, keys: Keys) -> CouponsClient:
+    return CouponsClient(coupons_channel, keys)
+
+
+async def assert_everything_ok(credits_pool: asyncpg.Pool, coupons_pool: asyncpg.Pool) -> None:
+    """Every invariant of both contexts, including the coupons↔ledger cross-check."""
+    from services.coupons import verify as coupons_verify
+
+    async with credits_pool.acquire() as credits_conn, coupons_pool.acquire() as coupons_conn:
+        results = await verify.verify(credits_conn)
+        results += await coupons_verify.verify(coupons_conn)
+        results += await coupons_verify.cross_check_credits(coupons_conn, credits_conn)
+    failures = [r.line() for r in results if not r.ok]
+    assert not failures, "\n".join(failures)

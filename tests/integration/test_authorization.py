@@ -10,14 +10,11 @@ import grpc
 import pytest
 from creditmeter.credits.v1 import credits_pb2 as pb
 
-from tests.conftest import new_user, request_id
+from services.credits.config import CreditsSettings
+from services.credits.server import create_server
+from tests.conftest import Keys, Postgres, credits_environ, request_id
+from tests.integration.authz import CALLERS, DENIED, OK, UNAUTH, expect, token_for
 from tests.integration.conftest import USD, Credits
-
-OK = grpc.StatusCode.OK
-UNAUTH = grpc.StatusCode.UNAUTHENTICATED
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-
-CALLERS = ("no_token", "bad_signature", "expired", "user_self", "user_other", "admin", "service")
 
 Factory = Callable[[Credits, str], Awaitable[Any]]
 
@@ -79,54 +76,29 @@ async def _reset_req(c: Credits, user: str) -> Any:
     return pb.ResetPeriodsRequest(user_id=user, request_id=request_id())
 
 
-def _expect(allowed: set[str], public: bool = False) -> dict[str, grpc.StatusCode]:
-    outcome: dict[str, grpc.StatusCode] = {}
-    for caller in CALLERS:
-        if public or caller in allowed:
-            outcome[caller] = OK
-        elif caller in ("no_token", "bad_signature", "expired"):
-            outcome[caller] = UNAUTH
-        else:
-            outcome[caller] = DENIED
-    return outcome
-
-
 READERS = {"user_self", "admin", "service"}
 PRIVILEGED = {"admin", "service"}
 
 MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
     # method: (request factory, expected code per caller, mutates)
-    "GetBalance": (_balance_req, _expect(READERS), False),
-    "ListTransactions": (_list_req, _expect(READERS), False),
-    "CompareTiers": (_tiers_req, _expect(set(), public=True), False),
-    "Allocate": (_allocate_req, _expect(PRIVILEGED), True),
-    "Deduct": (_deduct_req, _expect(PRIVILEGED), True),
-    "Refund": (_refund_req, _expect({"admin"}), True),
-    "CreateHold": (_hold_req, _expect(PRIVILEGED), True),
-    "CaptureHold": (_capture_req, _expect(PRIVILEGED), True),
-    "ReleaseHold": (_release_req, _expect(PRIVILEGED), True),
-    "SetTier": (_tier_req, _expect(PRIVILEGED), True),
-    "ListAccounts": (_accounts_req, _expect({"admin"}), False),
-    "ResetPeriods": (_reset_req, _expect(PRIVILEGED), True),
+    "GetBalance": (_balance_req, expect(READERS), False),
+    "ListTransactions": (_list_req, expect(READERS), False),
+    "CompareTiers": (_tiers_req, expect(set(), public=True), False),
+    "Allocate": (_allocate_req, expect(PRIVILEGED), True),
+    "Deduct": (_deduct_req, expect(PRIVILEGED), True),
+    "Refund": (_refund_req, expect({"admin"}), True),
+    "CreateHold": (_hold_req, expect(PRIVILEGED), True),
+    "CaptureHold": (_capture_req, expect(PRIVILEGED), True),
+    "ReleaseHold": (_release_req, expect(PRIVILEGED), True),
+    "SetTier": (_tier_req, expect(PRIVILEGED), True),
+    "ListAccounts": (_accounts_req, expect({"admin"}), False),
+    "ResetPeriods": (_reset_req, expect(PRIVILEGED), True),
 }
 
 
 def test_the_matrix_covers_every_rpc() -> None:
     methods = set(pb.DESCRIPTOR.services_by_name["CreditsService"].methods_by_name)
     assert methods == set(MATRIX)
-
-
-def _token(c: Credits, caller: str, target: str) -> str | None:
-    keys = c.keys
-    return {
-        "no_token": None,
-        "bad_signature": keys.forged_token("admin-1", "admin"),
-        "expired": keys.token("admin-1", "admin", ttl=-120),
-        "user_self": keys.token(target, "user"),
-        "user_other": keys.token(new_user("intruder"), "user"),
-        "admin": keys.token("admin-1", "admin"),
-        "service": keys.token("svc-metering", "service"),
-    }[caller]
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -136,7 +108,7 @@ async def test_authorization(credits: Credits, method: str, caller: str) -> None
     target = await credits.funded_user(5 * USD)
     request = await factory(credits, target)
     before = await credits.balance(target)
-    token = _token(credits, caller, target)
+    token = token_for(credits.keys, caller, target)
     try:
         await credits.call(method, request, token)
         code = OK
@@ -186,16 +158,21 @@ async def test_unauthenticated_reasons_say_what_is_wrong(credits: Credits) -> No
     assert forged.reason == "TOKEN_INVALID"
 
 
-async def test_only_services_may_grant_coupon_credits(credits: Credits) -> None:
-    user = await credits.funded_user(0)
-    request = pb.AllocateRequest(
-        user_id=user,
-        amount_nanos=USD,
-        reason="coupon",
-        request_id=request_id(),
-        source=pb.GRANT_SOURCE_COUPON,
-    )
-    failure = await credits.fail("Allocate", request, credits.admin_token)
-    assert (failure.code, failure.reason) == (DENIED, "INVALID_SOURCE")
-    granted = await credits.as_service("Allocate", request)
-    assert granted.transaction.debit_account == "platform:promotions"
+async def test_only_services_may_grant_coupon_credits(postgres: Postgres, keys: Keys) -> None:
+    # Its own database: a coupon grant without a redemption is exactly what the
+    # coupons<->ledger cross-check of the shared test database would flag.
+    url = await postgres.database("coupon_source_check")
+    running = await create_server(CreditsSettings.from_env(credits_environ(url, keys)))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
+            client = Credits(chan, keys)
+            user = await client.funded_user(0)
+            request = pb.AllocateRequest(
+                user_id=user, amount_nanos=USD, reason="coupon", request_id=request_id(), source=pb.GRANT_SOURCE_COUPON
+            )
+            failure = await client.fail("Allocate", request, client.admin_token)
+            assert (failure.code, failure.reason) == (DENIED, "INVALID_SOURCE")
+            granted = await client.as_service("Allocate", request)
+            assert granted.transaction.debit_account == "platform:promotions"
+    finally:
+        await running.stop(1)

@@ -1,0 +1,92 @@
+"""Starting and stopping a service the same way everywhere.
+
+``open_database`` creates the service's schema, its pool and applies its
+migrations; ``start`` builds the gRPC server with the standard interceptors and
+health, registers the servicers, listens, and marks the service SERVING.
+``RunningService.stop`` is the graceful shutdown: NOT_SERVING, background tasks
+cancelled, in-flight RPCs drained, outgoing channels and the pool closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health
+
+from services.common import db
+from services.common.auth import JwtVerifier
+from services.common.config import ServiceSettings
+from services.common.grpcserver import MethodPolicy, build_server, set_serving
+
+
+@dataclass
+class RunningService:
+    """A started service and everything that must be stopped with it."""
+
+    server: grpc.aio.Server
+    port: int
+    pool: asyncpg.Pool
+    health: health.aio.HealthServicer
+    service_names: Sequence[str]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    async def stop(self, grace: float) -> None:
+        await set_serving(self.health, self.service_names, serving=False)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.server.stop(grace)
+        for channel in self.channels:
+            await channel.close()
+        await self.pool.close()
+
+
+async def open_database(settings: ServiceSettings, migrations: Path) -> asyncpg.Pool:
+    await db.ensure_schema(settings.database_url, settings.db_schema)
+    pool = await db.create_pool(
+        settings.database_url,
+        settings.db_schema,
+        application_name=f"creditmeter-{settings.service_name}",
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+    )
+    try:
+        if settings.migrate_on_start:
+            await db.migrate(pool, settings.db_schema, migrations)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+async def start(
+    settings: ServiceSettings,
+    pool: asyncpg.Pool,
+    *,
+    domain: str,
+    policies: Mapping[str, MethodPolicy],
+    service_names: Sequence[str],
+    register: Callable[[grpc.aio.Server], None],
+) -> RunningService:
+    """Serves on the configured address; closes the pool if start-up fails."""
+    try:
+        server, health_servicer = build_server(settings.service_name, domain, JwtVerifier(settings.auth), policies)
+        register(server)
+        port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        if port == 0:
+            raise RuntimeError(f"could not listen on {settings.grpc_host}:{settings.grpc_port}")
+        await server.start()
+        await set_serving(health_servicer, service_names, serving=True)
+    except BaseException:
+        await pool.close()
+        raise
+    return RunningService(server, port, pool, health_servicer, service_names)

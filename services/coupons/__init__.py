@@ -1,0 +1,1 @@
+"""The coupons bounded context: promotional codes granting credits or tier trials, with hard caps."""

@@ -1,0 +1,205 @@
+"""CouponsService servicer: proto ↔ domain and access rules; no SQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import grpc
+from creditmeter.coupons.v1 import coupons_pb2 as pb
+from creditmeter.coupons.v1 import coupons_pb2_grpc as pb_grpc
+from google.protobuf import timestamp_pb2
+
+from services.common.auth import Forbidden
+from services.common.errors import invalid
+from services.common.grpcserver import MethodPolicy, principal
+from services.coupons import domain
+from services.coupons.domain import Coupon, Kind, Redemption
+from services.coupons.workflow import Coupons, page_token, parse_page_token, parse_redemption_token
+
+_SERVICE = "/creditmeter.coupons.v1.CouponsService/"
+
+POLICIES: dict[str, MethodPolicy] = {
+    _SERVICE + "CreateCoupon": MethodPolicy.allow("admin"),
+    _SERVICE + "ValidateCoupon": MethodPolicy.allow("user"),
+    _SERVICE + "RedeemCoupon": MethodPolicy.allow("user"),
+    _SERVICE + "ListCoupons": MethodPolicy.allow("admin"),
+    _SERVICE + "GetCoupon": MethodPolicy.allow("admin"),
+    _SERVICE + "DisableCoupon": MethodPolicy.allow("admin"),
+    _SERVICE + "ListRedemptions": MethodPolicy.allow("user", "admin"),
+}
+
+_KINDS = {pb.CREDIT_GRANT: Kind.CREDIT_GRANT, pb.TIER_TRIAL: Kind.TIER_TRIAL}
+_KIND_PB = {Kind.CREDIT_GRANT: pb.CREDIT_GRANT, Kind.TIER_TRIAL: pb.TIER_TRIAL}
+_STATUS_PB = {
+    domain.Status.PENDING: pb.REDEMPTION_PENDING,
+    domain.Status.COMPLETED: pb.REDEMPTION_COMPLETED,
+    domain.Status.FAILED: pb.REDEMPTION_FAILED,
+}
+
+
+def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def _from_ts(request: object, field: str) -> datetime | None:
+    if not request.HasField(field):  # type: ignore[attr-defined]
+        return None
+    moment: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
+    return moment
+
+
+def _coupon_pb(coupon: Coupon) -> pb.Coupon:
+    return pb.Coupon(
+        code=coupon.code,
+        description=coupon.description,
+        kind=_KIND_PB[coupon.kind],
+        credit_amount_nanos=coupon.credit_amount_nanos,
+        credit_expiry_days=coupon.credit_expiry_days,
+        trial_tier=coupon.trial_tier,
+        trial_days=coupon.trial_days,
+        valid_from=_ts(coupon.valid_from),
+        expires_at=_ts(coupon.expires_at),
+        max_redemptions=coupon.max_redemptions,
+        per_user_limit=coupon.per_user_limit,
+        eligible_tiers=list(coupon.eligible_tiers),
+        first_time_only=coupon.first_time_only,
+        disabled=coupon.disabled,
+        redemption_count=coupon.redemption_count,
+        created_at=_ts(coupon.created_at),
+        created_by=coupon.created_by,
+    )
+
+
+def _grant_of_coupon(coupon: Coupon) -> pb.Grant:
+    return pb.Grant(
+        kind=_KIND_PB[coupon.kind],
+        credits_nanos=coupon.credit_amount_nanos,
+        trial_tier=coupon.trial_tier,
+        trial_days=coupon.trial_days,
+    )
+
+
+def _redemption_pb(r: Redemption) -> pb.Redemption:
+    return pb.Redemption(
+        redemption_id=r.redemption_id,
+        code=r.code,
+        user_id=r.user_id,
+        status=_STATUS_PB[r.status],
+        grant=pb.Grant(
+            kind=_KIND_PB[r.kind],
+            credits_nanos=r.credits_nanos,
+            credits_expire_at=_ts(r.credits_expire_at),
+            trial_tier=r.trial_tier,
+            trial_days=r.trial_days,
+        ),
+        transaction_id=r.transaction_id,
+        balance_after_nanos=r.balance_after_nanos,
+        trial_ends_at=_ts(r.trial_ends_at),
+        previous_tier=r.previous_tier,
+        created_at=_ts(r.created_at),
+        completed_at=_ts(r.completed_at),
+    )
+
+
+class CouponsServicer(pb_grpc.CouponsServiceServicer):
+    """The coupons API over :class:`Coupons`."""
+
+    def __init__(self, coupons: Coupons) -> None:
+        self._coupons = coupons
+
+    async def CreateCoupon(
+        self, request: pb.CreateCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateCouponResponse:
+        who = principal()
+        request_id = domain.validate_request_id(request.request_id)
+        spec = domain.build_spec(
+            code=request.code,
+            description=request.description,
+            kind=_KINDS.get(request.kind),
+            credit_amount_nanos=request.credit_amount_nanos,
+            credit_expiry_days=request.credit_expiry_days,
+            trial_tier=request.trial_tier,
+            trial_days=request.trial_days,
+            valid_from=_from_ts(request, "valid_from"),
+            expires_at=_from_ts(request, "expires_at"),
+            max_redemptions=request.max_redemptions,
+            per_user_limit=request.per_user_limit,
+            eligible_tiers=list(request.eligible_tiers),
+            first_time_only=request.first_time_only,
+            known_tiers=await self._coupons.known_tiers(),
+            now=datetime.now(UTC),
+        )
+        return pb.CreateCouponResponse(coupon=_coupon_pb(await self._coupons.create(spec, who.subject, request_id)))
+
+    async def ValidateCoupon(
+        self, request: pb.ValidateCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ValidateCouponResponse:
+        who = principal()
+        code, reason, coupon = await self._coupons.validate(who.subject, request.code)
+        response = pb.ValidateCouponResponse(valid=not reason, reason=reason, code=code)
+        if coupon is not None:
+            response.grant.CopyFrom(_grant_of_coupon(coupon))
+            response.description = coupon.description
+        return response
+
+    async def RedeemCoupon(
+        self, request: pb.RedeemCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedeemCouponResponse:
+        who = principal()
+        request_id = domain.validate_request_id(request.request_id)
+        redemption = await self._coupons.redeem(who.subject, request.code, request_id)
+        return pb.RedeemCouponResponse(
+            redemption_id=redemption.redemption_id,
+            credits_granted_nanos=redemption.credits_nanos,
+            balance_after_nanos=redemption.balance_after_nanos,
+            trial_tier=redemption.trial_tier,
+            trial_ends_at=_ts(redemption.trial_ends_at),
+            redemption=_redemption_pb(redemption),
+        )
+
+    async def ListCoupons(
+        self, request: pb.ListCouponsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCouponsResponse:
+        size = domain.validate_page_size(request.page_size)
+        rows = await self._coupons.list_coupons(
+            parse_page_token(request.page_token), request.include_disabled, size + 1
+        )
+        page = rows[:size]
+        return pb.ListCouponsResponse(
+            coupons=[_coupon_pb(c) for c in page], next_page_token=page_token(page[-1]) if len(rows) > size else ""
+        )
+
+    async def GetCoupon(self, request: pb.GetCouponRequest, context: grpc.aio.ServicerContext) -> pb.GetCouponResponse:
+        return pb.GetCouponResponse(coupon=_coupon_pb(await self._coupons.get(request.code)))
+
+    async def DisableCoupon(
+        self, request: pb.DisableCouponRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DisableCouponResponse:
+        if len(request.reason) > domain.MAX_DESCRIPTION:
+            raise invalid("INVALID_REASON", f"reason must be at most {domain.MAX_DESCRIPTION} characters")
+        coupon = await self._coupons.disable(request.code, principal().subject, request.reason)
+        return pb.DisableCouponResponse(coupon=_coupon_pb(coupon))
+
+    async def ListRedemptions(
+        self, request: pb.ListRedemptionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRedemptionsResponse:
+        who = principal()
+        user_id = domain.validate_user_id(request.user_id) if request.user_id else ""
+        if not who.is_admin:
+            if user_id and user_id != who.subject:
+                raise Forbidden("FORBIDDEN", "users may only list their own redemptions")
+            user_id = who.subject
+        code = domain.normalize_code(request.code) if request.code else ""
+        size = domain.validate_page_size(request.page_size)
+        rows = await self._coupons.list_redemptions(
+            code=code, user_id=user_id, before=parse_redemption_token(request.page_token), limit=size + 1
+        )
+        page = rows[:size]
+        return pb.ListRedemptionsResponse(
+            redemptions=[_redemption_pb(r) for r in page],
+            next_page_token=page[-1].redemption_id if len(rows) > size else "",
+        )

@@ -1,0 +1,343 @@
+"""The coupon use cases: create, validate, redeem (claim here, grant in credits), recover, revert trials.
+
+A redemption is first claimed in this service's database (one statement:
+rules re-checked under the user's and the coupon's locks, the unit counted,
+the redemption recorded PENDING), then granted through the credits service
+with the redemption id as the credits request_id. Either both happen or, if
+credits refuses for good, the redemption is marked FAILED and its unit given
+back; a failure in between leaves it PENDING for a retry or the recovery pass,
+which can never grant twice because credits replays the same request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import grpc
+from creditmeter.credits.v1 import credits_pb2 as credits_pb
+from creditmeter.credits.v1 import credits_pb2_grpc as credits_grpc
+from google.protobuf import timestamp_pb2
+
+from services.common.errors import Code, DomainError, already_exists, invalid
+from services.common.ids import uuid7
+from services.coupons import domain
+from services.coupons import repository as repo
+from services.coupons.domain import Coupon, CouponSpec, Kind, Redemption, Status
+
+log = logging.getLogger(__name__)
+
+#: Credits answers that mean "never going to work": the redemption fails and its unit is released.
+_PERMANENT = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.OUT_OF_RANGE,
+}
+
+
+def _ts(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+class Coupons:
+    """Coupon use cases over this service's pool and a credits client."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        credits: credits_grpc.CreditsServiceStub,
+        *,
+        max_failed_attempts: int,
+        attempt_window_seconds: int,
+        credits_timeout_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._credits = credits
+        self._max_failed = max_failed_attempts
+        self._window = attempt_window_seconds
+        self._timeout = credits_timeout_seconds
+        self._tiers: set[str] = set()
+        self._tiers_loaded = 0.0
+
+    # --- the credits side ---------------------------------------------------------------
+
+    async def known_tiers(self) -> set[str]:
+        if not self._tiers or time.monotonic() - self._tiers_loaded > 60:
+            try:
+                response = await self._credits.CompareTiers(credits_pb.CompareTiersRequest(), timeout=self._timeout)
+            except grpc.aio.AioRpcError as error:
+                raise _unavailable("the credits service could not be reached", error) from None
+            self._tiers = {t.tier_id for t in response.tiers}
+            self._tiers_loaded = time.monotonic()
+        return self._tiers
+
+    async def user_tier(self, user_id: str) -> str:
+        """The user's tier in the credits service; a user without an account yet is on trial."""
+        try:
+            response = await self._credits.GetBalance(
+                credits_pb.GetBalanceRequest(user_id=user_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return "trial"
+            raise _unavailable("the credits service could not be reached", error) from None
+        return str(response.tier)
+
+    # --- admin ----------------------------------------------------------------------------
+
+    async def create(self, spec: CouponSpec, created_by: str, request_id: str) -> Coupon:
+        fp = spec.fingerprint()
+        async with self._pool.acquire() as conn:
+            replay = await repo.coupon_by_request(conn, request_id)
+            if replay is not None:
+                if replay[1] != fp:
+                    raise domain.request_id_reused(request_id)
+                return replay[0]
+            try:
+                coupon = await repo.insert_coupon(conn, spec, created_by, request_id, fp)
+            except asyncpg.UniqueViolationError:
+                replay = await repo.coupon_by_request(conn, request_id)
+                if replay is not None and replay[1] == fp:
+                    return replay[0]
+                raise already_exists(
+                    "COUPON_CODE_TAKEN", f"a coupon with code {spec.code} exists", code=spec.code
+                ) from None
+        log.info("coupon created", extra={"code": coupon.code, "by": created_by, "kind": coupon.kind.value})
+        return coupon
+
+    async def seed_dev(self) -> int:
+        """Creates the development coupons on an empty database; returns how many it created."""
+        async with self._pool.acquire() as conn:
+            if await repo.count_coupons(conn) > 0:
+                return 0
+        for spec in domain.DEV_SEED:
+            await self.create(spec, "dev-seed", f"dev-seed-{spec.code}")
+        return len(domain.DEV_SEED)
+
+    async def get(self, raw_code: str) -> Coupon:
+        code = domain.normalize_code(raw_code)
+        async with self._pool.acquire() as conn:
+            coupon = await repo.get_coupon(conn, code)
+        if coupon is None:
+            raise domain.coupon_not_found(code)
+        return coupon
+
+    async def disable(self, raw_code: str, by: str, reason: str) -> Coupon:
+        code = domain.normalize_code(raw_code)
+        async with self._pool.acquire() as conn:
+            coupon = await repo.disable_coupon(conn, code)
+        if coupon is None:
+            raise domain.coupon_not_found(code)
+        log.info("coupon disabled", extra={"code": code, "by": by, "reason": reason})
+        return coupon
+
+    async def list_coupons(
+        self, before: tuple[datetime, str] | None, include_disabled: bool, limit: int
+    ) -> list[Coupon]:
+        async with self._pool.acquire() as conn:
+            return await repo.list_coupons(conn, before, include_disabled, limit)
+
+    async def list_redemptions(self, *, code: str, user_id: str, before: str | None, limit: int) -> list[Redemption]:
+        async with self._pool.acquire() as conn:
+            return await repo.list_redemptions(conn, code=code, user_id=user_id, before=before, limit=limit)
+
+    # --- users ------------------------------------------------------------------------------
+
+    async def _check_attempts(self, conn: asyncpg.Connection, user_id: str) -> None:
+        if await repo.recent_failures(conn, user_id, self._window) >= self._max_failed:
+            raise domain.too_many_attempts(self._window)
+
+    async def validate(self, user_id: str, raw_code: str) -> tuple[str, str, Coupon | None]:
+        """(normalised code, refusal reason or '', the coupon if it exists); nothing is redeemed."""
+        code = domain.normalize_code(raw_code)
+        async with self._pool.acquire() as conn:
+            await self._check_attempts(conn, user_id)
+        tier = await self.user_tier(user_id)
+        async with self._pool.acquire() as conn:
+            refusal = await repo.refusal(conn, code, user_id, tier)
+            coupon = await repo.get_coupon(conn, code) if refusal is not None else None
+            reason = "COUPON_NOT_FOUND" if refusal is None else refusal
+            if reason:
+                await repo.record_failure(conn, user_id, reason)
+        return code, reason, coupon
+
+    async def redeem(self, user_id: str, raw_code: str, request_id: str) -> Redemption:
+        code = domain.normalize_code(raw_code)
+        fp = domain.fingerprint("redeem", code=code)
+        async with self._pool.acquire() as conn:
+            existing = await repo.redemption_by_request(conn, user_id, request_id)
+            if existing is None:
+                await self._check_attempts(conn, user_id)
+        if existing is not None:
+            return await self._resume(existing, fp, request_id)
+        tier = await self.user_tier(user_id)
+        redemption_id = uuid7()
+        async with self._pool.acquire() as conn:
+            try:
+                refusal = await repo.claim(conn, code, user_id, tier, redemption_id, request_id, fp)
+            except asyncpg.UniqueViolationError:
+                raced = await repo.redemption_by_request(conn, user_id, request_id)
+                assert raced is not None
+                return await self._resume(raced, fp, request_id)
+            if refusal:
+                await repo.record_failure(conn, user_id, refusal)
+                raise domain.refusal_error(refusal, code)
+            claimed = await repo.get_redemption(conn, str(redemption_id))
+        assert claimed is not None
+        log.info("coupon claimed", extra={"code": code, "user_id": user_id, "redemption_id": str(redemption_id)})
+        return await self.complete(claimed)
+
+    async def _resume(self, existing: Redemption, fp: str, request_id: str) -> Redemption:
+        """A retry of an earlier redemption request: its result, driving it to completion if pending."""
+        if not domain.same_digest(existing.fingerprint, fp):
+            raise domain.request_id_reused(request_id)
+        if existing.status is Status.FAILED:
+            raise _failed(existing)
+        if existing.status is Status.PENDING:
+            return await self.complete(existing)
+        return existing
+
+    async def complete(self, redemption: Redemption) -> Redemption:
+        """Makes the grant for a pending redemption in credits (idempotent by redemption id) and records it."""
+        rid = redemption.redemption_id
+        try:
+            if redemption.kind is Kind.CREDIT_GRANT:
+                request = credits_pb.AllocateRequest(
+                    user_id=redemption.user_id,
+                    amount_nanos=redemption.credits_nanos,
+                    reason=f"coupon {redemption.code}",
+                    request_id=rid,
+                    source=credits_pb.GRANT_SOURCE_COUPON,
+                    reference_id=rid,
+                )
+                if redemption.credits_expire_at is not None:
+                    request.expires_at.CopyFrom(_ts(redemption.credits_expire_at))
+                granted = await self._credits.Allocate(request, timeout=self._timeout)
+                async with self._pool.acquire() as conn:
+                    await repo.complete_credit_grant(
+                        conn, rid, granted.transaction.transaction_id, granted.transaction.balance_after_nanos
+                    )
+            else:
+                changed = await self._credits.SetTier(
+                    credits_pb.SetTierRequest(
+                        user_id=redemption.user_id,
+                        tier=redemption.trial_tier,
+                        request_id=rid,
+                        reason=f"coupon {redemption.code}: {redemption.trial_days}-day trial",
+                    ),
+                    timeout=self._timeout,
+                )
+                async with self._pool.acquire() as conn:
+                    await repo.complete_trial(conn, rid, changed.previous_tier or "trial")
+        except grpc.aio.AioRpcError as error:
+            detail = f"{error.code().name}: {error.details()}"
+            async with self._pool.acquire() as conn:
+                if error.code() in _PERMANENT:
+                    await repo.fail_redemption(conn, rid, detail)
+                    log.warning("coupon grant refused; redemption failed", extra={"redemption_id": rid})
+                    failed = await repo.get_redemption(conn, rid)
+                    assert failed is not None
+                    raise _failed(failed) from None
+                await repo.note_grant_failure(conn, rid, detail)
+            log.warning("coupon grant pending", extra={"redemption_id": rid, "error": error.code().name})
+            raise DomainError(
+                "REDEMPTION_PENDING",
+                "the coupon is reserved for you but the credits service did not answer; retry with the same request_id",
+                code=Code.UNAVAILABLE,
+                domain=domain.DOMAIN,
+                metadata={"redemption_id": rid},
+            ) from None
+        async with self._pool.acquire() as conn:
+            done = await repo.get_redemption(conn, rid)
+        assert done is not None
+        return done
+
+    # --- background ------------------------------------------------------------------------
+
+    async def recover_pending(self, older_than_seconds: float = 10.0, batch: int = 100) -> int:
+        """Completes redemptions left pending by a failure between the two steps."""
+        async with self._pool.acquire() as conn:
+            pending = await repo.pending_redemptions(conn, older_than_seconds, batch)
+        healed = 0
+        for redemption in pending:
+            try:
+                await self.complete(redemption)
+                healed += 1
+            except DomainError as error:
+                log.warning(
+                    "recovery did not complete a redemption",
+                    extra={"redemption_id": redemption.redemption_id, "reason": error.reason},
+                )
+        return healed
+
+    async def revert_due_trials(self, batch: int = 100) -> int:
+        """Returns users whose tier trial has ended to the tier they had before it."""
+        async with self._pool.acquire() as conn:
+            due = await repo.trials_due(conn, batch)
+        reverted = 0
+        for trial in due:
+            current = await self.user_tier(trial.user_id)
+            if current == trial.trial_tier and trial.previous_tier and trial.previous_tier != trial.trial_tier:
+                await self._credits.SetTier(
+                    credits_pb.SetTierRequest(
+                        user_id=trial.user_id,
+                        tier=trial.previous_tier,
+                        request_id=f"{trial.redemption_id}:revert",
+                        reason=f"coupon {trial.code}: trial ended",
+                    ),
+                    timeout=self._timeout,
+                )
+                note = f"returned to {trial.previous_tier}"
+                reverted += 1
+            else:
+                # The user changed tier during the trial: their choice stands.
+                note = f"left on {current}"
+            async with self._pool.acquire() as conn:
+                await repo.mark_reverted(conn, trial.redemption_id, note)
+        return reverted
+
+
+def _failed(redemption: Redemption) -> DomainError:
+    return DomainError(
+        "REDEMPTION_FAILED",
+        "the grant for this redemption was refused; the coupon was not used",
+        code=Code.FAILED_PRECONDITION,
+        domain=domain.DOMAIN,
+        metadata={"redemption_id": redemption.redemption_id},
+    )
+
+
+def _unavailable(message: str, error: grpc.aio.AioRpcError) -> DomainError:
+    log.warning("credits call failed", extra={"code": error.code().name})
+    return DomainError("CREDITS_UNAVAILABLE", message, code=Code.UNAVAILABLE, domain=domain.DOMAIN)
+
+
+def parse_page_token(token: str) -> tuple[datetime, str] | None:
+    """Coupons pages continue after (created_at, code)."""
+    if not token:
+        return None
+    try:
+        stamp, _, code = bytes.fromhex(token).decode().partition("|")
+        return datetime.fromisoformat(stamp), code
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
+
+
+def page_token(coupon: Coupon) -> str:
+    return f"{coupon.created_at.isoformat()}|{coupon.code}".encode().hex()
+
+
+def parse_redemption_token(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        return str(uuid.UUID(token))
+    except ValueError:
+        raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
