@@ -8,7 +8,6 @@ from pathlib import Path
 import asyncpg
 import grpc
 from creditmeter.coupons.v1 import coupons_pb2_grpc as pb_grpc
-from creditmeter.credits.v1 import credits_pb2_grpc as credits_grpc
 
 from services.common import bootstrap
 from services.common.auth import token_source_for
@@ -19,6 +18,7 @@ from services.coupons.config import CouponsSettings
 from services.coupons.domain import DOMAIN
 from services.coupons.service import POLICIES, CouponsServicer
 from services.coupons.workflow import Coupons
+from services.credits.client import CreditsClient
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = "creditmeter.coupons.v1.CouponsService"
@@ -28,10 +28,9 @@ def build_workflow(settings: CouponsSettings, pool: asyncpg.Pool, channel: grpc.
     """The coupon use cases over a pool and a channel to the credits service."""
     return Coupons(
         pool,
-        credits_grpc.CreditsServiceStub(channel),
+        CreditsClient(channel, settings.credits_timeout_seconds, DOMAIN),
         max_failed_attempts=settings.max_failed_attempts,
         attempt_window_seconds=settings.attempt_window_seconds,
-        credits_timeout_seconds=settings.credits_timeout_seconds,
     )
 
 

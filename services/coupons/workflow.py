@@ -12,14 +12,12 @@ which can never grant twice because credits replays the same request id.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as credits_pb
-from creditmeter.credits.v1 import credits_pb2_grpc as credits_grpc
 from google.protobuf import timestamp_pb2
 
 from services.common.errors import Code, DomainError, already_exists, invalid
@@ -27,6 +25,7 @@ from services.common.ids import uuid7
 from services.coupons import domain
 from services.coupons import repository as repo
 from services.coupons.domain import Coupon, CouponSpec, Kind, Redemption, Status
+from services.credits.client import CreditsClient
 
 log = logging.getLogger(__name__)
 
@@ -52,43 +51,23 @@ class Coupons:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        credits: credits_grpc.CreditsServiceStub,
+        credits: CreditsClient,
         *,
         max_failed_attempts: int,
         attempt_window_seconds: int,
-        credits_timeout_seconds: float,
     ) -> None:
         self._pool = pool
         self._credits = credits
         self._max_failed = max_failed_attempts
         self._window = attempt_window_seconds
-        self._timeout = credits_timeout_seconds
-        self._tiers: set[str] = set()
-        self._tiers_loaded = 0.0
 
     # --- the credits side ---------------------------------------------------------------
 
     async def known_tiers(self) -> set[str]:
-        if not self._tiers or time.monotonic() - self._tiers_loaded > 60:
-            try:
-                response = await self._credits.CompareTiers(credits_pb.CompareTiersRequest(), timeout=self._timeout)
-            except grpc.aio.AioRpcError as error:
-                raise _unavailable("the credits service could not be reached", error) from None
-            self._tiers = {t.tier_id for t in response.tiers}
-            self._tiers_loaded = time.monotonic()
-        return self._tiers
+        return set(await self._credits.tiers())
 
     async def user_tier(self, user_id: str) -> str:
-        """The user's tier in the credits service; a user without an account yet is on trial."""
-        try:
-            response = await self._credits.GetBalance(
-                credits_pb.GetBalanceRequest(user_id=user_id), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return "trial"
-            raise _unavailable("the credits service could not be reached", error) from None
-        return str(response.tier)
+        return await self._credits.tier_of(user_id)
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -219,20 +198,20 @@ class Coupons:
                 )
                 if redemption.credits_expire_at is not None:
                     request.expires_at.CopyFrom(_ts(redemption.credits_expire_at))
-                granted = await self._credits.Allocate(request, timeout=self._timeout)
+                granted = await self._credits.stub.Allocate(request, timeout=self._credits.timeout)
                 async with self._pool.acquire() as conn:
                     await repo.complete_credit_grant(
                         conn, rid, granted.transaction.transaction_id, granted.transaction.balance_after_nanos
                     )
             else:
-                changed = await self._credits.SetTier(
+                changed = await self._credits.stub.SetTier(
                     credits_pb.SetTierRequest(
                         user_id=redemption.user_id,
                         tier=redemption.trial_tier,
                         request_id=rid,
                         reason=f"coupon {redemption.code}: {redemption.trial_days}-day trial",
                     ),
-                    timeout=self._timeout,
+                    timeout=self._credits.timeout,
                 )
                 async with self._pool.acquire() as conn:
                     await repo.complete_trial(conn, rid, changed.previous_tier or "trial")
@@ -285,14 +264,14 @@ class Coupons:
         for trial in due:
             current = await self.user_tier(trial.user_id)
             if current == trial.trial_tier and trial.previous_tier and trial.previous_tier != trial.trial_tier:
-                await self._credits.SetTier(
+                await self._credits.stub.SetTier(
                     credits_pb.SetTierRequest(
                         user_id=trial.user_id,
                         tier=trial.previous_tier,
                         request_id=f"{trial.redemption_id}:revert",
                         reason=f"coupon {trial.code}: trial ended",
                     ),
-                    timeout=self._timeout,
+                    timeout=self._credits.timeout,
                 )
                 note = f"returned to {trial.previous_tier}"
                 reverted += 1
@@ -312,11 +291,6 @@ def _failed(redemption: Redemption) -> DomainError:
         domain=domain.DOMAIN,
         metadata={"redemption_id": redemption.redemption_id},
     )
-
-
-def _unavailable(message: str, error: grpc.aio.AioRpcError) -> DomainError:
-    log.warning("credits call failed", extra={"code": error.code().name})
-    return DomainError("CREDITS_UNAVAILABLE", message, code=Code.UNAVAILABLE, domain=domain.DOMAIN)
 
 
 def parse_page_token(token: str) -> tuple[datetime, str] | None:
