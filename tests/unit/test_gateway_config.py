@@ -57,7 +57,11 @@ def test_envoy_accepts_the_rendered_config(form: str, tmp_path: Path) -> None:
         gateway_host="127.0.0.1",
         gateway_port=18080,
         admin_port=19901,
-        upstreams={"credits": ("credits.creditmeter.svc", 50051), "coupons": ("coupons.creditmeter.svc", 50053)},
+        upstreams={
+            "credits": ("credits.creditmeter.svc", 50051),
+            "coupons": ("coupons.creditmeter.svc", 50053),
+            "openrouter": ("openrouter.creditmeter.svc", 50054),
+        },
     )
     result = _validate(config, tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

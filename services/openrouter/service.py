@@ -1,0 +1,246 @@
+"""OpenRouterService servicer: proto ↔ domain and access rules; no SQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import grpc
+from creditmeter.openrouter.v1 import openrouter_pb2 as pb
+from creditmeter.openrouter.v1 import openrouter_pb2_grpc as pb_grpc
+from google.protobuf import timestamp_pb2
+
+from services.common.errors import invalid
+from services.common.grpcserver import MethodPolicy, principal
+from services.openrouter import domain
+from services.openrouter.domain import Service, TierRate, UnitPrice
+from services.openrouter.workflow import AccountView, OpenRouter, RateCard
+
+_SERVICE = "/creditmeter.openrouter.v1.OpenRouterService/"
+
+POLICIES: dict[str, MethodPolicy] = {
+    _SERVICE + "CreateAccount": MethodPolicy.allow("user"),
+    _SERVICE + "GetAccount": MethodPolicy.allow("user"),
+    _SERVICE + "SyncBalance": MethodPolicy.allow("user"),
+    _SERVICE + "SetByokKey": MethodPolicy.allow("user"),
+    _SERVICE + "DeleteByokKey": MethodPolicy.allow("user"),
+    _SERVICE + "ListModels": MethodPolicy.allow("user", "admin", "service"),
+    _SERVICE + "QuotePrice": MethodPolicy.allow("service", "admin"),
+    _SERVICE + "GetProviderKey": MethodPolicy.allow("service"),
+    _SERVICE + "RotateEncryptionKeys": MethodPolicy.allow("admin"),
+    _SERVICE + "SyncModels": MethodPolicy.allow("admin"),
+    _SERVICE + "GetRateCard": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "UpdateRateCard": MethodPolicy.allow("admin"),
+}
+
+_SERVICES = {
+    pb.LLM: Service.LLM,
+    pb.TTS: Service.TTS,
+    pb.STT: Service.STT,
+    pb.EMBEDDING: Service.EMBEDDING,
+    pb.SEARCH: Service.SEARCH,
+    pb.AGENT: Service.AGENT,
+}
+_SERVICES_PB = {v: k for k, v in _SERVICES.items()}
+
+
+def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def _account_pb(view: AccountView, byok_active: bool) -> pb.Account:
+    if byok_active:
+        active = pb.BYOK
+    else:
+        active = pb.PROVISIONED if view.key_hash else pb.KEY_SOURCE_UNSPECIFIED
+    return pb.Account(
+        user_id=view.user_id,
+        key_hash=view.key_hash,
+        key_hint=view.key_hint,
+        limit_nanos=view.limit_nanos,
+        usage_nanos=view.usage_nanos,
+        limit_remaining_nanos=view.limit_remaining_nanos,
+        limit_reset=view.limit_reset,
+        tier=view.tier,
+        byok_hint=view.byok_hint,
+        active_key=active,
+        synced_at=_ts(view.synced_at),
+        created_at=_ts(view.created_at),
+    )
+
+
+def _rate_card_pb(card: RateCard) -> pb.RateCard:
+    return pb.RateCard(
+        version=card.version,
+        tiers=[
+            pb.TierRate(
+                tier=t.tier,
+                markup_bps=t.markup_bps,
+                byok_markup_bps=t.byok_markup_bps,
+                free_model_fee_per_1k_tokens_nanos=t.free_fee_per_1k_tokens_nanos,
+            )
+            for t in card.tiers.values()
+        ],
+        unit_prices=[
+            pb.UnitPrice(
+                service=_SERVICES_PB[u.service],
+                price_nanos=u.price_nanos,
+                quantity_per_unit=u.quantity_per_unit,
+                unit=u.unit,
+            )
+            for u in card.units.values()
+        ],
+        created_at=_ts(card.created_at),
+        created_by=card.created_by,
+    )
+
+
+class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
+    def __init__(self, openrouter: OpenRouter) -> None:
+        self._or = openrouter
+
+    async def _account(self, view: AccountView) -> pb.Account:
+        return _account_pb(view, await self._or.byok_active(view.user_id, bool(view.byok_hint)))
+
+    async def CreateAccount(
+        self, request: pb.CreateAccountRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateAccountResponse:
+        row, created = await self._or.create_account(principal().subject)
+        return pb.CreateAccountResponse(account=await self._account(row), created=created)
+
+    async def GetAccount(
+        self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAccountResponse:
+        return pb.GetAccountResponse(account=await self._account(await self._or.get_account(principal().subject)))
+
+    async def SyncBalance(
+        self, request: pb.SyncBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SyncBalanceResponse:
+        return pb.SyncBalanceResponse(account=await self._account(await self._or.sync_balance(principal().subject)))
+
+    async def SetByokKey(
+        self, request: pb.SetByokKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetByokKeyResponse:
+        user_id = principal().subject
+        hint = await self._or.set_byok(user_id, request.api_key)
+        response = pb.SetByokKeyResponse(byok_hint=hint)
+        response.account.CopyFrom(await self._account(await self._or.get_account(user_id)))
+        return response
+
+    async def DeleteByokKey(
+        self, request: pb.DeleteByokKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteByokKeyResponse:
+        return pb.DeleteByokKeyResponse(deleted=await self._or.delete_byok(principal().subject))
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        who = principal()
+        if request.tier and not who.is_privileged:
+            raise invalid("TIER_NOT_ALLOWED", "only admins and services may price for another tier", field="tier")
+        tier = request.tier or await self._or.tier_of(who.subject)
+        models, rate, version = await self._or.models(tier)
+        out = []
+        for m in models:
+            if request.free_only and not m.free:
+                continue
+            prompt = domain.per_million(m.prompt_usd)
+            completion = domain.per_million(m.completion_usd)
+            per_request = domain.nanos_text(m.request_usd)
+            provider = (prompt, completion, per_request)
+            caller: tuple[str, ...]
+            if m.free:
+                caller = ("0", "0", "0")
+            elif request.byok:
+                caller = tuple(domain.share(p, rate.byok_markup_bps) for p in provider)
+            else:
+                caller = tuple(domain.marked_up(p, rate.markup_bps) for p in provider)
+            out.append(
+                pb.Model(
+                    model_id=m.model_id,
+                    name=m.name,
+                    context_length=m.context_length,
+                    free=m.free,
+                    provider_prompt_nanos_per_mtok=prompt,
+                    provider_completion_nanos_per_mtok=completion,
+                    provider_request_nanos=per_request,
+                    prompt_nanos_per_mtok=caller[0],
+                    completion_nanos_per_mtok=caller[1],
+                    request_nanos=caller[2],
+                    free_fee_per_1k_tokens_nanos=rate.free_fee_per_1k_tokens_nanos if m.free else 0,
+                )
+            )
+        return pb.ListModelsResponse(models=out, tier=tier, price_version=version)
+
+    async def QuotePrice(
+        self, request: pb.QuotePriceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuotePriceResponse:
+        if request.service not in _SERVICES:
+            raise invalid(
+                "UNKNOWN_SERVICE", "service must be LLM, TTS, STT, EMBEDDING, SEARCH or AGENT", field="service"
+            )
+        service = _SERVICES[request.service]
+        if not request.tier:
+            raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
+        if service is Service.LLM and not request.model:
+            raise invalid("MISSING_MODEL", "model is required for LLM quotes", field="model")
+        quote, version = await self._or.quote(
+            request.tier,
+            service,
+            request.model,
+            request.input_tokens,
+            request.output_tokens,
+            request.quantity,
+            request.byok,
+        )
+        return pb.QuotePriceResponse(
+            provider_cost_nanos=quote.provider_cost_nanos,
+            platform_fee_nanos=quote.platform_fee_nanos,
+            total_nanos=quote.total_nanos,
+            price_version=version,
+            free_model=quote.free_model,
+        )
+
+    async def GetProviderKey(
+        self, request: pb.GetProviderKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProviderKeyResponse:
+        if not request.user_id:
+            raise invalid("INVALID_USER_ID", "user_id is required", field="user_id")
+        key, source = await self._or.provider_key(request.user_id)
+        return pb.GetProviderKeyResponse(api_key=key, source=pb.BYOK if source == "BYOK" else pb.PROVISIONED)
+
+    async def RotateEncryptionKeys(
+        self, request: pb.RotateEncryptionKeysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RotateEncryptionKeysResponse:
+        return pb.RotateEncryptionKeysResponse(rotated_count=await self._or.rotate())
+
+    async def SyncModels(
+        self, request: pb.SyncModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SyncModelsResponse:
+        count, version, changed = await self._or.sync_models()
+        return pb.SyncModelsResponse(model_count=count, catalog_version=version, changed=changed)
+
+    async def GetRateCard(
+        self, request: pb.GetRateCardRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRateCardResponse:
+        return pb.GetRateCardResponse(rate_card=_rate_card_pb(await self._or.rate_card()))
+
+    async def UpdateRateCard(
+        self, request: pb.UpdateRateCardRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateRateCardResponse:
+        if not request.request_id:
+            raise invalid("MISSING_REQUEST_ID", "request_id is required for every change", field="request_id")
+        tiers = [
+            TierRate(t.tier, t.markup_bps, t.byok_markup_bps, t.free_model_fee_per_1k_tokens_nanos)
+            for t in request.tiers
+        ]
+        units = []
+        for u in request.unit_prices:
+            if u.service not in _SERVICES or _SERVICES[u.service] is Service.LLM:
+                raise invalid("UNKNOWN_SERVICE", "unit prices are for TTS, STT, EMBEDDING, SEARCH and AGENT")
+            units.append(UnitPrice(_SERVICES[u.service], u.price_nanos, u.quantity_per_unit, u.unit or "units"))
+        card = await self._or.update_rate_card(tiers, units, principal().subject, request.request_id)
+        return pb.UpdateRateCardResponse(rate_card=_rate_card_pb(card))
