@@ -15,6 +15,7 @@ from services.common import db
 from services.common.verification import CheckResult
 from services.coupons import verify as coupons_verify
 from services.credits import verify as credits_verify
+from services.openrouter import verify as openrouter_verify
 from tools.localdb import database_url
 
 
@@ -40,6 +41,7 @@ def _print(service: str, results: list[CheckResult]) -> bool:
 async def verify_all(url: str) -> bool:
     credits = await _connect(url, "credits")
     coupons = await _connect(url, "coupons")
+    openrouter = await _connect(url, "openrouter")
     ok = True
     try:
         if credits is not None:
@@ -51,8 +53,10 @@ async def verify_all(url: str) -> bool:
             if credits is not None:
                 results += await coupons_verify.cross_check_credits(coupons, credits)
             ok &= _print("coupons", results)
+        if openrouter is not None:
+            ok &= _print("openrouter", await openrouter_verify.verify(openrouter))
     finally:
-        for conn in (credits, coupons):
+        for conn in (credits, coupons, openrouter):
             if conn is not None:
                 await conn.close()
     return ok

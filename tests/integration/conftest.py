@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -184,3 +185,45 @@ async def assert_everything_ok(credits_pool: asyncpg.Pool, coupons_pool: asyncpg
         results += await coupons_verify.cross_check_credits(coupons_conn, credits_conn)
     failures = [r.line() for r in results if not r.ok]
     assert not failures, "\n".join(failures)
+
+
+class OpenRouterCaller:
+    """Calls OpenRouterService as a given identity."""
+
+    def __init__(self, channel: grpc.aio.Channel, keys: Keys) -> None:
+        from creditmeter.openrouter.v1 import openrouter_pb2_grpc
+
+        self.stub = openrouter_pb2_grpc.OpenRouterServiceStub(channel)
+        self.keys = keys
+
+    async def call(self, method: str, request: Any, token: str | None) -> Any:
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        return await getattr(self.stub, method)(request, metadata=metadata, timeout=30)
+
+    async def reason(self, method: str, request: Any, token: str | None) -> tuple[grpc.StatusCode, str]:
+        try:
+            await self.call(method, request, token)
+        except grpc.aio.AioRpcError as error:
+            info = error_info_from(error)
+            return error.code(), info.reason if info else ""
+        raise AssertionError(f"{method} succeeded")
+
+    def user(self, user_id: str) -> str:
+        return self.keys.token(user_id, "user")
+
+    @property
+    def admin(self) -> str:
+        return self.keys.token("or-admin", "admin")
+
+    @property
+    def service(self) -> str:
+        return self.keys.token("svc-metering", "service")
+
+
+@pytest.fixture(scope="session")
+async def openrouter(openrouter_channel: grpc.aio.Channel, keys: Keys) -> AsyncIterator[OpenRouterCaller]:
+    client = OpenRouterCaller(openrouter_channel, keys)
+    from creditmeter.openrouter.v1 import openrouter_pb2
+
+    await client.call("SyncModels", openrouter_pb2.SyncModelsRequest(), client.admin)
+    yield client

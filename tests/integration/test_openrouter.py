@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -14,16 +13,14 @@ import grpc
 import pytest
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
-from creditmeter.openrouter.v1 import openrouter_pb2_grpc as pb_grpc
 
 from services.common.bootstrap import RunningService
-from services.common.rpcstatus import error_info_from
 from services.openrouter.client import OpenRouterClient, OpenRouterError
 from services.openrouter.config import OpenRouterSettings
 from services.openrouter.crypto import generate_key
 from services.openrouter.server import create_server
 from tests.conftest import MANAGEMENT_KEY, Keys, Postgres, credits_environ, new_user, openrouter_environ, request_id
-from tests.integration.conftest import USD, Credits
+from tests.integration.conftest import USD, Credits, OpenRouterCaller
 from tools.fake_openrouter import FakeOpenRouter
 
 PAID = "openai/gpt-4o-mini"
@@ -34,42 +31,6 @@ WITH_REQUEST_FEE = "perplexity/sonar"
 MARKUP_BPS = {"trial": 1000, "starter": 1000, "professional": 500, "enterprise": 0}
 BYOK_BPS = {"trial": 1000, "starter": 1000, "professional": 0, "enterprise": 0}
 FREE_FEE = {"trial": 1_000_000, "starter": 1_000_000, "professional": 1_000_000, "enterprise": 0}
-
-
-class Client:
-    def __init__(self, channel: grpc.aio.Channel, keys: Keys) -> None:
-        self.stub = pb_grpc.OpenRouterServiceStub(channel)
-        self.keys = keys
-
-    async def call(self, method: str, request: Any, token: str | None) -> Any:
-        metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        return await getattr(self.stub, method)(request, metadata=metadata, timeout=30)
-
-    async def reason(self, method: str, request: Any, token: str | None) -> tuple[grpc.StatusCode, str]:
-        try:
-            await self.call(method, request, token)
-        except grpc.aio.AioRpcError as error:
-            info = error_info_from(error)
-            return error.code(), info.reason if info else ""
-        raise AssertionError(f"{method} succeeded")
-
-    def user(self, user_id: str) -> str:
-        return self.keys.token(user_id, "user")
-
-    @property
-    def admin(self) -> str:
-        return self.keys.token("or-admin", "admin")
-
-    @property
-    def service(self) -> str:
-        return self.keys.token("svc-metering", "service")
-
-
-@pytest.fixture(scope="module")
-async def openrouter(openrouter_channel: grpc.aio.Channel, keys: Keys) -> AsyncIterator[Client]:
-    client = Client(openrouter_channel, keys)
-    await client.call("SyncModels", pb.SyncModelsRequest(), client.admin)
-    yield client
 
 
 def _round(value: Fraction) -> int:
@@ -136,7 +97,7 @@ async def test_a_wrong_management_key_is_refused_clearly(fake_openrouter: FakeOp
 # --- catalog -----------------------------------------------------------------------------
 
 
-async def test_catalog_sync_detects_free_models_and_skips_variable_pricing(openrouter: Client) -> None:
+async def test_catalog_sync_detects_free_models_and_skips_variable_pricing(openrouter: OpenRouterCaller) -> None:
     listed = await openrouter.call("ListModels", pb.ListModelsRequest(tier="starter"), openrouter.admin)
     models = {m.model_id: m for m in listed.models}
     assert "openrouter/auto" not in models  # negative prices: not sellable
@@ -153,7 +114,9 @@ async def test_catalog_sync_detects_free_models_and_skips_variable_pricing(openr
     assert {m.model_id: m for m in byok.models}[PAID].prompt_nanos_per_mtok == "0"  # 0% BYOK markup
 
 
-async def test_a_price_change_makes_a_new_catalog_version(openrouter: Client, fake_openrouter: FakeOpenRouter) -> None:
+async def test_a_price_change_makes_a_new_catalog_version(
+    openrouter: OpenRouterCaller, fake_openrouter: FakeOpenRouter
+) -> None:
     same = await openrouter.call("SyncModels", pb.SyncModelsRequest(), openrouter.admin)
     assert not same.changed
     before = await openrouter.call(
@@ -186,7 +149,7 @@ async def test_a_price_change_makes_a_new_catalog_version(openrouter: Client, fa
 @pytest.mark.parametrize("tier", sorted(MARKUP_BPS))
 @pytest.mark.parametrize("model", [PAID, TINY, WITH_REQUEST_FEE, "anthropic/claude-3.5-sonnet"])
 async def test_paid_quotes_are_provider_cost_plus_the_tier_markup(
-    openrouter: Client, fake_openrouter: FakeOpenRouter, tier: str, model: str
+    openrouter: OpenRouterCaller, fake_openrouter: FakeOpenRouter, tier: str, model: str
 ) -> None:
     pricing = next(m for m in fake_openrouter.models["data"] if m["id"] == model)["pricing"]
     tokens_in, tokens_out = 12_345, 6_789
@@ -216,7 +179,7 @@ async def test_paid_quotes_are_provider_cost_plus_the_tier_markup(
 
 @pytest.mark.parametrize("tier", sorted(MARKUP_BPS))
 @pytest.mark.parametrize("model", [FREE_BY_ID, FREE_BY_PRICE])
-async def test_free_models_cost_a_flat_fee_per_1000_tokens(openrouter: Client, tier: str, model: str) -> None:
+async def test_free_models_cost_a_flat_fee_per_1000_tokens(openrouter: OpenRouterCaller, tier: str, model: str) -> None:
     quote = await openrouter.call(
         "QuotePrice",
         pb.QuotePriceRequest(tier=tier, service=pb.LLM, model=model, input_tokens=1500, output_tokens=1001),
@@ -244,7 +207,7 @@ async def test_free_models_cost_a_flat_fee_per_1000_tokens(openrouter: Client, t
     ],
 )
 async def test_non_llm_services_use_their_unit_prices(
-    openrouter: Client, service: int, quantity: int, expected: int
+    openrouter: OpenRouterCaller, service: int, quantity: int, expected: int
 ) -> None:
     quote = await openrouter.call(
         "QuotePrice", pb.QuotePriceRequest(tier="starter", service=service, quantity=quantity), openrouter.service
@@ -252,7 +215,7 @@ async def test_non_llm_services_use_their_unit_prices(
     assert quote.total_nanos == expected and quote.provider_cost_nanos == 0
 
 
-async def test_bad_quotes_are_refused(openrouter: Client) -> None:
+async def test_bad_quotes_are_refused(openrouter: OpenRouterCaller) -> None:
     svc = openrouter.service
     assert await openrouter.reason(
         "QuotePrice", pb.QuotePriceRequest(tier="starter", service=pb.LLM, model="x/y"), svc
@@ -273,7 +236,7 @@ async def test_bad_quotes_are_refused(openrouter: Client) -> None:
     )
 
 
-async def test_a_rate_card_update_makes_a_new_version(openrouter: Client) -> None:
+async def test_a_rate_card_update_makes_a_new_version(openrouter: OpenRouterCaller) -> None:
     current = (await openrouter.call("GetRateCard", pb.GetRateCardRequest(), openrouter.admin)).rate_card
     rid = request_id()
     update = pb.UpdateRateCardRequest(
@@ -306,7 +269,7 @@ async def test_a_rate_card_update_makes_a_new_version(openrouter: Client) -> Non
 
 
 async def test_racing_account_creation_provisions_exactly_one_key(
-    openrouter: Client, fake_openrouter: FakeOpenRouter
+    openrouter: OpenRouterCaller, fake_openrouter: FakeOpenRouter
 ) -> None:
     user = new_user("or")
     token = openrouter.user(user)
@@ -324,7 +287,7 @@ async def test_racing_account_creation_provisions_exactly_one_key(
 
 
 async def test_a_tier_change_updates_the_key_limit_on_sync(
-    openrouter: Client, credits: Credits, fake_openrouter: FakeOpenRouter
+    openrouter: OpenRouterCaller, credits: Credits, fake_openrouter: FakeOpenRouter
 ) -> None:
     user = new_user("or")
     token = openrouter.user(user)
@@ -340,7 +303,7 @@ async def test_a_tier_change_updates_the_key_limit_on_sync(
 
 
 async def test_byok_is_validated_stored_encrypted_and_shown_only_as_a_hint(
-    openrouter: Client, credits: Credits, fake_openrouter: FakeOpenRouter, openrouter_db: asyncpg.Pool
+    openrouter: OpenRouterCaller, credits: Credits, fake_openrouter: FakeOpenRouter, openrouter_db: asyncpg.Pool
 ) -> None:
     user = new_user("byok")
     token = openrouter.user(user)
@@ -370,7 +333,7 @@ async def test_byok_is_validated_stored_encrypted_and_shown_only_as_a_hint(
 
 
 async def test_no_plaintext_key_in_any_table_or_log_line(
-    openrouter: Client,
+    openrouter: OpenRouterCaller,
     credits: Credits,
     fake_openrouter: FakeOpenRouter,
     openrouter_db: asyncpg.Pool,
@@ -425,7 +388,7 @@ async def test_rotation_re_encrypts_everything_under_the_primary_key(
     try:
         running = await start([old])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
-            client = Client(chan, keys)
+            client = OpenRouterCaller(chan, keys)
             before = {}
             for user in users:
                 await client.call("CreateAccount", pb.CreateAccountRequest(), client.user(user))
@@ -436,17 +399,35 @@ async def test_rotation_re_encrypts_everything_under_the_primary_key(
 
         running = await start([new, old])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
-            client = Client(chan, keys)
+            client = OpenRouterCaller(chan, keys)
             rotated = await client.call("RotateEncryptionKeys", pb.RotateEncryptionKeysRequest(), client.admin)
             assert rotated.rotated_count == len(users)
         await running.stop(1)
 
         running = await start([new])  # the old key is gone from the list
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
-            client = Client(chan, keys)
+            client = OpenRouterCaller(chan, keys)
             for user in users:
                 after = await client.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), client.service)
                 assert after.api_key == before[user]
         await running.stop(1)
     finally:
         await credits_running.stop(1)
+
+
+async def test_verify_flags_a_key_stored_in_clear(openrouter_db: asyncpg.Pool) -> None:
+    from services.openrouter import verify
+
+    user = new_user("clear")
+    async with openrouter_db.acquire() as conn:
+        assert all(r.ok for r in await verify.verify(conn))
+        await conn.execute(
+            "INSERT INTO byok_keys (user_id, key_ciphertext, key_hint) VALUES ($1, $2, 'abcd')",
+            user,
+            b"sk-or-v1-in-clear-abcd",
+        )
+        try:
+            failed = {r.check.name for r in await verify.verify(conn) if not r.ok}
+        finally:
+            await conn.execute("DELETE FROM byok_keys WHERE user_id = $1", user)
+    assert failed == {"keys_stored_only_encrypted"}
