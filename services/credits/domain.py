@@ -372,3 +372,38 @@ class ChargeMeta:
     model: str = ""
     reference_id: str = ""
     price_version: str = ""
+
+
+MAX_USAGE_CHARGES = 10_000
+
+
+@dataclass(frozen=True)
+class UsageCharge:
+    """One usage event to charge (see ChargeUsage)."""
+
+    request_id: str
+    amount_nanos: int
+    model: str = ""
+    reference_id: str = ""
+    price_version: str = ""
+    reason: str = ""
+
+    def fingerprint(self, user_id: str) -> str:
+        return fingerprint(
+            "usage",
+            user=user_id,
+            amount=self.amount_nanos,
+            model=self.model,
+            ref=self.reference_id,
+            price=self.price_version,
+            reason=self.reason,
+        )
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    request_id: str
+    charged_nanos: int
+    shortfall_nanos: int
+    transaction_id: str
+    duplicate: bool

@@ -486,6 +486,41 @@ class Ledger:
             raise result
         return result
 
+    async def charge_usage(
+        self, user_id: str, charges: list[domain.UsageCharge], allow_partial: bool, actor: Actor
+    ) -> tuple[list[domain.UsageResult], int]:
+        """Charges many usage events to one account in one statement (see ledger_charge_usage)."""
+
+        def results(rows: list[asyncpg.Record]) -> tuple[list[domain.UsageResult], int]:
+            out = []
+            for charge, row in zip(charges, rows, strict=True):
+                if row["duplicate"] and row["fingerprint"] != charge.fingerprint(user_id):
+                    raise domain.request_id_reused(charge.request_id)
+                out.append(
+                    domain.UsageResult(
+                        request_id=charge.request_id,
+                        charged_nanos=row["charged"],
+                        shortfall_nanos=charge.amount_nanos - row["charged"],
+                        transaction_id="" if row["transaction_id"] is None else str(row["transaction_id"]),
+                        duplicate=row["duplicate"],
+                    )
+                )
+            return out, int(rows[0]["balance_after"])
+
+        async def work() -> tuple[list[domain.UsageResult], int]:
+            async with self._pool.acquire() as conn:
+                rows = await repo.charge_usage(conn, user_id, charges, allow_partial, actor)
+                if rows[0]["status"] == "OK":
+                    return results(rows)
+                async with conn.transaction():
+                    locked = await self._lock_or_create(conn, user_id, create=True)
+                    await self._maintain_locked(conn, locked)
+                    rows = await repo.charge_usage(conn, user_id, charges, allow_partial, actor)
+                assert rows[0]["status"] == "OK"
+                return results(rows)
+
+        return await self._retrying(work)
+
     @staticmethod
     async def _charge_result(conn: asyncpg.Connection, tx: Transaction) -> ChargeResult:
         found = await repo.get_account(conn, tx.user_id)

@@ -530,3 +530,27 @@ async def save_request(
         fp,
         response,
     )
+
+
+async def charge_usage(
+    conn: asyncpg.Connection,
+    user_id: str,
+    charges: list[domain.UsageCharge],
+    allow_partial: bool,
+    actor: Actor,
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM ledger_charge_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        user_id,
+        [c.request_id for c in charges],
+        [c.amount_nanos for c in charges],
+        [c.fingerprint(user_id) for c in charges],
+        [c.model for c in charges],
+        [c.reference_id for c in charges],
+        [c.price_version for c in charges],
+        [c.reason for c in charges],
+        allow_partial,
+        actor.subject,
+        actor.role,
+    )
+    return rows

@@ -35,6 +35,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "SetTier": MethodPolicy.allow("admin", "service"),
     _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
     _SERVICE + "ResetPeriods": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "ChargeUsage": MethodPolicy.allow("service"),
 }
 
 _SOURCES = {
@@ -357,6 +358,41 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         page = rows[:size]
         token = _encode_token(page[-1].user_id) if len(rows) > size else ""
         return pb.ListAccountsResponse(accounts=[_account_pb(a) for a in page], next_page_token=token)
+
+    async def ChargeUsage(
+        self, request: pb.ChargeUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ChargeUsageResponse:
+        who = principal()
+        user_id = domain.validate_user_id(request.user_id)
+        if not 1 <= len(request.charges) <= domain.MAX_USAGE_CHARGES:
+            raise invalid("TOO_MANY_CHARGES", f"send 1 to {domain.MAX_USAGE_CHARGES} charges", field="charges")
+        charges = [
+            domain.UsageCharge(
+                request_id=domain.validate_request_id(c.request_id),
+                amount_nanos=domain.validate_amount(c.amount_nanos, allow_zero=True),
+                model=domain.validate_text(c.model, "model", 256),
+                reference_id=domain.validate_text(c.reference_id, "reference_id"),
+                price_version=domain.validate_text(c.price_version, "price_version"),
+                reason=domain.validate_reason(c.reason, required=False),
+            )
+            for c in request.charges
+        ]
+        if len({c.request_id for c in charges}) != len(charges):
+            raise invalid("DUPLICATE_REQUEST_ID", "each charge needs its own request_id", field="charges")
+        results, balance = await self._ledger.charge_usage(user_id, charges, request.allow_partial, _actor(who))
+        return pb.ChargeUsageResponse(
+            results=[
+                pb.UsageChargeResult(
+                    request_id=r.request_id,
+                    charged_nanos=r.charged_nanos,
+                    shortfall_nanos=r.shortfall_nanos,
+                    transaction_id=r.transaction_id,
+                    duplicate=r.duplicate,
+                )
+                for r in results
+            ],
+            balance_after_nanos=balance,
+        )
 
     async def ResetPeriods(
         self, request: pb.ResetPeriodsRequest, context: grpc.aio.ServicerContext

@@ -64,6 +64,10 @@ async def _release_req(c: Credits, user: str) -> Any:
     return pb.ReleaseHoldRequest(hold_id=hold.hold_id, request_id=request_id())
 
 
+async def _usage_req(c: Credits, user: str) -> Any:
+    return pb.ChargeUsageRequest(user_id=user, charges=[pb.UsageCharge(request_id=request_id(), amount_nanos=USD)])
+
+
 async def _tier_req(c: Credits, user: str) -> Any:
     return pb.SetTierRequest(user_id=user, tier="starter", request_id=request_id())
 
@@ -93,6 +97,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
     "SetTier": (_tier_req, expect(PRIVILEGED), True),
     "ListAccounts": (_accounts_req, expect({"admin"}), False),
     "ResetPeriods": (_reset_req, expect(PRIVILEGED), True),
+    "ChargeUsage": (_usage_req, expect({"service"}), True),
 }
 
 

@@ -540,3 +540,64 @@ async def test_ledger_transactions_cannot_be_altered(credits: Credits, db: async
             await conn.execute("UPDATE transactions SET amount_nanos = 1 WHERE user_id = $1", user)
         with pytest.raises(asyncpg.RestrictViolationError):
             await conn.execute("DELETE FROM transactions WHERE user_id = $1", user)
+
+
+def _usage(*amounts: int, prefix: str = "") -> list[pb.UsageCharge]:
+    return [
+        pb.UsageCharge(request_id=f"{prefix or request_id()}-{i}", amount_nanos=a, model="m", reference_id=f"usage:{i}")
+        for i, a in enumerate(amounts)
+    ]
+
+
+async def test_usage_charges_are_accepted_while_the_running_sum_fits(credits: Credits, db: asyncpg.Pool) -> None:
+    user = await credits.funded_user(10 * USD)
+    strict = await credits.as_service(
+        "ChargeUsage", pb.ChargeUsageRequest(user_id=user, charges=_usage(4 * USD, 4 * USD, 4 * USD, USD))
+    )
+    # In order: 4 + 4 fit, the third does not, and nothing after a refusal slips in.
+    assert [r.charged_nanos for r in strict.results] == [4 * USD, 4 * USD, 0, 0]
+    assert [bool(r.transaction_id) for r in strict.results] == [True, True, False, False]
+    assert strict.balance_after_nanos == 2 * USD
+    partial = await credits.as_service(
+        "ChargeUsage",
+        pb.ChargeUsageRequest(user_id=user, charges=_usage(USD, 3 * USD, USD, prefix="p"), allow_partial=True),
+    )
+    assert [r.charged_nanos for r in partial.results] == [USD, USD, 0]
+    assert [r.shortfall_nanos for r in partial.results] == [0, 2 * USD, USD]
+    assert (await credits.balance(user)).balance_nanos == 0
+    # A retry replays: same transactions, nothing charged again.
+    replay = await credits.as_service(
+        "ChargeUsage",
+        pb.ChargeUsageRequest(user_id=user, charges=_usage(USD, 3 * USD, USD, prefix="p"), allow_partial=True),
+    )
+    assert [r.duplicate for r in replay.results] == [True, True, False]
+    assert [r.transaction_id for r in replay.results[:2]] == [r.transaction_id for r in partial.results[:2]]
+    assert (await credits.balance(user)).balance_nanos == 0
+    # One transaction per charged event.
+    async with db.acquire() as conn:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM transactions WHERE user_id = $1 AND reference_id LIKE 'usage:%'", user
+        )
+    assert count == 4
+    await assert_ledger_ok(db)
+
+
+async def test_usage_charges_are_checked(credits: Credits) -> None:
+    user = await credits.funded_user(USD)
+    same = [pb.UsageCharge(request_id="x", amount_nanos=1), pb.UsageCharge(request_id="x", amount_nanos=1)]
+    duplicate = await credits.fail(
+        "ChargeUsage", pb.ChargeUsageRequest(user_id=user, charges=same), credits.service_token
+    )
+    assert (duplicate.code, duplicate.reason) == (INVALID, "DUPLICATE_REQUEST_ID")
+    empty = await credits.fail("ChargeUsage", pb.ChargeUsageRequest(user_id=user), credits.service_token)
+    assert empty.reason == "TOO_MANY_CHARGES"
+    negative = await credits.fail(
+        "ChargeUsage", pb.ChargeUsageRequest(user_id=user, charges=_usage(-1)), credits.service_token
+    )
+    assert negative.reason == "INVALID_AMOUNT"
+    first = await credits.as_service("ChargeUsage", pb.ChargeUsageRequest(user_id=user, charges=_usage(5, prefix="r")))
+    assert first.results[0].charged_nanos == 5
+    changed = await credits.fail(
+        "ChargeUsage", pb.ChargeUsageRequest(user_id=user, charges=_usage(6, prefix="r")), credits.service_token
+    )
+    assert (changed.code, changed.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")

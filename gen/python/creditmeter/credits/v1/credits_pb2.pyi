@@ -437,6 +437,54 @@ class ResetPeriodsResponse(_message.Message):
     reset_count: int
     def __init__(self, reset_count: _Optional[int] = ...) -> None: ...
 
+class UsageCharge(_message.Message):
+    __slots__ = ("request_id", "amount_nanos", "model", "reference_id", "price_version", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    amount_nanos: int
+    model: str
+    reference_id: str
+    price_version: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., model: _Optional[str] = ..., reference_id: _Optional[str] = ..., price_version: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ChargeUsageRequest(_message.Message):
+    __slots__ = ("user_id", "charges", "allow_partial")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    charges: _containers.RepeatedCompositeFieldContainer[UsageCharge]
+    allow_partial: bool
+    def __init__(self, user_id: _Optional[str] = ..., charges: _Optional[_Iterable[_Union[UsageCharge, _Mapping]]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+
+class UsageChargeResult(_message.Message):
+    __slots__ = ("request_id", "charged_nanos", "shortfall_nanos", "transaction_id", "duplicate")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALL_NANOS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    charged_nanos: int
+    shortfall_nanos: int
+    transaction_id: str
+    duplicate: bool
+    def __init__(self, request_id: _Optional[str] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class ChargeUsageResponse(_message.Message):
+    __slots__ = ("results", "balance_after_nanos")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_AFTER_NANOS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[UsageChargeResult]
+    balance_after_nanos: int
+    def __init__(self, results: _Optional[_Iterable[_Union[UsageChargeResult, _Mapping]]] = ..., balance_after_nanos: _Optional[int] = ...) -> None: ...
+
 class ErrorDetailTypes(_message.Message):
     __slots__ = ("error_info",)
     ERROR_INFO_FIELD_NUMBER: _ClassVar[int]

@@ -90,6 +90,11 @@ class CreditsServiceStub:
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsResponse.FromString,
                 _registered_method=True)
+        self.ChargeUsage = channel.unary_unary(
+                '/creditmeter.credits.v1.CreditsService/ChargeUsage',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageResponse.FromString,
+                _registered_method=True)
         self.ResetPeriods = channel.unary_unary(
                 '/creditmeter.credits.v1.CreditsService/ResetPeriods',
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ResetPeriodsRequest.SerializeToString,
@@ -209,6 +214,21 @@ class CreditsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChargeUsage(self, request, context):
+        """Charges several usage events to one account in one statement: each charge
+        is accepted while the running sum fits the available balance; with
+        `allow_partial` the first one that does not fit is charged what is left
+        and the rest nothing (usage that already happened is charged as far as the
+        balance goes). Each charged event becomes its own DEDUCTION transaction,
+        idempotent by its `request_id`. Services only; not routed by the gateway.
+        Returns INVALID_ARGUMENT (reasons INVALID_AMOUNT, MISSING_REQUEST_ID,
+        DUPLICATE_REQUEST_ID, TOO_MANY_CHARGES) and ALREADY_EXISTS (reason
+        REQUEST_ID_REUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResetPeriods(self, request, context):
         """Runs the period reset now for every account whose period has ended (or
         only for `user_id`): the rest of the last tier allocation expires, the new
@@ -277,6 +297,11 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     servicer.ListAccounts,
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsRequest.FromString,
                     response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsResponse.SerializeToString,
+            ),
+            'ChargeUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChargeUsage,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageResponse.SerializeToString,
             ),
             'ResetPeriods': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetPeriods,
@@ -582,6 +607,33 @@ class CreditsService:
             '/creditmeter.credits.v1.CreditsService/ListAccounts',
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsRequest.SerializeToString,
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChargeUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/ChargeUsage',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
