@@ -9,7 +9,7 @@ from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as pb_grpc
 from google.protobuf import timestamp_pb2
 
-from services.common.errors import invalid
+from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
 from services.openrouter import domain
 from services.openrouter.domain import Service, TierRate, UnitPrice
@@ -25,6 +25,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "DeleteByokKey": MethodPolicy.allow("user"),
     _SERVICE + "ListModels": MethodPolicy.allow("user", "admin", "service"),
     _SERVICE + "QuotePrice": MethodPolicy.allow("service", "admin"),
+    _SERVICE + "QuotePrices": MethodPolicy.allow("service", "admin"),
     _SERVICE + "GetProviderKey": MethodPolicy.allow("service"),
     _SERVICE + "RotateEncryptionKeys": MethodPolicy.allow("admin"),
     _SERVICE + "SyncModels": MethodPolicy.allow("admin"),
@@ -175,9 +176,7 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
             )
         return pb.ListModelsResponse(models=out, tier=tier, price_version=version)
 
-    async def QuotePrice(
-        self, request: pb.QuotePriceRequest, context: grpc.aio.ServicerContext
-    ) -> pb.QuotePriceResponse:
+    async def _quote(self, request: pb.QuotePriceRequest) -> pb.QuotePriceResponse:
         if request.service not in _SERVICES:
             raise invalid(
                 "UNKNOWN_SERVICE", "service must be LLM, TTS, STT, EMBEDDING, SEARCH or AGENT", field="service"
@@ -203,6 +202,25 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
             price_version=version,
             free_model=quote.free_model,
         )
+
+    async def QuotePrice(
+        self, request: pb.QuotePriceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuotePriceResponse:
+        return await self._quote(request)
+
+    async def QuotePrices(
+        self, request: pb.QuotePricesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuotePricesResponse:
+        if not 1 <= len(request.quotes) <= 10_000:
+            raise invalid("TOO_MANY_QUOTES", "send 1 to 10000 quotes", field="quotes")
+        answers = []
+        for index, item in enumerate(request.quotes):
+            try:
+                answers.append(await self._quote(item))
+            except DomainError as error:
+                error.metadata["index"] = str(index)
+                raise
+        return pb.QuotePricesResponse(quotes=answers)
 
     async def GetProviderKey(
         self, request: pb.GetProviderKeyRequest, context: grpc.aio.ServicerContext

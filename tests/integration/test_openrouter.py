@@ -15,6 +15,7 @@ from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 
 from services.common.bootstrap import RunningService
+from services.common.rpcstatus import error_info_from
 from services.openrouter.client import OpenRouterClient, OpenRouterError
 from services.openrouter.config import OpenRouterSettings
 from services.openrouter.crypto import generate_key
@@ -431,3 +432,20 @@ async def test_verify_flags_a_key_stored_in_clear(openrouter_db: asyncpg.Pool) -
         finally:
             await conn.execute("DELETE FROM byok_keys WHERE user_id = $1", user)
     assert failed == {"keys_stored_only_encrypted"}
+
+
+async def test_batch_quotes_match_single_quotes(openrouter: OpenRouterCaller) -> None:
+    items = [
+        pb.QuotePriceRequest(tier="starter", service=pb.LLM, model=PAID, input_tokens=i * 7, output_tokens=i)
+        for i in range(1, 50)
+    ] + [pb.QuotePriceRequest(tier="trial", service=pb.TTS, quantity=1234)]
+    batch = await openrouter.call("QuotePrices", pb.QuotePricesRequest(quotes=items), openrouter.service)
+    singles = [await openrouter.call("QuotePrice", item, openrouter.service) for item in items]
+    assert list(batch.quotes) == singles
+    bad = [*items[:3], pb.QuotePriceRequest(tier="starter", service=pb.LLM, model="no/such")]
+    try:
+        await openrouter.call("QuotePrices", pb.QuotePricesRequest(quotes=bad), openrouter.service)
+        raise AssertionError("expected a refusal")
+    except grpc.aio.AioRpcError as error:
+        info = error_info_from(error)
+        assert info is not None and (info.reason, info.metadata["index"]) == ("MODEL_NOT_FOUND", "3")

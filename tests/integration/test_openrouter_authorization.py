@@ -57,6 +57,10 @@ async def _quote(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -
     return pb.QuotePriceRequest(tier="starter", service=pb.SEARCH, quantity=1)
 
 
+async def _quotes(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
+    return pb.QuotePricesRequest(quotes=[pb.QuotePriceRequest(tier="starter", service=pb.SEARCH, quantity=1)])
+
+
 async def _provider_key(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
     return pb.GetProviderKeyRequest(user_id=user)
 
@@ -90,6 +94,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     "DeleteByokKey": (_delete_byok, expect(USERS)),
     "ListModels": (_models, expect({"user_self", "user_other", "admin", "service"})),
     "QuotePrice": (_quote, expect({"admin", "service"})),
+    "QuotePrices": (_quotes, expect({"admin", "service"})),
     "GetProviderKey": (_provider_key, expect({"service"})),
     "RotateEncryptionKeys": (_rotate, expect({"admin"})),
     "SyncModels": (_sync_models, expect({"admin"})),

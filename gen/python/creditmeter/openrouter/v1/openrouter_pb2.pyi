@@ -199,6 +199,18 @@ class QuotePriceResponse(_message.Message):
     free_model: bool
     def __init__(self, provider_cost_nanos: _Optional[int] = ..., platform_fee_nanos: _Optional[int] = ..., total_nanos: _Optional[int] = ..., price_version: _Optional[str] = ..., free_model: _Optional[bool] = ...) -> None: ...
 
+class QuotePricesRequest(_message.Message):
+    __slots__ = ("quotes",)
+    QUOTES_FIELD_NUMBER: _ClassVar[int]
+    quotes: _containers.RepeatedCompositeFieldContainer[QuotePriceRequest]
+    def __init__(self, quotes: _Optional[_Iterable[_Union[QuotePriceRequest, _Mapping]]] = ...) -> None: ...
+
+class QuotePricesResponse(_message.Message):
+    __slots__ = ("quotes",)
+    QUOTES_FIELD_NUMBER: _ClassVar[int]
+    quotes: _containers.RepeatedCompositeFieldContainer[QuotePriceResponse]
+    def __init__(self, quotes: _Optional[_Iterable[_Union[QuotePriceResponse, _Mapping]]] = ...) -> None: ...
+
 class GetProviderKeyRequest(_message.Message):
     __slots__ = ("user_id",)
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -70,6 +70,11 @@ class OpenRouterServiceStub:
                 request_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePriceRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePriceResponse.FromString,
                 _registered_method=True)
+        self.QuotePrices = channel.unary_unary(
+                '/creditmeter.openrouter.v1.OpenRouterService/QuotePrices',
+                request_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesResponse.FromString,
+                _registered_method=True)
         self.GetProviderKey = channel.unary_unary(
                 '/creditmeter.openrouter.v1.OpenRouterService/GetProviderKey',
                 request_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetProviderKeyRequest.SerializeToString,
@@ -162,6 +167,15 @@ class OpenRouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QuotePrices(self, request, context):
+        """Prices many usages in one call (same rules as QuotePrice, answers in the
+        same order); the whole call fails on the first invalid item, naming its
+        index in the error metadata. Services and admins; 1 to 10,000 items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetProviderKey(self, request, context):
         """The key to use for a user's call: their own key when they have one and
         their tier allows BYOK, else their provisioned key. Services only; not
@@ -240,6 +254,11 @@ def add_OpenRouterServiceServicer_to_server(servicer, server):
                     servicer.QuotePrice,
                     request_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePriceRequest.FromString,
                     response_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePriceResponse.SerializeToString,
+            ),
+            'QuotePrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.QuotePrices,
+                    request_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesRequest.FromString,
+                    response_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesResponse.SerializeToString,
             ),
             'GetProviderKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProviderKey,
@@ -457,6 +476,33 @@ class OpenRouterService:
             '/creditmeter.openrouter.v1.OpenRouterService/QuotePrice',
             creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePriceRequest.SerializeToString,
             creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuotePrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.openrouter.v1.OpenRouterService/QuotePrices',
+            creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesRequest.SerializeToString,
+            creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesResponse.FromString,
             options,
             channel_credentials,
             insecure,
