@@ -27,6 +27,8 @@ from services.coupons.config import CouponsSettings
 from services.coupons.server import create_server as create_coupons_server
 from services.credits.config import CreditsSettings
 from services.credits.server import RunningServer, create_server
+from services.metering.config import MeteringSettings
+from services.metering.server import create_server as create_metering_server
 from services.openrouter.config import OpenRouterSettings
 from services.openrouter.crypto import generate_key
 from services.openrouter.server import create_server as create_openrouter_server
@@ -227,6 +229,44 @@ async def openrouter_channel(openrouter_server: RunningServer) -> AsyncIterator[
 @pytest.fixture(scope="session")
 async def openrouter_db(credits_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(credits_db, min_size=1, max_size=4, server_settings={"search_path": "openrouter"})
+    yield pool
+    await pool.close()
+
+
+def metering_environ(url: str, keys: Keys, credits_port: int, openrouter_port: int, **extra: str) -> dict[str, str]:
+    return {
+        "METERING_DATABASE_URL": url,
+        "METERING_GRPC_PORT": "0",
+        "METERING_CREDITS_ADDR": f"127.0.0.1:{credits_port}",
+        "METERING_OPENROUTER_ADDR": f"127.0.0.1:{openrouter_port}",
+        "METERING_RECOVERY_INTERVAL_SECONDS": "0",
+        "AUTH_JWKS_FILE": str(keys.jwks),
+        "AUTH_DEV_SIGNING_KEY_FILE": str(keys.signing_key),
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+async def metering_server(
+    credits_db: str, keys: Keys, credits_server: RunningServer, openrouter_server: RunningServer
+) -> AsyncIterator[RunningServer]:
+    environ = metering_environ(credits_db, keys, credits_server.port, openrouter_server.port)
+    running = await create_metering_server(MeteringSettings.from_env(environ))
+    yield running
+    await running.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def metering_channel(metering_server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{metering_server.port}") as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+async def metering_db(credits_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(credits_db, min_size=1, max_size=4, server_settings={"search_path": "metering"})
     yield pool
     await pool.close()
 

@@ -108,6 +108,7 @@ def main() -> int:
                 "credits": (env.text("CREDITS_UPSTREAM_HOST", "credits"), 50051),
                 "coupons": (env.text("COUPONS_UPSTREAM_HOST", "coupons"), 50053),
                 "openrouter": (env.text("OPENROUTER_UPSTREAM_HOST", "openrouter"), 50054),
+                "metering": (env.text("METERING_UPSTREAM_HOST", "metering"), 50052),
             },
             descriptor="/etc/creditmeter/creditmeter.pb",
         )

@@ -44,6 +44,7 @@ SERVICES = (
     ServiceSpec("credits", "services.credits", 50051),
     ServiceSpec("coupons", "services.coupons", 50053),
     ServiceSpec("openrouter", "services.openrouter", 50054),
+    ServiceSpec("metering", "services.metering", 50052),
 )
 
 

@@ -15,6 +15,7 @@ from services.common import db
 from services.common.verification import CheckResult
 from services.coupons import verify as coupons_verify
 from services.credits import verify as credits_verify
+from services.metering import verify as metering_verify
 from services.openrouter import verify as openrouter_verify
 from tools.localdb import database_url
 
@@ -42,6 +43,7 @@ async def verify_all(url: str) -> bool:
     credits = await _connect(url, "credits")
     coupons = await _connect(url, "coupons")
     openrouter = await _connect(url, "openrouter")
+    metering = await _connect(url, "metering")
     ok = True
     try:
         if credits is not None:
@@ -55,8 +57,13 @@ async def verify_all(url: str) -> bool:
             ok &= _print("coupons", results)
         if openrouter is not None:
             ok &= _print("openrouter", await openrouter_verify.verify(openrouter))
+        if metering is not None:
+            results = await metering_verify.verify(metering)
+            if credits is not None:
+                results += await metering_verify.cross_check_credits(metering, credits)
+            ok &= _print("metering", results)
     finally:
-        for conn in (credits, coupons, openrouter):
+        for conn in (credits, coupons, openrouter, metering):
             if conn is not None:
                 await conn.close()
     return ok

@@ -6,6 +6,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from services.common.errors import Code, DomainError
+
 DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -29,3 +31,21 @@ def error_info_from(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
                 if detail.Unpack(info):
                     return info
     return None
+
+
+def relay(error: grpc.aio.AioRpcError, domain: str) -> DomainError:
+    """Another service's refusal, passed on with its code, reason and message (failures become UNAVAILABLE)."""
+    info = error_info_from(error)
+    name = error.code().name
+    code = Code[name] if name in Code.__members__ else Code.UNAVAILABLE
+    if code is Code.UNAVAILABLE or name in ("DEADLINE_EXCEEDED", "UNKNOWN", "UNIMPLEMENTED", "INTERNAL"):
+        return DomainError(
+            "UPSTREAM_UNAVAILABLE", "a service this call needs did not answer", code=Code.UNAVAILABLE, domain=domain
+        )
+    return DomainError(
+        info.reason if info else name,
+        error.details() or name,
+        code=code,
+        domain=info.domain if info else domain,
+        metadata=dict(info.metadata) if info else {},
+    )

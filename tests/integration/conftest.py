@@ -175,6 +175,18 @@ def coupons(coupons_channel: grpc.aio.Channel, keys: Keys) -> CouponsClient:
     return CouponsClient(coupons_channel, keys)
 
 
+async def assert_metering_ok(credits_pool: asyncpg.Pool, metering_pool: asyncpg.Pool) -> None:
+    """Every ledger invariant, metering's own, and the events<->ledger cross-check."""
+    from services.metering import verify as metering_verify
+
+    async with credits_pool.acquire() as credits_conn, metering_pool.acquire() as metering_conn:
+        results = await verify.verify(credits_conn)
+        results += await metering_verify.verify(metering_conn)
+        results += await metering_verify.cross_check_credits(metering_conn, credits_conn)
+    failures = [r.line() for r in results if not r.ok]
+    assert not failures, "\n".join(failures)
+
+
 async def assert_everything_ok(credits_pool: asyncpg.Pool, coupons_pool: asyncpg.Pool) -> None:
     """Every invariant of both contexts, including the coupons↔ledger cross-check."""
     from services.coupons import verify as coupons_verify
@@ -227,3 +239,32 @@ async def openrouter(openrouter_channel: grpc.aio.Channel, keys: Keys) -> AsyncI
 
     await client.call("SyncModels", openrouter_pb2.SyncModelsRequest(), client.admin)
     yield client
+
+
+class MeteringCaller:
+    """Calls MeteringService as a given identity."""
+
+    def __init__(self, channel: grpc.aio.Channel, keys: Keys) -> None:
+        from creditmeter.metering.v1 import metering_pb2_grpc
+
+        self.stub = metering_pb2_grpc.MeteringServiceStub(channel)
+        self.keys = keys
+        self.service = keys.token("svc-gateway", "service")
+
+    async def call(self, method: str, request: Any, token: str | None = None) -> Any:
+        token = self.service if token is None else token
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        return await getattr(self.stub, method)(request, metadata=metadata, timeout=120)
+
+    async def reason(self, method: str, request: Any, token: str | None = None) -> tuple[grpc.StatusCode, str]:
+        try:
+            await self.call(method, request, token)
+        except grpc.aio.AioRpcError as error:
+            info = error_info_from(error)
+            return error.code(), info.reason if info else ""
+        raise AssertionError(f"{method} succeeded")
+
+
+@pytest.fixture(scope="session")
+async def metering(metering_channel: grpc.aio.Channel, keys: Keys, openrouter: OpenRouterCaller) -> MeteringCaller:
+    return MeteringCaller(metering_channel, keys)

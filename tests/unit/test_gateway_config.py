@@ -61,6 +61,7 @@ def test_envoy_accepts_the_rendered_config(form: str, tmp_path: Path) -> None:
             "credits": ("credits.creditmeter.svc", 50051),
             "coupons": ("coupons.creditmeter.svc", 50053),
             "openrouter": ("openrouter.creditmeter.svc", 50054),
+            "metering": ("metering.creditmeter.svc", 50052),
         },
     )
     result = _validate(config, tmp_path)

@@ -1,0 +1,31 @@
+"""Metering service settings, from environment variables only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.common.config import Env, ServiceSettings
+
+DEFAULT_PORT = 50052
+
+
+@dataclass(frozen=True)
+class MeteringSettings:
+    common: ServiceSettings
+    credits_address: str
+    openrouter_address: str
+    call_timeout_seconds: int
+    #: Seconds between recovery passes over recorded-but-uncharged events; 0 disables them.
+    recovery_interval_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MeteringSettings:
+        env = Env(environ)
+        return cls(
+            common=ServiceSettings.from_env("metering", DEFAULT_PORT, environ),
+            credits_address=env.text("METERING_CREDITS_ADDR", "127.0.0.1:50051"),
+            openrouter_address=env.text("METERING_OPENROUTER_ADDR", "127.0.0.1:50054"),
+            call_timeout_seconds=env.integer("METERING_CALL_TIMEOUT_SECONDS", 10, minimum=1, maximum=120),
+            recovery_interval_seconds=env.integer("METERING_RECOVERY_INTERVAL_SECONDS", 15, minimum=0),
+        )

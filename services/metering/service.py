@@ -1,0 +1,255 @@
+"""MeteringService servicer: proto ↔ domain and access rules; no SQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import grpc
+from creditmeter.metering.v1 import metering_pb2 as pb
+from creditmeter.metering.v1 import metering_pb2_grpc as pb_grpc
+from google.protobuf import timestamp_pb2
+
+from services.common.auth import Forbidden
+from services.common.errors import DomainError, invalid
+from services.common.grpcserver import MethodPolicy, principal
+from services.metering import domain
+from services.metering.domain import Event
+from services.metering.workflow import (
+    Metering,
+    Totals,
+    Tracked,
+    check_hold_id,
+    event_token,
+    month_of,
+    parse_event_token,
+    summarize,
+)
+
+_SERVICE = "/creditmeter.metering.v1.MeteringService/"
+_READERS = MethodPolicy.allow("user", "admin", "service")
+
+POLICIES: dict[str, MethodPolicy] = {
+    _SERVICE + "Authorize": MethodPolicy.allow("service"),
+    _SERVICE + "TrackUsage": MethodPolicy.allow("service"),
+    _SERVICE + "TrackUsageBatch": MethodPolicy.allow("service"),
+    _SERVICE + "GetUsageSummary": _READERS,
+    _SERVICE + "GetUsageByModel": _READERS,
+    _SERVICE + "GetUsageByDate": _READERS,
+    _SERVICE + "ListUsageEvents": _READERS,
+}
+
+_SERVICE_NAMES = {v: k for k, v in pb.ServiceKind.items() if v}
+
+
+def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def _when(request: Any, field: str) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    moment: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
+    return moment
+
+
+def _event(message: pb.UsageEvent, now: datetime) -> Event:
+    return domain.validate_event(
+        event_id=message.event_id,
+        user_id=message.user_id,
+        service=_SERVICE_NAMES.get(message.service),
+        model=message.model,
+        provider=message.provider,
+        input_tokens=message.input_tokens,
+        output_tokens=message.output_tokens,
+        quantity=message.quantity,
+        byok=message.byok,
+        hold_id=check_hold_id(message.hold_id),
+        occurred_at=_when(message, "occurred_at"),
+        metadata=dict(message.metadata),
+        now=now,
+    )
+
+
+def _tracked_pb(t: Tracked) -> pb.TrackUsageResponse:
+    return pb.TrackUsageResponse(
+        event_id=t.event_id,
+        cost_nanos=t.cost_nanos,
+        charged_nanos=t.charged_nanos,
+        shortfall_nanos=t.shortfall_nanos,
+        transaction_id=t.transaction_id,
+        duplicate=t.duplicate,
+        price_version=t.price_version,
+    )
+
+
+def _totals_pb(t: Totals) -> pb.UsageTotals:
+    return pb.UsageTotals(**t.__dict__)
+
+
+def _recorded_pb(row: asyncpg.Record) -> pb.RecordedEvent:
+    event = pb.UsageEvent(
+        event_id=row["event_id"],
+        user_id=row["user_id"],
+        service=pb.ServiceKind.Value(row["service"]),
+        model=row["model"],
+        provider=row["provider"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        quantity=row["quantity"],
+        byok=row["byok"],
+        hold_id=row["hold_id"],
+        occurred_at=_ts(row["occurred_at"]),
+        metadata=json.loads(row["metadata"]) if isinstance(row["metadata"], str) else dict(row["metadata"]),
+    )
+    return pb.RecordedEvent(
+        event=event,
+        cost_nanos=row["cost_nanos"],
+        charged_nanos=row["charged_nanos"],
+        shortfall_nanos=row["shortfall_nanos"],
+        transaction_id=row["transaction_id"],
+        price_version=row["price_version"],
+        charged=row["status"] == "CHARGED",
+        recorded_at=_ts(row["recorded_at"]),
+    )
+
+
+def _subject(requested: str) -> str:
+    """The user a report is about: the caller, or anyone for admins and services."""
+    who = principal()
+    if not requested or requested == who.subject:
+        return who.subject
+    if not who.is_privileged:
+        raise Forbidden("FORBIDDEN", "users may only read their own usage")
+    return requested
+
+
+class MeteringServicer(pb_grpc.MeteringServiceServicer):
+    def __init__(self, metering: Metering) -> None:
+        self._m = metering
+
+    async def Authorize(self, request: pb.AuthorizeRequest, context: grpc.aio.ServicerContext) -> pb.AuthorizeResponse:
+        if not request.request_id:
+            raise invalid("MISSING_REQUEST_ID", "request_id is required", field="request_id")
+        if request.max_output_tokens < 0:
+            raise invalid("INVALID_QUANTITY", "max_output_tokens cannot be negative", field="max_output_tokens")
+        ttl = request.hold_ttl_seconds or 900
+        if not 1 <= ttl <= 86_400:
+            raise invalid("INVALID_TTL", "hold_ttl_seconds must be from 1 to 86400", field="hold_ttl_seconds")
+        probe = domain.validate_event(
+            event_id=f"authorize-{request.request_id}"[:128],
+            user_id=request.user_id,
+            service=_SERVICE_NAMES.get(request.service),
+            model=request.model,
+            provider="",
+            input_tokens=request.input_tokens,
+            output_tokens=0,
+            quantity=request.quantity,
+            byok=request.byok,
+            hold_id="",
+            occurred_at=None,
+            metadata={},
+            now=datetime.now(UTC),
+        )
+        result = await self._m.authorize(probe, request.max_output_tokens, ttl, request.request_id)
+        return pb.AuthorizeResponse(**result.__dict__)
+
+    async def TrackUsage(
+        self, request: pb.TrackUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TrackUsageResponse:
+        (tracked,) = await self._m.track([_event(request.event, datetime.now(UTC))])
+        return _tracked_pb(tracked)
+
+    async def TrackUsageBatch(
+        self, request: pb.TrackUsageBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TrackUsageBatchResponse:
+        if not 1 <= len(request.events) <= domain.MAX_BATCH:
+            raise invalid("INVALID_BATCH", f"send 1 to {domain.MAX_BATCH} events", field="events")
+        now = datetime.now(UTC)
+        events = []
+        for index, message in enumerate(request.events):
+            try:
+                events.append(_event(message, now))
+            except DomainError as error:
+                error.metadata["index"] = str(index)
+                raise
+        return pb.TrackUsageBatchResponse(results=[_tracked_pb(t) for t in await self._m.track(events)])
+
+    async def GetUsageSummary(
+        self, request: pb.GetUsageSummaryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageSummaryResponse:
+        user_id = _subject(request.user_id)
+        rows = await self._m.usage(user_id, _when(request, "start_time"), _when(request, "end_time"))
+        total = summarize(rows, lambda r: "all").get("all", Totals())
+        by_service = summarize(rows, lambda r: r["service"])
+        used, limit, window = await self._m.quota(user_id)
+        return pb.GetUsageSummaryResponse(
+            user_id=user_id,
+            totals=_totals_pb(total),
+            by_service=[
+                pb.ServiceUsage(service=pb.ServiceKind.Value(s), totals=_totals_pb(t))
+                for s, t in sorted(by_service.items())
+            ],
+            calls_used=used,
+            calls_limit=limit,
+            quota_window_start=_ts(window),
+        )
+
+    async def GetUsageByModel(
+        self, request: pb.GetUsageByModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageByModelResponse:
+        rows = await self._m.usage(_subject(request.user_id), _when(request, "start_time"), _when(request, "end_time"))
+        by_model = summarize(rows, lambda r: r["model"])
+        ordered = sorted(by_model.items(), key=lambda kv: (-kv[1].cost_nanos, kv[0]))
+        return pb.GetUsageByModelResponse(
+            rows=[
+                pb.ModelUsage(
+                    model=m,
+                    event_count=t.event_count,
+                    input_tokens=t.input_tokens,
+                    output_tokens=t.output_tokens,
+                    cost_nanos=t.cost_nanos,
+                    charged_nanos=t.charged_nanos,
+                )
+                for m, t in ordered
+            ]
+        )
+
+    async def GetUsageByDate(
+        self, request: pb.GetUsageByDateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageByDateResponse:
+        rows = await self._m.usage(_subject(request.user_id), _when(request, "start_time"), _when(request, "end_time"))
+        monthly = request.granularity == pb.MONTH
+        by_date = summarize(rows, lambda r: month_of(r["day"]) if monthly else r["day"].isoformat())
+        return pb.GetUsageByDateResponse(
+            rows=[
+                pb.DateUsage(
+                    date=d,
+                    event_count=t.event_count,
+                    input_tokens=t.input_tokens,
+                    output_tokens=t.output_tokens,
+                    cost_nanos=t.cost_nanos,
+                    charged_nanos=t.charged_nanos,
+                )
+                for d, t in sorted(by_date.items())
+            ]
+        )
+
+    async def ListUsageEvents(
+        self, request: pb.ListUsageEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsageEventsResponse:
+        user_id = _subject(request.user_id)
+        size = request.page_size or 50
+        if not 1 <= size <= 500:
+            raise invalid("INVALID_PAGE_SIZE", "page_size must be from 1 to 500", field="page_size")
+        rows = await self._m.events(user_id, parse_event_token(request.page_token), size + 1)
+        page = rows[:size]
+        return pb.ListUsageEventsResponse(
+            events=[_recorded_pb(r) for r in page], next_page_token=event_token(page[-1]) if len(rows) > size else ""
+        )

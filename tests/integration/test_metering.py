@@ -1,0 +1,375 @@
+"""MeteringService over real gRPC, charging through the real credits service and pricing through openrouter."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import grpc
+import pytest
+from creditmeter.credits.v1 import credits_pb2 as cpb
+from creditmeter.metering.v1 import metering_pb2 as pb
+from creditmeter.openrouter.v1 import openrouter_pb2 as opb
+from google.protobuf import timestamp_pb2
+
+from services.common.auth import StaticTokenSource
+from services.common.bootstrap import RunningService
+from services.common.grpcserver import ClientInterceptor
+from services.metering.config import MeteringSettings
+from services.metering.server import create_server
+from tests.conftest import Keys, metering_environ, new_user, request_id
+from tests.integration.conftest import USD, Credits, MeteringCaller, OpenRouterCaller, assert_metering_ok
+
+PAID = "openai/gpt-4o-mini"  # $0.15 / $0.60 per million tokens
+
+
+def _event(user: str, **fields: object) -> pb.UsageEvent:
+    fields.setdefault("event_id", f"evt-{uuid.uuid4().hex}")
+    fields.setdefault("service", pb.LLM)
+    if fields["service"] == pb.LLM:
+        fields.setdefault("model", PAID)
+        fields.setdefault("input_tokens", 1000)
+        fields.setdefault("output_tokens", 500)
+    return pb.UsageEvent(user_id=user, **fields)  # type: ignore[arg-type]
+
+
+async def _quote(openrouter: OpenRouterCaller, tier: str, event: pb.UsageEvent) -> int:
+    answer = await openrouter.call(
+        "QuotePrice",
+        opb.QuotePriceRequest(
+            tier=tier,
+            service=event.service,
+            model=event.model,
+            input_tokens=event.input_tokens,
+            output_tokens=event.output_tokens,
+            quantity=event.quantity,
+            byok=event.byok,
+        ),
+        openrouter.service,
+    )
+    return int(answer.total_nanos)
+
+
+async def test_a_tracked_event_is_charged_its_quoted_price_once(
+    metering: MeteringCaller,
+    credits: Credits,
+    openrouter: OpenRouterCaller,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    event = _event(user)
+    price = await _quote(openrouter, "trial", event)
+    assert price == 495_000  # (1000 x 0.15 + 500 x 0.60) micro-USD + 10%
+    first = await metering.call("TrackUsage", pb.TrackUsageRequest(event=event))
+    assert (first.cost_nanos, first.charged_nanos, first.shortfall_nanos, first.duplicate) == (price, price, 0, False)
+    assert first.transaction_id and first.price_version.startswith("rc")
+    again = await metering.call("TrackUsage", pb.TrackUsageRequest(event=event))
+    assert again.duplicate and again.transaction_id == first.transaction_id and again.charged_nanos == price
+    assert (await credits.balance(user)).balance_nanos == 5 * USD - price
+    changed = pb.UsageEvent()
+    changed.CopyFrom(event)
+    changed.output_tokens = 501
+    assert await metering.reason("TrackUsage", pb.TrackUsageRequest(event=changed)) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "EVENT_ID_REUSED",
+    )
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_one_event_from_20_tasks_is_charged_once(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    event = _event(user)
+    results = await asyncio.gather(*(metering.call("TrackUsage", pb.TrackUsageRequest(event=event)) for _ in range(20)))
+    assert len({r.transaction_id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    assert (await credits.balance(user)).balance_nanos == 5 * USD - results[0].charged_nanos
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_authorize_then_track_captures_the_actual_cost(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    allowed = await metering.call(
+        "Authorize",
+        pb.AuthorizeRequest(
+            user_id=user, service=pb.LLM, model=PAID, input_tokens=1000, max_output_tokens=4000, request_id=request_id()
+        ),
+    )
+    assert allowed.allowed and allowed.hold_id
+    assert allowed.held_nanos == allowed.estimated_cost_nanos == 2_805_000  # (150 + 2400) micro-USD + 10%
+    assert (await credits.balance(user)).held_nanos == allowed.held_nanos
+    tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user, hold_id=allowed.hold_id)))
+    assert tracked.charged_nanos == 495_000
+    balance = await credits.balance(user)
+    assert (balance.balance_nanos, balance.held_nanos) == (5 * USD - 495_000, 0)  # the rest released
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_usage_beyond_the_hold_is_charged_in_full(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    allowed = await metering.call(
+        "Authorize",
+        pb.AuthorizeRequest(
+            user_id=user, service=pb.LLM, model=PAID, input_tokens=10, max_output_tokens=10, request_id=request_id()
+        ),
+    )
+    tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user, hold_id=allowed.hold_id)))
+    assert tracked.charged_nanos == 495_000 > allowed.held_nanos
+    balance = await credits.balance(user)
+    assert (balance.balance_nanos, balance.held_nanos) == (5 * USD - 495_000, 0)
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_an_abandoned_hold_expires(metering: MeteringCaller, credits: Credits) -> None:
+    user = await credits.funded_user(USD)
+    allowed = await metering.call(
+        "Authorize",
+        pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=10, hold_ttl_seconds=1, request_id=request_id()),
+    )
+    assert allowed.allowed and (await credits.balance(user)).available_nanos == USD - 50_000_000
+    await asyncio.sleep(1.2)
+    assert (await credits.balance(user)).available_nanos == USD
+
+
+async def test_the_101st_trial_call_of_a_day_is_refused(metering: MeteringCaller, credits: Credits) -> None:
+    user = await credits.funded_user(USD)
+    answers = [
+        await metering.call(
+            "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=f"q-{i}")
+        )
+        for i in range(101)
+    ]
+    assert all(a.allowed for a in answers[:100])
+    assert answers[99].calls_used == 100 and answers[99].calls_remaining == 0 and answers[99].calls_limit == 100
+    assert (answers[100].allowed, answers[100].reason) == (False, "QUOTA_EXCEEDED")
+    assert (await credits.balance(user)).held_nanos == 100 * 5_000_000  # the refused call held nothing
+    replay = await metering.call(
+        "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id="q-5")
+    )
+    assert replay.allowed and replay.hold_id == answers[5].hold_id
+
+
+async def test_enterprise_is_never_refused_for_quota(metering: MeteringCaller, credits: Credits) -> None:
+    user = new_user("ent")
+    await credits.as_admin("SetTier", cpb.SetTierRequest(user_id=user, tier="enterprise", request_id=request_id()))
+    for i in range(120):
+        answer = await metering.call(
+            "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=f"e-{i}")
+        )
+        assert answer.allowed and answer.calls_limit == 0
+
+
+async def test_authorize_refuses_when_credits_cannot_cover_the_estimate(
+    metering: MeteringCaller, credits: Credits
+) -> None:
+    user = await credits.funded_user(1000)
+    refused = await metering.call(
+        "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=request_id())
+    )
+    assert (refused.allowed, refused.reason) == (False, "INSUFFICIENT_CREDITS")
+    assert refused.calls_used == 0  # the refused call is not counted
+
+
+async def test_50_concurrent_events_against_a_balance_for_20(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    price = 495_000
+    user = await credits.funded_user(20 * price)
+    results = await asyncio.gather(
+        *(metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user))) for _ in range(50))
+    )
+    assert sum(r.charged_nanos for r in results) == 20 * price
+    assert sum(r.shortfall_nanos for r in results) == 30 * price
+    assert all(r.charged_nanos + r.shortfall_nanos == price for r in results)
+    balance = await credits.balance(user)
+    assert balance.balance_nanos == 0
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_reports_agree_with_each_other_and_the_ledger(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(10 * USD)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(yesterday)
+    events = [
+        _event(user),
+        _event(user, model="anthropic/claude-3.5-sonnet", input_tokens=2000, output_tokens=100),
+        _event(user, occurred_at=stamp),
+        _event(user, service=pb.TTS, quantity=1500),
+        _event(user, model="meta-llama/llama-3.1-8b-instruct:free", input_tokens=3000, output_tokens=0),
+    ]
+    await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events))
+    token = metering.keys.token(user, "user")
+    summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(), token)
+    by_model = await metering.call("GetUsageByModel", pb.GetUsageByModelRequest(), token)
+    by_day = await metering.call("GetUsageByDate", pb.GetUsageByDateRequest(), token)
+    by_month = await metering.call("GetUsageByDate", pb.GetUsageByDateRequest(granularity=pb.MONTH), token)
+    total = summary.totals
+    assert total.event_count == 5 and total.input_tokens == 7000
+    for rows in (by_model.rows, by_day.rows, by_month.rows):
+        assert sum(r.event_count for r in rows) == total.event_count
+        assert sum(r.cost_nanos for r in rows) == total.cost_nanos
+        assert sum(r.charged_nanos for r in rows) == total.charged_nanos
+    assert sum(s.totals.cost_nanos for s in summary.by_service) == total.cost_nanos
+    assert len(by_day.rows) == 2
+    assert {r.model: r.event_count for r in by_model.rows}[PAID] == 2
+    transactions = await credits.as_admin("ListTransactions", cpb.ListTransactionsRequest(user_id=user, page_size=500))
+    ledger = sum(t.amount_nanos for t in transactions.transactions if t.audit.reference_id.startswith("usage:"))
+    assert ledger == total.charged_nanos == total.cost_nanos
+    assert (await credits.balance(user)).balance_nanos == 10 * USD - total.charged_nanos
+    assert summary.calls_limit == 100
+    other = await metering.reason("GetUsageSummary", pb.GetUsageSummaryRequest(user_id="someone-else"), token)
+    assert other[0] == grpc.StatusCode.PERMISSION_DENIED
+    listed = await metering.call("ListUsageEvents", pb.ListUsageEventsRequest(page_size=2), token)
+    assert len(listed.events) == 2 and listed.next_page_token
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_a_10000_event_batch(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    users = [await credits.funded_user(100 * USD) for _ in range(4)]
+    events = [_event(users[i % 4], input_tokens=100 + i % 7, output_tokens=10) for i in range(10_000)]
+    answer = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events))
+    assert len(answer.results) == 10_000 and not any(r.duplicate for r in answer.results)
+    charged = sum(r.charged_nanos for r in answer.results)
+    assert charged == sum(r.cost_nanos for r in answer.results) > 0
+    balances = [(await credits.balance(u)).balance_nanos for u in users]
+    assert 400 * USD - sum(balances) == charged
+    again = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events[:100]))
+    assert all(r.duplicate for r in again.results)
+    await assert_metering_ok(db, metering_db)
+
+
+class _BreakCharges(grpc.aio.UnaryUnaryClientInterceptor):
+    """The ledger is unreachable for charges (fault injection on the wire)."""
+
+    async def intercept_unary_unary(self, continuation, call_details, request):  # type: ignore[no-untyped-def]
+        method = call_details.method
+        if method.endswith((b"/ChargeUsage", b"/CaptureHold")):
+            method = method + b"Unreachable"
+        details = grpc.aio.ClientCallDetails(
+            method, call_details.timeout, call_details.metadata, call_details.credentials, call_details.wait_for_ready
+        )
+        return await continuation(details, request)
+
+
+async def test_usage_recorded_before_a_crash_is_charged_by_recovery_once(
+    metering: MeteringCaller,
+    credits: Credits,
+    credits_db: str,
+    keys: Keys,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+    credits_server: RunningService,
+    openrouter_server: RunningService,
+) -> None:
+    from creditmeter.openrouter.v1 import openrouter_pb2_grpc
+
+    from services.common.db import create_pool
+    from services.common.grpcserver import connect
+    from services.credits.client import CreditsClient
+    from services.metering.workflow import Metering
+
+    token = StaticTokenSource(keys.token("svc-metering", "service"))
+    pool = await create_pool(credits_db, "metering", application_name="test")
+    broken = grpc.aio.insecure_channel(
+        f"127.0.0.1:{credits_server.port}", interceptors=[_BreakCharges(), ClientInterceptor(token)]
+    )
+    pricing = connect(f"127.0.0.1:{openrouter_server.port}", token)
+    user = await credits.funded_user(5 * USD)
+    event = _event(user)
+    try:
+        crashed = Metering(
+            pool, CreditsClient(broken, 5, "metering"), openrouter_pb2_grpc.OpenRouterServiceStub(pricing), 5
+        )
+        from services.metering.service import _event as to_event
+
+        with pytest.raises(Exception) as pending:
+            await crashed.track([to_event(event, datetime.now(UTC))])
+        assert getattr(pending.value, "reason", "") == "CHARGE_PENDING"
+        async with metering_db.acquire() as conn:
+            status = await conn.fetchval("SELECT status FROM events WHERE event_id = $1", event.event_id)
+        assert status == "RECORDED"  # usage that happened is always recorded ...
+        assert (await credits.balance(user)).balance_nanos == 5 * USD  # ... but not charged yet
+        summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(user_id=user))
+        assert summary.totals.cost_nanos == 495_000 and summary.totals.charged_nanos == 0
+    finally:
+        await broken.close()
+    # A new process (the real server) recovers it, once, however often recovery runs.
+    running = await create_server(
+        MeteringSettings.from_env(metering_environ(credits_db, keys, credits_server.port, openrouter_server.port))
+    )
+    try:
+        healthy = Metering(
+            pool,
+            CreditsClient(connect(f"127.0.0.1:{credits_server.port}", token), 5, "metering"),
+            openrouter_pb2_grpc.OpenRouterServiceStub(pricing),
+            5,
+        )
+        assert await healthy.recover(older_than_seconds=0) >= 1
+        await healthy.recover(older_than_seconds=0)
+        retried = await metering.call("TrackUsage", pb.TrackUsageRequest(event=event))
+        assert retried.duplicate and retried.charged_nanos == 495_000
+        assert (await credits.balance(user)).balance_nanos == 5 * USD - 495_000
+    finally:
+        await running.stop(1)
+        await pricing.close()
+        await pool.close()
+    await assert_metering_ok(db, metering_db)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "reason"),
+    [
+        ({"event_id": ""}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EVENT_ID"),
+        ({"event_id": "has space"}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EVENT_ID"),
+        ({"service": pb.SERVICE_KIND_UNSPECIFIED}, grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_SERVICE"),
+        ({"input_tokens": -1}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUANTITY"),
+        ({"model": ""}, grpc.StatusCode.INVALID_ARGUMENT, "MISSING_MODEL"),
+        ({"model": "no/such-model"}, grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND"),
+        ({"hold_id": "not-a-hold"}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_HOLD_ID"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, grpc.StatusCode.INVALID_ARGUMENT, "METADATA_TOO_LARGE"),
+        ({"user_id": ""}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_USER_ID"),
+    ],
+)
+async def test_bad_events_are_refused_and_record_nothing(
+    metering: MeteringCaller,
+    credits: Credits,
+    metering_db: asyncpg.Pool,
+    change: dict,
+    code: grpc.StatusCode,
+    reason: str,
+) -> None:
+    user = await credits.funded_user(USD)
+    event = _event(user)
+    for key, value in change.items():
+        if key == "metadata":
+            event.metadata.update(value)
+        else:
+            setattr(event, key, value)
+    assert await metering.reason("TrackUsage", pb.TrackUsageRequest(event=event)) == (code, reason)
+    batch = pb.TrackUsageBatchRequest(events=[_event(user), event])
+    assert (await metering.reason("TrackUsageBatch", pb.TrackUsageBatchRequest(events=batch.events)))[1] == reason
+    async with metering_db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE user_id = $1", user) == 0
+    assert (await credits.balance(user)).balance_nanos == USD
+
+
+async def test_an_event_from_the_far_future_is_refused(metering: MeteringCaller, credits: Credits) -> None:
+    user = await credits.funded_user(USD)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
+    assert (await metering.reason("TrackUsage", pb.TrackUsageRequest(event=_event(user, occurred_at=stamp))))[1] == (
+        "OCCURRED_IN_FUTURE"
+    )
