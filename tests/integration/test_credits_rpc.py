@@ -544,7 +544,9 @@ async def test_ledger_transactions_cannot_be_altered(credits: Credits, db: async
 
 def _usage(*amounts: int, prefix: str = "") -> list[pb.UsageCharge]:
     return [
-        pb.UsageCharge(request_id=f"{prefix or request_id()}-{i}", amount_nanos=a, model="m", reference_id=f"usage:{i}")
+        pb.UsageCharge(
+            request_id=f"{prefix or request_id()}-{i}", amount_nanos=a, model="m", reference_id=f"charge-test:{i}"
+        )
         for i, a in enumerate(amounts)
     ]
 
@@ -576,7 +578,7 @@ async def test_usage_charges_are_accepted_while_the_running_sum_fits(credits: Cr
     # One transaction per charged event.
     async with db.acquire() as conn:
         count = await conn.fetchval(
-            "SELECT count(*) FROM transactions WHERE user_id = $1 AND reference_id LIKE 'usage:%'", user
+            "SELECT count(*) FROM transactions WHERE user_id = $1 AND reference_id LIKE 'charge-test:%'", user
         )
     assert count == 4
     await assert_ledger_ok(db)

@@ -1,0 +1,113 @@
+"""Metering through the real Envoy gateway, as the issue's acceptance describes it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from tests.e2e.conftest import Stack
+
+USD = 1_000_000_000
+PAID = "openai/gpt-4o-mini"
+
+
+def _event(user: str) -> dict[str, object]:
+    return {
+        "event_id": f"e2e-{uuid.uuid4().hex}",
+        "user_id": user,
+        "service": "LLM",
+        "model": PAID,
+        "input_tokens": "1000",
+        "output_tokens": "500",
+    }
+
+
+async def _fund(http: httpx.AsyncClient, stack: Stack, user: str, total: int) -> None:
+    """Opens the account (trial dollar) and tops it up to exactly ``total`` nanos."""
+    opened = await http.get("/api/v1/credits/balance", headers=stack.headers(user, "user"))
+    extra = total - int(opened.json()["balance_nanos"])
+    path, body = ("allocate", {"amount_nanos": str(extra)}) if extra > 0 else ("deduct", {"amount_nanos": str(-extra)})
+    if extra:
+        response = await http.post(
+            f"/api/v1/credits/{path}",
+            headers=stack.headers("ops", "admin"),
+            json={"user_id": user, "reason": "setup", "request_id": uuid.uuid4().hex, **body},
+        )
+        assert response.status_code == 200, response.text
+
+
+async def test_tracking_charges_the_quoted_price_once(stack: Stack) -> None:
+    user = f"m-{uuid.uuid4().hex[:8]}"
+    service = stack.headers("svc-gateway", "service")
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
+        await _fund(http, stack, user, 5 * USD)
+        quote = await http.post(
+            "/api/v1/openrouter/quote",
+            headers=service,
+            json={"tier": "trial", "service": "LLM", "model": PAID, "input_tokens": "1000", "output_tokens": "500"},
+        )
+        price = int(quote.json()["total_nanos"])
+        event = _event(user)
+        first = await http.post("/api/v1/metering/track", headers=service, json={"event": event})
+        assert first.status_code == 200, first.text
+        assert int(first.json()["charged_nanos"]) == price and first.json()["duplicate"] is False
+        again = await http.post("/api/v1/metering/track", headers=service, json={"event": event})
+        assert again.json()["duplicate"] is True
+        balance = await http.get("/api/v1/credits/balance", headers=stack.headers(user, "user"))
+        assert int(balance.json()["balance_nanos"]) == 5 * USD - price
+        refused = await http.post("/api/v1/metering/track", headers=stack.headers(user, "user"), json={"event": event})
+        assert refused.status_code == 403
+
+
+async def test_50_events_against_a_balance_for_20_and_reports_that_agree(stack: Stack) -> None:
+    user = f"m-{uuid.uuid4().hex[:8]}"
+    service = stack.headers("svc-gateway", "service")
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=limits) as http:
+        await _fund(http, stack, user, 20 * 495_000)
+        responses = await asyncio.gather(
+            *(http.post("/api/v1/metering/track", headers=service, json={"event": _event(user)}) for _ in range(50))
+        )
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+        bodies = [r.json() for r in responses]
+        assert sum(int(b["charged_nanos"]) for b in bodies) == 20 * 495_000
+        assert sum(int(b["shortfall_nanos"]) for b in bodies) == 30 * 495_000
+        me = stack.headers(user, "user")
+        balance = await http.get("/api/v1/credits/balance", headers=me)
+        assert balance.json()["balance_nanos"] == "0"
+        summary = (await http.get("/api/v1/metering/summary", headers=me)).json()
+        by_model = (await http.get("/api/v1/metering/by-model", headers=me)).json()
+        by_date = (await http.get("/api/v1/metering/by-date?granularity=MONTH", headers=me)).json()
+        charged = int(summary["totals"]["charged_nanos"])
+        assert charged == sum(int(r["charged_nanos"]) for r in by_model["rows"])
+        assert charged == sum(int(r["charged_nanos"]) for r in by_date["rows"])
+        assert summary["totals"]["event_count"] == "50"
+        history = await http.get("/api/v1/credits/transactions?page_size=500", headers=me)
+        ledger = sum(
+            int(t["amount_nanos"])
+            for t in history.json()["transactions"]
+            if t["audit"]["reference_id"].startswith("usage:")
+        )
+        assert ledger == charged == 20 * 495_000
+    verified = stack.verify()
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "charged_event_has_one_transaction" in verified.stdout
+
+
+async def test_the_101st_trial_authorization_of_a_day_is_refused(stack: Stack) -> None:
+    user = f"m-{uuid.uuid4().hex[:8]}"
+    service = stack.headers("svc-gateway", "service")
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
+        answers = []
+        for i in range(101):
+            response = await http.post(
+                "/api/v1/metering/authorize",
+                headers=service,
+                json={"user_id": user, "service": "SEARCH", "quantity": "1", "request_id": f"{user}-{i}"},
+            )
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+    assert all(a["allowed"] for a in answers[:100])
+    assert answers[100]["allowed"] is False and answers[100]["reason"] == "QUOTA_EXCEEDED"
