@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 USER ?= alice
 ROLE ?= user
 
-.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench deploy-config clean
+.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench bench-reports deploy-config clean
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ verify: $(STAMP) ## Check every ledger invariant against the configured (or embe
 
 bench: $(STAMP) ## Throughput benchmarks against raw PostgreSQL measured in the same run (bench/).
 	$(BIN)/python -m bench.credits_hot_account
+
+bench-reports: $(STAMP) ## Usage-report speed over 1M events: rollups vs raw events, with the query plan.
+	$(BIN)/python -m bench.metering_reports
 
 DEPLOY_AUTH := AUTH_ISSUER=https://keycloak.example.com/realms/creditmeter \
 	AUTH_JWKS_URL=https://keycloak.example.com/realms/creditmeter/protocol/openid-connect/certs AUTH_AUDIENCE=creditmeter
