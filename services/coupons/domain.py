@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from services.common.errors import Code, DomainError, already_exists, invalid, not_found
+from services.common.idempotency import ID_PATTERN
+from services.common.idempotency import fingerprint as fingerprint
+from services.common.idempotency import validate_request_id as validate_request_id
 
 DOMAIN = "coupons.creditmeter.dev"
 MAX_AMOUNT_NANOS = 100_000_000 * 1_000_000_000
@@ -21,7 +22,6 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
 _CODE_RE = re.compile(r"^[A-Z0-9_-]{3,64}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9._:@|+=/-]{1,128}$")
 
 
 class Kind(StrEnum):
@@ -90,16 +90,8 @@ def same_digest(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def validate_request_id(request_id: str) -> str:
-    if not request_id:
-        raise invalid("MISSING_REQUEST_ID", "request_id is required for every change", field="request_id")
-    if not _ID_RE.match(request_id):
-        raise invalid("INVALID_REQUEST_ID", "request_id must be 1-128 characters of letters, digits and ._:@|+=/-")
-    return request_id
-
-
 def validate_user_id(user_id: str) -> str:
-    if not _ID_RE.match(user_id):
+    if not ID_PATTERN.match(user_id):
         raise invalid("INVALID_USER_ID", "user_id must be 1-128 characters of letters, digits and ._:@|+=/-")
     return user_id
 
@@ -110,11 +102,6 @@ def validate_page_size(page_size: int) -> int:
     if page_size < 0 or page_size > MAX_PAGE_SIZE:
         raise invalid("INVALID_PAGE_SIZE", f"page_size must be from 1 to {MAX_PAGE_SIZE}", field="page_size")
     return page_size
-
-
-def fingerprint(operation: str, **fields: object) -> str:
-    canonical = json.dumps({"op": operation, **fields}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def request_id_reused(request_id: str) -> DomainError:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import grpc
 from creditmeter.coupons.v1 import coupons_pb2 as pb
 from creditmeter.coupons.v1 import coupons_pb2_grpc as pb_grpc
-from google.protobuf import timestamp_pb2
 
 from services.common.auth import Forbidden
 from services.common.errors import invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.timestamps import field_time, to_timestamp
 from services.coupons import domain
 from services.coupons.domain import Coupon, Kind, Redemption
 from services.coupons.workflow import Coupons, page_token, parse_page_token, parse_redemption_token
@@ -37,21 +37,6 @@ _STATUS_PB = {
 }
 
 
-def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if moment is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
-def _from_ts(request: object, field: str) -> datetime | None:
-    if not request.HasField(field):  # type: ignore[attr-defined]
-        return None
-    moment: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
-    return moment
-
-
 def _coupon_pb(coupon: Coupon) -> pb.Coupon:
     return pb.Coupon(
         code=coupon.code,
@@ -61,15 +46,15 @@ def _coupon_pb(coupon: Coupon) -> pb.Coupon:
         credit_expiry_days=coupon.credit_expiry_days,
         trial_tier=coupon.trial_tier,
         trial_days=coupon.trial_days,
-        valid_from=_ts(coupon.valid_from),
-        expires_at=_ts(coupon.expires_at),
+        valid_from=to_timestamp(coupon.valid_from),
+        expires_at=to_timestamp(coupon.expires_at),
         max_redemptions=coupon.max_redemptions,
         per_user_limit=coupon.per_user_limit,
         eligible_tiers=list(coupon.eligible_tiers),
         first_time_only=coupon.first_time_only,
         disabled=coupon.disabled,
         redemption_count=coupon.redemption_count,
-        created_at=_ts(coupon.created_at),
+        created_at=to_timestamp(coupon.created_at),
         created_by=coupon.created_by,
     )
 
@@ -92,16 +77,16 @@ def _redemption_pb(r: Redemption) -> pb.Redemption:
         grant=pb.Grant(
             kind=_KIND_PB[r.kind],
             credits_nanos=r.credits_nanos,
-            credits_expire_at=_ts(r.credits_expire_at),
+            credits_expire_at=to_timestamp(r.credits_expire_at),
             trial_tier=r.trial_tier,
             trial_days=r.trial_days,
         ),
         transaction_id=r.transaction_id,
         balance_after_nanos=r.balance_after_nanos,
-        trial_ends_at=_ts(r.trial_ends_at),
+        trial_ends_at=to_timestamp(r.trial_ends_at),
         previous_tier=r.previous_tier,
-        created_at=_ts(r.created_at),
-        completed_at=_ts(r.completed_at),
+        created_at=to_timestamp(r.created_at),
+        completed_at=to_timestamp(r.completed_at),
     )
 
 
@@ -124,8 +109,8 @@ class CouponsServicer(pb_grpc.CouponsServiceServicer):
             credit_expiry_days=request.credit_expiry_days,
             trial_tier=request.trial_tier,
             trial_days=request.trial_days,
-            valid_from=_from_ts(request, "valid_from"),
-            expires_at=_from_ts(request, "expires_at"),
+            valid_from=field_time(request, "valid_from"),
+            expires_at=field_time(request, "expires_at"),
             max_redemptions=request.max_redemptions,
             per_user_limit=request.per_user_limit,
             eligible_tiers=list(request.eligible_tiers),
@@ -157,7 +142,7 @@ class CouponsServicer(pb_grpc.CouponsServiceServicer):
             credits_granted_nanos=redemption.credits_nanos,
             balance_after_nanos=redemption.balance_after_nanos,
             trial_tier=redemption.trial_tier,
-            trial_ends_at=_ts(redemption.trial_ends_at),
+            trial_ends_at=to_timestamp(redemption.trial_ends_at),
             redemption=_redemption_pb(redemption),
         )
 

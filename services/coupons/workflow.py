@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as credits_pb
-from google.protobuf import timestamp_pb2
 
 from services.common.errors import Code, DomainError, already_exists, invalid
 from services.common.ids import uuid7
+from services.common.timestamps import to_timestamp
 from services.coupons import domain
 from services.coupons import repository as repo
 from services.coupons.domain import Coupon, CouponSpec, Kind, Redemption, Status
@@ -37,12 +37,6 @@ _PERMANENT = {
     grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.OUT_OF_RANGE,
 }
-
-
-def _ts(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
 
 
 class Coupons:
@@ -197,7 +191,7 @@ class Coupons:
                     reference_id=rid,
                 )
                 if redemption.credits_expire_at is not None:
-                    request.expires_at.CopyFrom(_ts(redemption.credits_expire_at))
+                    request.expires_at.CopyFrom(to_timestamp(redemption.credits_expire_at))
                 granted = await self._credits.stub.Allocate(request, timeout=self._credits.timeout)
                 async with self._pool.acquire() as conn:
                     await repo.complete_credit_grant(

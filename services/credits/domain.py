@@ -6,9 +6,6 @@ Pure Python: no gRPC, no database. Money is int nano-USD everywhere.
 from __future__ import annotations
 
 import calendar
-import hashlib
-import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,6 +18,9 @@ from services.common.errors import (
     not_found,
     precondition,
 )
+from services.common.idempotency import ID_PATTERN
+from services.common.idempotency import fingerprint as fingerprint
+from services.common.idempotency import validate_request_id as validate_request_id
 
 DOMAIN = "credits.creditmeter.dev"
 NANOS_PER_USD = 1_000_000_000
@@ -32,8 +32,6 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_ID_LENGTH = 128
 MAX_REASON_LENGTH = 500
-
-_ID_RE = re.compile(r"^[A-Za-z0-9._:@|+=/-]{1,128}$")
 
 
 class Kind(StrEnum):
@@ -106,25 +104,13 @@ def account_not_found(user_id: str) -> DomainError:
 def validate_user_id(user_id: str, field: str = "user_id") -> str:
     if not user_id:
         raise invalid("INVALID_USER_ID", f"{field} is required", field=field)
-    if not _ID_RE.match(user_id):
+    if not ID_PATTERN.match(user_id):
         raise invalid(
             "INVALID_USER_ID",
             f"{field} must be 1-128 characters of letters, digits and ._:@|+=/-",
             field=field,
         )
     return user_id
-
-
-def validate_request_id(request_id: str) -> str:
-    if not request_id:
-        raise invalid("MISSING_REQUEST_ID", "request_id is required for every change", field="request_id")
-    if not _ID_RE.match(request_id):
-        raise invalid(
-            "INVALID_REQUEST_ID",
-            "request_id must be 1-128 characters of letters, digits and ._:@|+=/-",
-            field="request_id",
-        )
-    return request_id
 
 
 def validate_amount(amount: int, *, allow_zero: bool = False, field: str = "amount_nanos") -> int:
@@ -174,16 +160,6 @@ def validate_page_size(page_size: int) -> int:
     if page_size < 0 or page_size > MAX_PAGE_SIZE:
         raise invalid("INVALID_PAGE_SIZE", f"page_size must be from 1 to {MAX_PAGE_SIZE}", field="page_size")
     return page_size
-
-
-def fingerprint(operation: str, **fields: object) -> str:
-    """A stable digest of a request's meaning, stored with its idempotency key.
-
-    A retry with the same key must carry the same fingerprint; anything else is
-    a different request reusing the key.
-    """
-    canonical = json.dumps({"op": operation, **fields}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # --- Tiers and periods --------------------------------------------------------

@@ -5,16 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import UTC, datetime
 
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
-from google.protobuf import timestamp_pb2
 
 from services.common.auth import Forbidden, Principal
 from services.common.errors import invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
 from services.credits.ledger import Ledger
@@ -57,19 +56,6 @@ _HOLD_STATUS = {
 }
 
 
-def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if moment is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
-def _from_ts(stamp: timestamp_pb2.Timestamp) -> datetime:
-    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
-    return moment
-
-
 def _actor(who: Principal) -> Actor:
     return Actor(subject=who.subject, role=who.role, service=who.subject if who.role == "service" else "")
 
@@ -95,7 +81,7 @@ def _transaction_pb(tx: domain.Transaction) -> pb.Transaction:
             reference_id=tx.reference_id,
             price_version=tx.price_version,
         ),
-        created_at=_ts(tx.created_at),
+        created_at=to_timestamp(tx.created_at),
     )
 
 
@@ -106,9 +92,9 @@ def _account_pb(account: domain.Account) -> pb.Account:
         balance_nanos=account.balance_nanos,
         available_nanos=account.available_nanos,
         held_nanos=account.held_nanos,
-        period_start=_ts(account.period_start),
-        period_end=_ts(account.period_end),
-        created_at=_ts(account.created_at),
+        period_start=to_timestamp(account.period_start),
+        period_end=to_timestamp(account.period_end),
+        created_at=to_timestamp(account.created_at),
     )
 
 
@@ -119,8 +105,8 @@ def _hold_pb(hold: domain.Hold) -> pb.Hold:
         amount_nanos=hold.amount_nanos,
         captured_nanos=hold.captured_nanos,
         status=_HOLD_STATUS[hold.status],
-        expires_at=_ts(hold.expires_at),
-        created_at=_ts(hold.created_at),
+        expires_at=to_timestamp(hold.expires_at),
+        created_at=to_timestamp(hold.created_at),
         capture_transaction_id=hold.capture_transaction_id,
     )
 
@@ -173,14 +159,14 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             balance_nanos=account.balance_nanos,
             available_nanos=account.available_nanos,
             held_nanos=account.held_nanos,
-            period_start=_ts(account.period_start),
-            period_end=_ts(account.period_end),
+            period_start=to_timestamp(account.period_start),
+            period_end=to_timestamp(account.period_end),
             expiring=[
                 pb.GrantSummary(
                     grant_id=g.grant_id,
                     source=_SOURCE_TO_PB[g.source],
                     remaining_nanos=g.remaining_nanos,
-                    expires_at=_ts(g.expires_at),
+                    expires_at=to_timestamp(g.expires_at),
                 )
                 for g in expiring
             ],
@@ -200,8 +186,8 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             if request.kind not in pb.TransactionKind.values():
                 raise invalid("INVALID_KIND", "unknown transaction kind", field="kind")
             kind = pb.TransactionKind.Name(request.kind)
-        start = _from_ts(request.start_time) if request.HasField("start_time") else None
-        end = _from_ts(request.end_time) if request.HasField("end_time") else None
+        start = field_time(request, "start_time")
+        end = field_time(request, "end_time")
         if start and end and end <= start:
             raise invalid("INVALID_TIME_RANGE", "end_time must be after start_time", field="end_time")
         rows = await self._ledger.list_transactions(
@@ -248,7 +234,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         source = _SOURCES[request.source]
         if source is Source.COUPON and not who.is_service:
             raise domain.forbidden_source(source)
-        expires = _from_ts(request.expires_at) if request.HasField("expires_at") else None
+        expires = field_time(request, "expires_at")
         tx, grant_id = await self._ledger.allocate(
             user_id,
             amount,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from services.common.errors import already_exists, invalid
+from services.common.idempotency import ID_PATTERN
 
 DOMAIN = "metering.creditmeter.dev"
 SERVICES = ("LLM", "TTS", "STT", "EMBEDDING", "SEARCH", "AGENT")
@@ -18,7 +18,6 @@ MAX_METADATA_ENTRIES = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 256
 FUTURE_TOLERANCE = timedelta(minutes=5)
-_ID_RE = re.compile(r"^[A-Za-z0-9._:@|+=/-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Event:
 
 
 def _check_id(value: str, field_name: str, reason: str) -> str:
-    if not _ID_RE.match(value):
+    if not ID_PATTERN.match(value):
         raise invalid(
             reason, f"{field_name} must be 1-128 characters of letters, digits and ._:@|+=/-", field=field_name
         )

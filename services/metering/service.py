@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import grpc
 from creditmeter.metering.v1 import metering_pb2 as pb
 from creditmeter.metering.v1 import metering_pb2_grpc as pb_grpc
-from google.protobuf import timestamp_pb2
 
 from services.common.auth import Forbidden
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.timestamps import field_time, to_timestamp
 from services.metering import domain
 from services.metering.domain import Event
 from services.metering.workflow import (
@@ -44,21 +43,6 @@ POLICIES: dict[str, MethodPolicy] = {
 _SERVICE_NAMES = {v: k for k, v in pb.ServiceKind.items() if v}
 
 
-def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if moment is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
-def _when(request: Any, field: str) -> datetime | None:
-    if not request.HasField(field):
-        return None
-    moment: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
-    return moment
-
-
 def _event(message: pb.UsageEvent, now: datetime) -> Event:
     return domain.validate_event(
         event_id=message.event_id,
@@ -71,7 +55,7 @@ def _event(message: pb.UsageEvent, now: datetime) -> Event:
         quantity=message.quantity,
         byok=message.byok,
         hold_id=check_hold_id(message.hold_id),
-        occurred_at=_when(message, "occurred_at"),
+        occurred_at=field_time(message, "occurred_at"),
         metadata=dict(message.metadata),
         now=now,
     )
@@ -105,7 +89,7 @@ def _recorded_pb(row: asyncpg.Record) -> pb.RecordedEvent:
         quantity=row["quantity"],
         byok=row["byok"],
         hold_id=row["hold_id"],
-        occurred_at=_ts(row["occurred_at"]),
+        occurred_at=to_timestamp(row["occurred_at"]),
         metadata=json.loads(row["metadata"]) if isinstance(row["metadata"], str) else dict(row["metadata"]),
     )
     return pb.RecordedEvent(
@@ -116,7 +100,7 @@ def _recorded_pb(row: asyncpg.Record) -> pb.RecordedEvent:
         transaction_id=row["transaction_id"],
         price_version=row["price_version"],
         charged=row["status"] == "CHARGED",
-        recorded_at=_ts(row["recorded_at"]),
+        recorded_at=to_timestamp(row["recorded_at"]),
     )
 
 
@@ -185,7 +169,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         self, request: pb.GetUsageSummaryRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetUsageSummaryResponse:
         user_id = _subject(request.user_id)
-        rows = await self._m.usage(user_id, _when(request, "start_time"), _when(request, "end_time"))
+        rows = await self._m.usage(user_id, field_time(request, "start_time"), field_time(request, "end_time"))
         total = summarize(rows, lambda r: "all").get("all", Totals())
         by_service = summarize(rows, lambda r: r["service"])
         used, limit, window = await self._m.quota(user_id)
@@ -198,13 +182,15 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
             ],
             calls_used=used,
             calls_limit=limit,
-            quota_window_start=_ts(window),
+            quota_window_start=to_timestamp(window),
         )
 
     async def GetUsageByModel(
         self, request: pb.GetUsageByModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetUsageByModelResponse:
-        rows = await self._m.usage(_subject(request.user_id), _when(request, "start_time"), _when(request, "end_time"))
+        rows = await self._m.usage(
+            _subject(request.user_id), field_time(request, "start_time"), field_time(request, "end_time")
+        )
         by_model = summarize(rows, lambda r: r["model"])
         ordered = sorted(by_model.items(), key=lambda kv: (-kv[1].cost_nanos, kv[0]))
         return pb.GetUsageByModelResponse(
@@ -224,7 +210,9 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
     async def GetUsageByDate(
         self, request: pb.GetUsageByDateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetUsageByDateResponse:
-        rows = await self._m.usage(_subject(request.user_id), _when(request, "start_time"), _when(request, "end_time"))
+        rows = await self._m.usage(
+            _subject(request.user_id), field_time(request, "start_time"), field_time(request, "end_time")
+        )
         monthly = request.granularity == pb.MONTH
         by_date = summarize(rows, lambda r: month_of(r["day"]) if monthly else r["day"].isoformat())
         return pb.GetUsageByDateResponse(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import grpc
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as pb_grpc
-from google.protobuf import timestamp_pb2
 
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.timestamps import to_timestamp
 from services.openrouter import domain
 from services.openrouter.domain import Service, TierRate, UnitPrice
 from services.openrouter.workflow import AccountView, OpenRouter, RateCard
@@ -44,14 +42,6 @@ _SERVICES = {
 _SERVICES_PB = {v: k for k, v in _SERVICES.items()}
 
 
-def _ts(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if moment is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
 def _account_pb(view: AccountView, byok_active: bool) -> pb.Account:
     if byok_active:
         active = pb.BYOK
@@ -68,8 +58,8 @@ def _account_pb(view: AccountView, byok_active: bool) -> pb.Account:
         tier=view.tier,
         byok_hint=view.byok_hint,
         active_key=active,
-        synced_at=_ts(view.synced_at),
-        created_at=_ts(view.created_at),
+        synced_at=to_timestamp(view.synced_at),
+        created_at=to_timestamp(view.created_at),
     )
 
 
@@ -94,7 +84,7 @@ def _rate_card_pb(card: RateCard) -> pb.RateCard:
             )
             for u in card.units.values()
         ],
-        created_at=_ts(card.created_at),
+        created_at=to_timestamp(card.created_at),
         created_by=card.created_by,
     )
 
