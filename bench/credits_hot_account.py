@@ -9,6 +9,9 @@ concurrent callers (default 32) and a bounded number of operations:
                   (what one deduction costs inside PostgreSQL: balance, grants, transfer row).
 3. grpc_deduct  — CreditsService.Deduct through a real grpc.aio channel to the credits
                   service running as its own process (auth, validation, idempotency, ledger).
+4. grpc_coalesced — the same charges sent as CreditsService.ChargeUsage calls of 100 charges
+                  each (one statement per call, one DEDUCTION transaction per charge): what
+                  coalescing does for one hot account. Counted in charges per second.
 
 Prints ops/s, latency percentiles, and each figure as a ratio of raw_update.
 Run: ``make bench`` (or ``python -m bench.credits_hot_account --ops 4000 --concurrency 32``).
@@ -153,6 +156,23 @@ async def bench(url: str, ops: int, concurrency: int, auth_dir: Path) -> list[di
 
             rate, lat = await _drive(ops, concurrency, grpc_deduct)
             rows.append(_report("grpc_deduct", rate, lat, baseline))
+
+            per_call = 100
+
+            async def grpc_coalesced(i: int) -> None:
+                await stub.ChargeUsage(
+                    pb.ChargeUsageRequest(
+                        user_id=user,
+                        charges=[
+                            pb.UsageCharge(request_id=f"c-{run}-{i}-{k}", amount_nanos=1) for k in range(per_call)
+                        ],
+                    ),
+                    metadata=metadata,
+                )
+
+            calls = max(1, ops // per_call) * 4
+            rate, lat = await _drive(calls, concurrency, grpc_coalesced)
+            rows.append(_report("grpc_coalesced", rate * per_call, lat, baseline))
     finally:
         service.send_signal(signal.SIGTERM)
         await asyncio.wait_for(service.wait(), 30)
