@@ -457,8 +457,27 @@ class Ledger:
                 assert replay is not None
                 return await self._charge_result(conn, replay)
             if row["status"] == "OK":
-                tx = await repo.get_transaction(conn, str(row["transaction_id"]))
-                assert tx is not None
+                # Everything the new transaction holds is known here: no second query on the hot path.
+                tx = Transaction(
+                    transaction_id=str(row["transaction_id"]),
+                    user_id=user_id,
+                    kind=Kind.DEDUCTION.value,
+                    amount_nanos=amount,
+                    balance_after_nanos=row["balance_after"],
+                    debit_account=domain.user_account(user_id),
+                    credit_account=domain.PLATFORM_REVENUE,
+                    request_id=request_id,
+                    related_transaction_id="",
+                    hold_id="",
+                    actor_subject=actor.subject,
+                    actor_role=actor.role,
+                    reason=meta.reason,
+                    service=actor.service,
+                    model=meta.model,
+                    reference_id=meta.reference_id,
+                    price_version=meta.price_version,
+                    created_at=row["created_at"],
+                )
                 return ChargeResult(tx, row["balance_after"] - row["held"])
 
         async def slow() -> ChargeResult | DomainError:
