@@ -21,6 +21,7 @@ from creditmeter.credits.v1 import credits_pb2 as credits_pb
 
 from services.common.errors import Code, DomainError, already_exists, invalid
 from services.common.ids import uuid7
+from services.common.rpcstatus import error_info_from
 from services.common.timestamps import to_timestamp
 from services.coupons import domain
 from services.coupons import repository as repo
@@ -49,11 +50,15 @@ class Coupons:
         *,
         max_failed_attempts: int,
         attempt_window_seconds: int,
+        max_failed_attempts_per_address: int = 50,
+        revert_max_delay_seconds: int = 3600,
     ) -> None:
         self._pool = pool
         self._credits = credits
         self._max_failed = max_failed_attempts
+        self._max_failed_address = max_failed_attempts_per_address
         self._window = attempt_window_seconds
+        self._revert_max_delay = revert_max_delay_seconds
 
     # --- the credits side ---------------------------------------------------------------
 
@@ -123,46 +128,70 @@ class Coupons:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def _check_attempts(self, conn: asyncpg.Connection, user_id: str) -> None:
-        if await repo.recent_failures(conn, user_id, self._window) >= self._max_failed:
-            raise domain.too_many_attempts(self._window)
+    async def _take_attempts(self, user_id: str, address: str) -> list[str]:
+        """Takes one attempt from the user's limit and from their client address's (when known), atomically:
+        the check and the increment are one statement per counter, both in one transaction, so parallel
+        guesses can never exceed either limit, and a refusal by one counter takes nothing from the other.
+        Returns the counters taken from (to give back if the attempt is allowed)."""
+        limits = [("user", f"user:{user_id}", self._max_failed)]
+        if address:
+            limits.append(("ip", f"ip:{address}", self._max_failed_address))
+        async with self._pool.acquire() as conn, conn.transaction():
+            for kind, subject, limit in limits:
+                wait = await repo.take_attempt(conn, subject, limit, self._window)
+                if wait:
+                    raise domain.too_many_attempts(wait, kind)
+        return [subject for _, subject, _ in limits]
 
-    async def validate(self, user_id: str, raw_code: str) -> tuple[str, str, Coupon | None]:
-        """(normalised code, refusal reason or '', the coupon if it exists); nothing is redeemed."""
+    async def _give_back(self, subjects: list[str]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            for subject in subjects:
+                await repo.give_back_attempt(conn, subject)
+
+    async def validate(self, user_id: str, raw_code: str, address: str = "") -> tuple[str, str, Coupon | None]:
+        """(normalised code, refusal reason or '', the coupon if it exists); nothing is redeemed.
+
+        A refused look-up counts against the attempt limits; a valid one (or one that fails for another
+        reason, e.g. credits unreachable) gives its attempt back."""
         code = domain.normalize_code(raw_code)
-        async with self._pool.acquire() as conn:
-            await self._check_attempts(conn, user_id)
-        tier = await self.user_tier(user_id)
-        async with self._pool.acquire() as conn:
-            refusal = await repo.refusal(conn, code, user_id, tier)
-            coupon = await repo.get_coupon(conn, code) if refusal is not None else None
+        taken = await self._take_attempts(user_id, address)
+        reason = ""
+        try:
+            tier = await self.user_tier(user_id)
+            async with self._pool.acquire() as conn:
+                refusal = await repo.refusal(conn, code, user_id, tier)
+                coupon = await repo.get_coupon(conn, code) if refusal is not None else None
             reason = "COUPON_NOT_FOUND" if refusal is None else refusal
-            if reason:
-                await repo.record_failure(conn, user_id, reason)
+        finally:
+            if not reason:
+                await self._give_back(taken)
         return code, reason, coupon
 
-    async def redeem(self, user_id: str, raw_code: str, request_id: str) -> Redemption:
+    async def redeem(self, user_id: str, raw_code: str, request_id: str, address: str = "") -> Redemption:
         code = domain.normalize_code(raw_code)
         fp = domain.fingerprint("redeem", code=code)
         async with self._pool.acquire() as conn:
             existing = await repo.redemption_by_request(conn, user_id, request_id)
-            if existing is None:
-                await self._check_attempts(conn, user_id)
         if existing is not None:
             return await self._resume(existing, fp, request_id)
-        tier = await self.user_tier(user_id)
-        redemption_id = uuid7()
-        async with self._pool.acquire() as conn:
-            try:
-                refusal = await repo.claim(conn, code, user_id, tier, redemption_id, request_id, fp)
-            except asyncpg.UniqueViolationError:
-                raced = await repo.redemption_by_request(conn, user_id, request_id)
-                assert raced is not None
-                return await self._resume(raced, fp, request_id)
-            if refusal:
-                await repo.record_failure(conn, user_id, refusal)
-                raise domain.refusal_error(refusal, code)
-            claimed = await repo.get_redemption(conn, str(redemption_id))
+        taken = await self._take_attempts(user_id, address)
+        refusal = ""
+        try:
+            tier = await self.user_tier(user_id)
+            redemption_id = uuid7()
+            async with self._pool.acquire() as conn:
+                try:
+                    refusal = await repo.claim(conn, code, user_id, tier, redemption_id, request_id, fp)
+                except asyncpg.UniqueViolationError:
+                    raced = await repo.redemption_by_request(conn, user_id, request_id)
+                    assert raced is not None
+                    return await self._resume(raced, fp, request_id)
+                if refusal:
+                    raise domain.refusal_error(refusal, code)
+                claimed = await repo.get_redemption(conn, str(redemption_id))
+        finally:
+            if not refusal:
+                await self._give_back(taken)
         assert claimed is not None
         log.info("coupon claimed", extra={"code": code, "user_id": user_id, "redemption_id": str(redemption_id)})
         return await self.complete(claimed)
@@ -208,7 +237,7 @@ class Coupons:
                     timeout=self._credits.timeout,
                 )
                 async with self._pool.acquire() as conn:
-                    await repo.complete_trial(conn, rid, changed.previous_tier or "trial")
+                    await repo.complete_trial(conn, rid, changed.previous_tier or "trial", changed.change_id)
         except grpc.aio.AioRpcError as error:
             detail = f"{error.code().name}: {error.details()}"
             async with self._pool.acquire() as conn:
@@ -251,30 +280,68 @@ class Coupons:
         return healed
 
     async def revert_due_trials(self, batch: int = 100) -> int:
-        """Returns users whose tier trial has ended to the tier they had before it."""
+        """Returns users whose tier trial has ended to the tier they had before it.
+
+        The revert is a conditional SetTier: it applies only while the trial's own tier change is still the
+        account's latest (credits checks this under the account lock, so there is no window between a check
+        and the change). A user who changed tier since — bought the trial's tier, was moved by an admin —
+        keeps their choice. Each trial is reverted on its own: one that fails is noted and retried later with
+        backoff, and the pass goes on with the others.
+        """
         async with self._pool.acquire() as conn:
             due = await repo.trials_due(conn, batch)
         reverted = 0
         for trial in due:
-            current = await self.user_tier(trial.user_id)
-            if current == trial.trial_tier and trial.previous_tier and trial.previous_tier != trial.trial_tier:
-                await self._credits.stub.SetTier(
-                    credits_pb.SetTierRequest(
-                        user_id=trial.user_id,
-                        tier=trial.previous_tier,
-                        request_id=f"{trial.redemption_id}:revert",
-                        reason=f"coupon {trial.code}: trial ended",
-                    ),
-                    timeout=self._credits.timeout,
+            try:
+                note = await self._revert(trial)
+            except Exception as error:  # isolate: the next trial must not wait for this one
+                detail = (
+                    f"{error.code().name} {_reason(error)}: {error.details()}"
+                    if isinstance(error, grpc.aio.AioRpcError)
+                    else type(error).__name__
                 )
-                note = f"returned to {trial.previous_tier}"
-                reverted += 1
-            else:
-                # The user changed tier during the trial: their choice stands.
-                note = f"left on {current}"
+                async with self._pool.acquire() as conn:
+                    await repo.note_revert_failure(conn, trial.redemption_id, detail, self._revert_max_delay)
+                log.warning(
+                    "trial revert failed; will retry",
+                    extra={"redemption_id": trial.redemption_id, "attempt": trial.revert_attempts + 1},
+                )
+                continue
             async with self._pool.acquire() as conn:
                 await repo.mark_reverted(conn, trial.redemption_id, note)
+            if note.startswith("returned"):
+                reverted += 1
         return reverted
+
+    async def _revert(self, trial: Redemption) -> str:
+        """Reverts one ended trial; returns what happened (for the redemption's note)."""
+        if not trial.trial_change_id:
+            # Completed before tier changes had ids: the old rule (still on the trial tier) is all we have.
+            if await self.user_tier(trial.user_id) != trial.trial_tier:
+                return "left as is: the tier was changed during the trial"
+        if not trial.previous_tier or trial.previous_tier == trial.trial_tier:
+            return "left as is: nothing to return to"
+        try:
+            await self._credits.stub.SetTier(
+                credits_pb.SetTierRequest(
+                    user_id=trial.user_id,
+                    tier=trial.previous_tier,
+                    request_id=f"{trial.redemption_id}:revert",
+                    reason=f"coupon {trial.code}: trial ended",
+                    expected_change_id=trial.trial_change_id,
+                ),
+                timeout=self._credits.timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.FAILED_PRECONDITION and _reason(error) == "TIER_CHANGED_SINCE":
+                return "left as is: the tier was changed since the trial began"
+            raise
+        return f"returned to {trial.previous_tier}"
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    info = error_info_from(error)
+    return info.reason if info is not None else ""
 
 
 def _failed(redemption: Redemption) -> DomainError:

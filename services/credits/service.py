@@ -13,6 +13,7 @@ from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 from services.common.auth import Forbidden, Principal
 from services.common.errors import invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.idempotency import ID_PATTERN
 from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
@@ -330,8 +331,13 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
         request_id = domain.validate_request_id(request.request_id)
         reason = domain.validate_reason(request.reason, required=False)
-        account, previous = await self._ledger.set_tier(user_id, request.tier, request_id, _actor(who), reason)
-        return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous)
+        expected = request.expected_change_id
+        if expected and not ID_PATTERN.match(expected):
+            raise invalid("INVALID_CHANGE_ID", "expected_change_id is not a change id", field="expected_change_id")
+        account, previous, change_id = await self._ledger.set_tier(
+            user_id, request.tier, request_id, _actor(who), reason, expected
+        )
+        return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous, change_id=change_id)
 
     async def ListAccounts(
         self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext
