@@ -151,7 +151,7 @@ async def test_concurrent_tier_changes_of_a_new_user_match_one_serial_order(cred
             history = await conn.fetch(
                 "SELECT previous_tier, tier FROM tier_changes WHERE user_id = $1 ORDER BY changed_at", user
             )
-        assert [r["previous_tier"] for r in history][0] == "" and history[-1]["tier"] == current
+        assert history[0]["previous_tier"] == "" and history[-1]["tier"] == current
         assert all(history[i]["tier"] == history[i + 1]["previous_tier"] for i in range(len(history) - 1))
         assert len({a.change_id for a in answers}) == len(wanted)
     await assert_ledger_ok(db)
