@@ -300,6 +300,21 @@ async def take_attempt(conn: asyncpg.Connection, subject: str, limit: int, windo
     return int(await conn.fetchval("SELECT attempt_take($1, $2, $3)", subject, limit, window_seconds))
 
 
+async def attempt_wait(conn: asyncpg.Connection, subject: str, limit: int, window_seconds: int) -> int:
+    """0 while ``subject`` is under its limit, else the seconds until its window ends (takes nothing)."""
+    wait = await conn.fetchval(
+        """
+        SELECT greatest(1, ceil(extract(epoch FROM (window_start + make_interval(secs => $3) - clock_timestamp()))))
+          FROM attempt_counters
+         WHERE subject = $1 AND attempts >= $2 AND window_start + make_interval(secs => $3) > clock_timestamp()
+        """,
+        subject,
+        limit,
+        window_seconds,
+    )
+    return 0 if wait is None else int(wait)
+
+
 async def give_back_attempt(conn: asyncpg.Connection, subject: str) -> None:
     """Returns an attempt taken in the current window (an allowed attempt does not count)."""
     await conn.execute(

@@ -128,34 +128,48 @@ class Coupons:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def _take_attempts(self, user_id: str, address: str) -> list[str]:
-        """Takes one attempt from the user's limit and from their client address's (when known), atomically:
-        the check and the increment are one statement per counter, both in one transaction, so parallel
-        guesses can never exceed either limit, and a refusal by one counter takes nothing from the other.
-        Returns the counters taken from (to give back if the attempt is allowed)."""
-        limits = [("user", f"user:{user_id}", self._max_failed)]
-        if address:
-            limits.append(("ip", f"ip:{address}", self._max_failed_address))
-        async with self._pool.acquire() as conn, conn.transaction():
-            for kind, subject, limit in limits:
-                wait = await repo.take_attempt(conn, subject, limit, self._window)
-                if wait:
-                    raise domain.too_many_attempts(wait, kind)
-        return [subject for _, subject, _ in limits]
+    async def _take_attempt(self, user_id: str, address: str) -> None:
+        """Takes one unit of the user's attempt limit before a code is looked at.
 
-    async def _give_back(self, subjects: list[str]) -> None:
+        The check and the increment are one statement, so parallel guesses by one user can never
+        exceed the limit: each holds a unit while it runs, and an attempt that does not turn out to
+        be a miss gives it back (:meth:`_settle_attempt`). A client address already over its own
+        limit is refused here too, before any work.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
-            for subject in subjects:
-                await repo.give_back_attempt(conn, subject)
+            wait = await repo.take_attempt(conn, f"user:{user_id}", self._max_failed, self._window)
+            if wait:
+                raise domain.too_many_attempts(wait, "user")
+            if address:
+                wait = await repo.attempt_wait(conn, f"ip:{address}", self._max_failed_address, self._window)
+                if wait:
+                    raise domain.too_many_attempts(wait, "ip")
+
+    async def _settle_attempt(self, user_id: str, address: str, outcome: str) -> None:
+        """After the look-up: a miss (the code names no coupon) keeps the user's unit and takes one
+        from the client address's limit (again check-and-increment in one statement: of parallel
+        misses from one address, exactly as many as the limit are answered, the rest get
+        TOO_MANY_ATTEMPTS). Anything else — valid, or a refusal of a code that exists (expired,
+        exhausted, …) — gives the user's unit back: those are not guesses, and many people behind
+        one address racing for a popular coupon must not lock each other out.
+        """
+        if outcome != "COUPON_NOT_FOUND":
+            async with self._pool.acquire() as conn:
+                await repo.give_back_attempt(conn, f"user:{user_id}")
+            return
+        if address:
+            async with self._pool.acquire() as conn:
+                wait = await repo.take_attempt(conn, f"ip:{address}", self._max_failed_address, self._window)
+            if wait:
+                raise domain.too_many_attempts(wait, "ip")
 
     async def validate(self, user_id: str, raw_code: str, address: str = "") -> tuple[str, str, Coupon | None]:
         """(normalised code, refusal reason or '', the coupon if it exists); nothing is redeemed.
 
-        A refused look-up counts against the attempt limits; a valid one (or one that fails for another
-        reason, e.g. credits unreachable) gives its attempt back."""
+        Misses count against the attempt limits of the user and of the client address."""
         code = domain.normalize_code(raw_code)
-        taken = await self._take_attempts(user_id, address)
-        reason = ""
+        await self._take_attempt(user_id, address)
+        reason = "ERROR"
         try:
             tier = await self.user_tier(user_id)
             async with self._pool.acquire() as conn:
@@ -163,8 +177,7 @@ class Coupons:
                 coupon = await repo.get_coupon(conn, code) if refusal is not None else None
             reason = "COUPON_NOT_FOUND" if refusal is None else refusal
         finally:
-            if not reason:
-                await self._give_back(taken)
+            await self._settle_attempt(user_id, address, reason)
         return code, reason, coupon
 
     async def redeem(self, user_id: str, raw_code: str, request_id: str, address: str = "") -> Redemption:
@@ -174,8 +187,8 @@ class Coupons:
             existing = await repo.redemption_by_request(conn, user_id, request_id)
         if existing is not None:
             return await self._resume(existing, fp, request_id)
-        taken = await self._take_attempts(user_id, address)
-        refusal = ""
+        await self._take_attempt(user_id, address)
+        refusal = "ERROR"
         try:
             tier = await self.user_tier(user_id)
             redemption_id = uuid7()
@@ -186,12 +199,11 @@ class Coupons:
                     raced = await repo.redemption_by_request(conn, user_id, request_id)
                     assert raced is not None
                     return await self._resume(raced, fp, request_id)
-                if refusal:
-                    raise domain.refusal_error(refusal, code)
-                claimed = await repo.get_redemption(conn, str(redemption_id))
+                claimed = None if refusal else await repo.get_redemption(conn, str(redemption_id))
         finally:
-            if not refusal:
-                await self._give_back(taken)
+            await self._settle_attempt(user_id, address, refusal)
+        if refusal:
+            raise domain.refusal_error(refusal, code)
         assert claimed is not None
         log.info("coupon claimed", extra={"code": code, "user_id": user_id, "redemption_id": str(redemption_id)})
         return await self.complete(claimed)
