@@ -295,9 +295,13 @@ async def list_redemptions(
     return [to_redemption(r) for r in rows]
 
 
-async def take_attempt(conn: asyncpg.Connection, subject: str, limit: int, window_seconds: int) -> int:
-    """Takes one attempt for ``subject``; 0 when taken, else the seconds until its window ends."""
-    return int(await conn.fetchval("SELECT attempt_take($1, $2, $3)", subject, limit, window_seconds))
+async def take_attempt(
+    conn: asyncpg.Connection, subject: str, limit: int, window_seconds: int
+) -> tuple[datetime | None, int]:
+    """Takes one attempt for ``subject``: (the window it counts in, 0), or (None, seconds until the window ends)."""
+    row = await conn.fetchrow("SELECT * FROM attempt_take($1, $2, $3)", subject, limit, window_seconds)
+    assert row is not None
+    return row["window_start"], int(row["wait_seconds"])
 
 
 async def attempt_wait(conn: asyncpg.Connection, subject: str, limit: int, window_seconds: int) -> int:
@@ -315,8 +319,20 @@ async def attempt_wait(conn: asyncpg.Connection, subject: str, limit: int, windo
     return 0 if wait is None else int(wait)
 
 
-async def give_back_attempt(conn: asyncpg.Connection, subject: str) -> None:
-    """Returns an attempt taken in the current window (an allowed attempt does not count)."""
+async def prune_attempts(conn: asyncpg.Connection, window_seconds: int) -> int:
+    """Deletes counters whose window has ended (the next attempt would start afresh anyway)."""
+    status = await conn.execute(
+        "DELETE FROM attempt_counters WHERE window_start + make_interval(secs => $1) <= clock_timestamp()",
+        window_seconds,
+    )
+    return int(status.split()[-1])
+
+
+async def give_back_attempt(conn: asyncpg.Connection, subject: str, window_start: datetime) -> None:
+    """Returns an attempt to the window it was taken in (an allowed attempt does not count); a window
+    that has been replaced since is left alone."""
     await conn.execute(
-        "UPDATE attempt_counters SET attempts = attempts - 1 WHERE subject = $1 AND attempts > 0", subject
+        "UPDATE attempt_counters SET attempts = attempts - 1 WHERE subject = $1 AND window_start = $2 AND attempts > 0",
+        subject,
+        window_start,
     )

@@ -57,4 +57,5 @@ async def create_server(settings: CouponsSettings) -> RunningService:
             asyncio.create_task(periodically("pending redemptions", interval, coupons.recover_pending))
         )
         running.tasks.append(asyncio.create_task(periodically("ended trials", interval, coupons.revert_due_trials)))
+        running.tasks.append(asyncio.create_task(periodically("attempt counters", interval, coupons.prune_attempts)))
     return running

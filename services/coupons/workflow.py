@@ -128,7 +128,7 @@ class Coupons:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def _take_attempt(self, user_id: str, address: str) -> None:
+    async def _take_attempt(self, user_id: str, address: str) -> datetime:
         """Takes one unit of the user's attempt limit before a code is looked at.
 
         The check and the increment are one statement, so parallel guesses by one user can never
@@ -137,15 +137,16 @@ class Coupons:
         limit is refused here too, before any work.
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            wait = await repo.take_attempt(conn, f"user:{user_id}", self._max_failed, self._window)
-            if wait:
+            window, wait = await repo.take_attempt(conn, f"user:{user_id}", self._max_failed, self._window)
+            if window is None:
                 raise domain.too_many_attempts(wait, "user")
             if address:
                 wait = await repo.attempt_wait(conn, f"ip:{address}", self._max_failed_address, self._window)
                 if wait:
                     raise domain.too_many_attempts(wait, "ip")
+        return window
 
-    async def _settle_attempt(self, user_id: str, address: str, outcome: str) -> None:
+    async def _settle_attempt(self, user_id: str, window: datetime, address: str, outcome: str) -> None:
         """After the look-up: a miss (the code names no coupon) keeps the user's unit and takes one
         from the client address's limit (again check-and-increment in one statement: of parallel
         misses from one address, exactly as many as the limit are answered, the rest get
@@ -155,12 +156,12 @@ class Coupons:
         """
         if outcome != "COUPON_NOT_FOUND":
             async with self._pool.acquire() as conn:
-                await repo.give_back_attempt(conn, f"user:{user_id}")
+                await repo.give_back_attempt(conn, f"user:{user_id}", window)
             return
         if address:
             async with self._pool.acquire() as conn:
-                wait = await repo.take_attempt(conn, f"ip:{address}", self._max_failed_address, self._window)
-            if wait:
+                taken, wait = await repo.take_attempt(conn, f"ip:{address}", self._max_failed_address, self._window)
+            if taken is None:
                 raise domain.too_many_attempts(wait, "ip")
 
     async def validate(self, user_id: str, raw_code: str, address: str = "") -> tuple[str, str, Coupon | None]:
@@ -168,7 +169,7 @@ class Coupons:
 
         Misses count against the attempt limits of the user and of the client address."""
         code = domain.normalize_code(raw_code)
-        await self._take_attempt(user_id, address)
+        window = await self._take_attempt(user_id, address)
         reason = "ERROR"
         try:
             tier = await self.user_tier(user_id)
@@ -177,7 +178,7 @@ class Coupons:
                 coupon = await repo.get_coupon(conn, code) if refusal is not None else None
             reason = "COUPON_NOT_FOUND" if refusal is None else refusal
         finally:
-            await self._settle_attempt(user_id, address, reason)
+            await self._settle_attempt(user_id, window, address, reason)
         return code, reason, coupon
 
     async def redeem(self, user_id: str, raw_code: str, request_id: str, address: str = "") -> Redemption:
@@ -187,7 +188,7 @@ class Coupons:
             existing = await repo.redemption_by_request(conn, user_id, request_id)
         if existing is not None:
             return await self._resume(existing, fp, request_id)
-        await self._take_attempt(user_id, address)
+        window = await self._take_attempt(user_id, address)
         refusal = "ERROR"
         try:
             tier = await self.user_tier(user_id)
@@ -201,7 +202,7 @@ class Coupons:
                     return await self._resume(raced, fp, request_id)
                 claimed = None if refusal else await repo.get_redemption(conn, str(redemption_id))
         finally:
-            await self._settle_attempt(user_id, address, refusal)
+            await self._settle_attempt(user_id, window, address, refusal)
         if refusal:
             raise domain.refusal_error(refusal, code)
         assert claimed is not None
@@ -290,6 +291,11 @@ class Coupons:
                     extra={"redemption_id": redemption.redemption_id, "reason": error.reason},
                 )
         return healed
+
+    async def prune_attempts(self) -> int:
+        """Drops attempt counters whose window has ended, so the table holds only live windows."""
+        async with self._pool.acquire() as conn:
+            return await repo.prune_attempts(conn, self._window)
 
     async def revert_due_trials(self, batch: int = 100) -> int:
         """Returns users whose tier trial has ended to the tier they had before it.

@@ -312,3 +312,21 @@ async def test_many_people_behind_one_address_can_race_for_a_real_coupon(
     users = [await credits.funded_user(0) for _ in range(80)]
     answers = await asyncio.gather(*(_validate(coupons, u, coupon.code, address) for u in users))
     assert {reason for reason, _ in answers} == {"VALID"}
+
+
+async def test_ended_attempt_windows_are_pruned(
+    coupons: CouponsClient, credits: Credits, coupons_db: asyncpg.Pool, reverter: Coupons
+) -> None:
+    old, live = await credits.funded_user(0), await credits.funded_user(0)
+    for user in (old, live):
+        assert (await _validate(coupons, user, "PRUNE-ME"))[0] == "COUPON_NOT_FOUND"
+    async with coupons_db.acquire() as conn:
+        await conn.execute(
+            "UPDATE attempt_counters SET window_start = now() - interval '1 hour' WHERE subject = $1", f"user:{old}"
+        )
+    assert await reverter.prune_attempts() >= 1
+    async with coupons_db.acquire() as conn:
+        left = await conn.fetch(
+            "SELECT subject FROM attempt_counters WHERE subject = ANY($1::text[])", [f"user:{old}", f"user:{live}"]
+        )
+    assert [r["subject"] for r in left] == [f"user:{live}"]

@@ -14,15 +14,16 @@ CREATE TABLE attempt_counters (
 DROP TABLE failed_attempts;
 
 -- Takes one attempt for p_subject if fewer than p_limit were taken in the
--- current window (a window that has ended starts afresh). Returns 0 when taken,
--- else the seconds until the window ends (at least 1).
-CREATE FUNCTION attempt_take(p_subject text, p_limit integer, p_window_seconds integer) RETURNS integer
+-- current window (a window that has ended starts afresh). Returns the window the
+-- attempt was counted in (to give it back to that window only) and 0, or, when
+-- the limit is reached, NULL and the seconds until the window ends (at least 1).
+CREATE FUNCTION attempt_take(p_subject text, p_limit integer, p_window_seconds integer,
+                             OUT window_start timestamptz, OUT wait_seconds integer)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_window interval := make_interval(secs => p_window_seconds);
-  v_taken integer;
-  v_start timestamptz;
 BEGIN
+  wait_seconds := 0;
   INSERT INTO attempt_counters AS a (subject, window_start, attempts)
   VALUES (p_subject, clock_timestamp(), 1)
   ON CONFLICT (subject) DO UPDATE
@@ -30,12 +31,12 @@ BEGIN
                              THEN clock_timestamp() ELSE a.window_start END,
          attempts = CASE WHEN a.window_start + v_window <= clock_timestamp() THEN 1 ELSE a.attempts + 1 END
    WHERE a.window_start + v_window <= clock_timestamp() OR a.attempts < p_limit
-  RETURNING attempts INTO v_taken;
+  RETURNING a.window_start INTO window_start;
   IF FOUND THEN
-    RETURN 0;
+    RETURN;
   END IF;
-  SELECT window_start INTO v_start FROM attempt_counters WHERE subject = p_subject;
-  RETURN greatest(1, ceil(extract(epoch FROM (v_start + v_window - clock_timestamp())))::integer);
+  SELECT greatest(1, ceil(extract(epoch FROM (c.window_start + v_window - clock_timestamp()))))::integer
+    INTO wait_seconds FROM attempt_counters c WHERE c.subject = p_subject;
 END $$;
 
 -- Trials: the credits tier change a trial made (its change id; the revert is
