@@ -99,22 +99,19 @@ class RateLimits:
 
 
 def _bucket(name: str, per_second: int, burst: int) -> str:
-    """A per-route LocalRateLimit as YAML flow text: ``burst`` tokens, refilled at ``per_second``."""
-    config: dict[str, object] = {
+    """A per-route LocalRateLimit as YAML flow text: ``burst`` tokens, refilled at ``per_second``.
+
+    Envoy requires a bucket on every per-route config, so "off" (0 per second) is a bucket that is
+    neither enabled nor enforced."""
+    share = {"default_value": {"numerator": 100 if per_second > 0 else 0, "denominator": "HUNDRED"}}
+    config = {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
         "stat_prefix": name,
+        "token_bucket": {"max_tokens": max(burst, 1), "tokens_per_fill": max(per_second, 1), "fill_interval": "1s"},
+        "filter_enabled": share,
+        "filter_enforced": share,
+        "response_headers_to_add": [{"header": {"key": "retry-after", "value": "1"}}],
     }
-    if per_second > 0:
-        config |= {
-            "token_bucket": {
-                "max_tokens": max(burst, 1),
-                "tokens_per_fill": per_second,
-                "fill_interval": "1s",
-            },
-            "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-            "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-            "response_headers_to_add": [{"header": {"key": "retry-after", "value": "1"}}],
-        }
     return json.dumps(config)
 
 

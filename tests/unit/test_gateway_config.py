@@ -100,8 +100,8 @@ def test_rate_limits_are_configurable(tmp_path: Path) -> None:
     # The client address header is Envoy's own, whatever the client sent.
     assert "key: x-creditmeter-client-address" in config and "append_action: OVERWRITE_IF_EXISTS_OR_ADD" in config
     # 0 turns the API bucket off; the coupon routes (REST and gRPC) each get the configured one.
-    assert '"stat_prefix": "api"}' in config
     assert config.count('"token_bucket": {"max_tokens": 200, "tokens_per_fill": 7, "fill_interval": "1s"}') == 2
-    assert config.count('"key": "retry-after", "value": "1"') == 2
+    assert config.count('"filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}') == 2
+    assert config.count('"filter_enforced": {"default_value": {"numerator": 0, "denominator": "HUNDRED"}}') == 1
     result = _validate(config, tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
