@@ -39,10 +39,10 @@ async def test_accounts_models_and_byok_through_the_gateway(stack: Stack) -> Non
         quote = await http.post(
             "/api/v1/openrouter/quote",
             headers=stack.headers("svc-metering", "service"),
-            json={"tier": "starter", "service": "LLM", "model": "openai/gpt-4o-mini", "input_tokens": "1000"},
+            json={"tier": "starter", "service": "SERVICE_KIND_LLM", "model": "openai/gpt-4o-mini", "input_tokens": "1000"},
         )
         assert quote.json()["total_nanos"] == "165000"
-        nobody = await http.post("/api/v1/openrouter/quote", headers=me, json={"tier": "starter", "service": "TTS"})
+        nobody = await http.post("/api/v1/openrouter/quote", headers=me, json={"tier": "starter", "service": "SERVICE_KIND_TTS"})
         assert nobody.status_code == 403
 
 

@@ -148,8 +148,8 @@ class CouponsClient:
         from creditmeter.coupons.v1 import coupons_pb2 as cpb
 
         fields.setdefault("code", f"C{uuid.uuid4().hex[:10].upper()}")
-        fields.setdefault("kind", cpb.CREDIT_GRANT)
-        if fields["kind"] == cpb.CREDIT_GRANT:
+        fields.setdefault("kind", cpb.COUPON_KIND_CREDIT_GRANT)
+        if fields["kind"] == cpb.COUPON_KIND_CREDIT_GRANT:
             fields.setdefault("credit_amount_nanos", 5 * USD)
         fields.setdefault("request_id", request_id())
         response = await self.call("CreateCoupon", cpb.CreateCouponRequest(**fields), self.admin_token)

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 
@@ -54,11 +55,11 @@ async def _models(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) 
 
 
 async def _quote(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
-    return pb.QuotePriceRequest(tier="starter", service=pb.SEARCH, quantity=1)
+    return pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_SEARCH, quantity=1)
 
 
 async def _quotes(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
-    return pb.QuotePricesRequest(quotes=[pb.QuotePriceRequest(tier="starter", service=pb.SEARCH, quantity=1)])
+    return pb.QuotePricesRequest(quotes=[pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_SEARCH, quantity=1)])
 
 
 async def _provider_key(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
