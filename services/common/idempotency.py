@@ -107,6 +107,6 @@ class StoredResponses:
             raise already_exists(
                 "REQUEST_ID_REUSED", "this request_id was already used for a different request", request_id=request_id
             )
-        replayed = response_type()
+        replayed: _M = response_type()
         replayed.ParseFromString(bytes(row["response"]))
         return replayed
