@@ -37,7 +37,12 @@ async def test_a_capped_coupon_through_the_gateway(stack: Stack) -> None:
         refused = await http.post(
             "/api/v1/coupons/create",
             headers=stack.headers(users[0], "user"),
-            json={"code": "USERMADE", "kind": "COUPON_KIND_CREDIT_GRANT", "credit_amount_nanos": "1", "request_id": "x"},
+            json={
+                "code": "USERMADE",
+                "kind": "COUPON_KIND_CREDIT_GRANT",
+                "credit_amount_nanos": "1",
+                "request_id": "x",
+            },
         )
         assert refused.status_code == 403
         check = await http.post(
@@ -77,7 +82,11 @@ async def test_a_capped_coupon_through_the_gateway(stack: Stack) -> None:
         assert unknown.status_code == 404 and _reason(unknown) == "COUPON_NOT_FOUND"
         history = await http.get(f"/api/v1/coupons/redemptions?code={code}", headers=admin)
         assert sorted(r["user_id"] for r in history.json()["redemptions"]) == sorted(users[:3])
-        disabled = await http.post(f"/api/v1/coupons/{code}/disable", headers=admin, json={"reason": "campaign over"})
+        disabled = await http.post(
+            f"/api/v1/coupons/{code}/disable",
+            headers=admin,
+            json={"reason": "campaign over", "request_id": "disable-1"},
+        )
         assert disabled.status_code == 200 and disabled.json()["coupon"]["disabled"] is True
 
 

@@ -46,7 +46,13 @@ async def test_tracking_charges_the_quoted_price_once(stack: Stack) -> None:
         quote = await http.post(
             "/api/v1/openrouter/quote",
             headers=service,
-            json={"tier": "trial", "service": "SERVICE_KIND_LLM", "model": PAID, "input_tokens": "1000", "output_tokens": "500"},
+            json={
+                "tier": "trial",
+                "service": "SERVICE_KIND_LLM",
+                "model": PAID,
+                "input_tokens": "1000",
+                "output_tokens": "500",
+            },
         )
         price = int(quote.json()["total_nanos"])
         event = _event(user)

@@ -237,7 +237,7 @@ async def openrouter(openrouter_channel: grpc.aio.Channel, keys: Keys) -> AsyncI
     client = OpenRouterCaller(openrouter_channel, keys)
     from creditmeter.openrouter.v1 import openrouter_pb2
 
-    await client.call("SyncModels", openrouter_pb2.SyncModelsRequest(), client.admin)
+    await client.call("SyncModels", openrouter_pb2.SyncModelsRequest(request_id=request_id()), client.admin)
     yield client
 
 

@@ -75,7 +75,9 @@ async def test_the_acceptance_story(
     assert again.reason == "COUPON_ALREADY_REDEEMED"
     denied = await coupons.fail(
         "CreateCoupon",
-        cpb.CreateCouponRequest(code="NOPE123", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, request_id="x"),
+        cpb.CreateCouponRequest(
+            code="NOPE123", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, request_id="x"
+        ),
         coupons.keys.token(users[0], "user"),
     )
     assert denied.code == grpc.StatusCode.PERMISSION_DENIED
@@ -107,7 +109,9 @@ async def test_every_validate_reason(coupons: CouponsClient, credits: Credits, c
     assert await reason(single.code) == "COUPON_EXHAUSTED"
     assert await reason(single.code, other) == "COUPON_ALREADY_REDEEMED"
     off = await coupons.create()
-    await coupons.call("DisableCoupon", cpb.DisableCouponRequest(code=off.code), coupons.admin_token)
+    await coupons.call(
+        "DisableCoupon", cpb.DisableCouponRequest(code=off.code, request_id=request_id()), coupons.admin_token
+    )
     assert await reason(off.code) == "COUPON_DISABLED"
     vip = await coupons.create(eligible_tiers=["enterprise"])
     assert await reason(vip.code) == "COUPON_TIER_NOT_ELIGIBLE"
@@ -133,11 +137,15 @@ async def test_creating_coupons_checks_the_definition(coupons: CouponsClient) ->
     assert await refused(code="BAD CODE", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1) == "INVALID_CODE"
     assert await refused(code="NOKIND1") == "INVALID_KIND"
     assert await refused(code="NOMONEY", kind=cpb.COUPON_KIND_CREDIT_GRANT) == "INVALID_AMOUNT"
-    assert await refused(code="BADTIER", kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="gold", trial_days=3) == "UNKNOWN_TIER"
+    assert (
+        await refused(code="BADTIER", kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="gold", trial_days=3)
+        == "UNKNOWN_TIER"
+    )
     assert await refused(code="NODAYS1", kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="starter") == "INVALID_TRIAL"
     past = _ts(datetime.now(UTC) - timedelta(days=1))
     assert (
-        await refused(code="PASTEND", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, expires_at=past) == "INVALID_WINDOW"
+        await refused(code="PASTEND", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, expires_at=past)
+        == "INVALID_WINDOW"
     )
     assert (
         await refused(code="NEGCAP1", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, max_redemptions=-1)

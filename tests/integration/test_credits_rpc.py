@@ -226,7 +226,9 @@ async def test_a_hold_reserves_and_a_capture_charges_the_actual_cost(credits: Cr
     captured = await credits.as_service("CaptureHold", capture)
     assert captured.hold.status == pb.HOLD_STATUS_CAPTURED
     assert captured.released_nanos == 3 * USD - 250
-    assert captured.transaction.kind == pb.TRANSACTION_KIND_HOLD_CAPTURE and captured.transaction.amount_nanos == USD + 250
+    assert (
+        captured.transaction.kind == pb.TRANSACTION_KIND_HOLD_CAPTURE and captured.transaction.amount_nanos == USD + 250
+    )
     assert captured.transaction.audit.model == "m"
     balance = await credits.balance(user)
     assert (balance.balance_nanos, balance.held_nanos) == (9 * USD - 250, 0)
@@ -494,13 +496,19 @@ async def test_transactions_are_paged_newest_first_and_filtered(credits: Credits
         page_token = page.next_page_token
         if not page_token:
             break
-    assert [t.amount_nanos for t in seen if t.kind == pb.TRANSACTION_KIND_ALLOCATION] == [a * USD for a in range(7, 0, -1)]
+    assert [t.amount_nanos for t in seen if t.kind == pb.TRANSACTION_KIND_ALLOCATION] == [
+        a * USD for a in range(7, 0, -1)
+    ]
     ids = [t.transaction_id for t in seen]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
     only = await credits.call("ListTransactions", pb.ListTransactionsRequest(kind=pb.TRANSACTION_KIND_REFUND), token)
     assert list(only.transactions) == []
-    deductions = await credits.call("ListTransactions", pb.ListTransactionsRequest(kind=pb.TRANSACTION_KIND_DEDUCTION), token)
-    assert [t.kind for t in deductions.transactions] == [pb.TRANSACTION_KIND_DEDUCTION]  # funded_user spent the trial dollar
+    deductions = await credits.call(
+        "ListTransactions", pb.ListTransactionsRequest(kind=pb.TRANSACTION_KIND_DEDUCTION), token
+    )
+    assert [t.kind for t in deductions.transactions] == [
+        pb.TRANSACTION_KIND_DEDUCTION
+    ]  # funded_user spent the trial dollar
     future = datetime.now(UTC) + timedelta(hours=1)
     none = await credits.call("ListTransactions", pb.ListTransactionsRequest(start_time=_ts(future)), token)
     assert list(none.transactions) == []

@@ -99,7 +99,12 @@ async def test_authorize_then_track_captures_the_actual_cost(
     allowed = await metering.call(
         "Authorize",
         pb.AuthorizeRequest(
-            user_id=user, service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=1000, max_output_tokens=4000, request_id=request_id()
+            user_id=user,
+            service=skpb.SERVICE_KIND_LLM,
+            model=PAID,
+            input_tokens=1000,
+            max_output_tokens=4000,
+            request_id=request_id(),
         ),
     )
     assert allowed.allowed and allowed.hold_id
@@ -119,7 +124,12 @@ async def test_usage_beyond_the_hold_is_charged_in_full(
     allowed = await metering.call(
         "Authorize",
         pb.AuthorizeRequest(
-            user_id=user, service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=10, max_output_tokens=10, request_id=request_id()
+            user_id=user,
+            service=skpb.SERVICE_KIND_LLM,
+            model=PAID,
+            input_tokens=10,
+            max_output_tokens=10,
+            request_id=request_id(),
         ),
     )
     tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user, hold_id=allowed.hold_id)))
@@ -133,7 +143,9 @@ async def test_an_abandoned_hold_expires(metering: MeteringCaller, credits: Cred
     user = await credits.funded_user(USD)
     allowed = await metering.call(
         "Authorize",
-        pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=10, hold_ttl_seconds=1, request_id=request_id()),
+        pb.AuthorizeRequest(
+            user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=10, hold_ttl_seconds=1, request_id=request_id()
+        ),
     )
     assert allowed.allowed and (await credits.balance(user)).available_nanos == USD - 50_000_000
     await asyncio.sleep(1.2)
@@ -144,7 +156,8 @@ async def test_the_101st_trial_call_of_a_day_is_refused(metering: MeteringCaller
     user = await credits.funded_user(USD)
     answers = [
         await metering.call(
-            "Authorize", pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=f"q-{i}")
+            "Authorize",
+            pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=f"q-{i}"),
         )
         for i in range(101)
     ]
@@ -163,7 +176,8 @@ async def test_enterprise_is_never_refused_for_quota(metering: MeteringCaller, c
     await credits.as_admin("SetTier", cpb.SetTierRequest(user_id=user, tier="enterprise", request_id=request_id()))
     for i in range(120):
         answer = await metering.call(
-            "Authorize", pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=f"e-{i}")
+            "Authorize",
+            pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=f"e-{i}"),
         )
         assert answer.allowed and answer.calls_limit == 0
 
@@ -173,7 +187,8 @@ async def test_authorize_refuses_when_credits_cannot_cover_the_estimate(
 ) -> None:
     user = await credits.funded_user(1000)
     refused = await metering.call(
-        "Authorize", pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=request_id())
+        "Authorize",
+        pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=request_id()),
     )
     assert (refused.allowed, refused.reason) == (False, "INSUFFICIENT_CREDITS")
     assert refused.calls_used == 0  # the refused call is not counted
@@ -335,7 +350,7 @@ async def test_usage_recorded_before_a_crash_is_charged_by_recovery_once(
     [
         ({"event_id": ""}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EVENT_ID"),
         ({"event_id": "has space"}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EVENT_ID"),
-        ({"service": pb.SERVICE_KIND_UNSPECIFIED}, grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_SERVICE"),
+        ({"service": skpb.SERVICE_KIND_UNSPECIFIED}, grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_SERVICE"),
         ({"input_tokens": -1}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUANTITY"),
         ({"model": ""}, grpc.StatusCode.INVALID_ARGUMENT, "MISSING_MODEL"),
         ({"model": "no/such-model"}, grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND"),
