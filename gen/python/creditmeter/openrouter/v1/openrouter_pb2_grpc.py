@@ -136,9 +136,8 @@ class OpenRouterServiceServicer:
     def SetByokKey(self, request, context):
         """Stores the caller's own OpenRouter key after checking it with OpenRouter.
         Users only. Idempotent by `request_id`. Returns INVALID_ARGUMENT (reason
-        BYOK_KEY_INVALID) for a key
-        OpenRouter does not accept and FAILED_PRECONDITION (reason
-        BYOK_NOT_ALLOWED) on a tier without BYOK.
+        BYOK_KEY_INVALID) for a key OpenRouter does not accept and
+        FAILED_PRECONDITION (reason BYOK_NOT_ALLOWED) on a tier without BYOK.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
