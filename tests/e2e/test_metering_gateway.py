@@ -85,7 +85,7 @@ async def test_50_events_against_a_balance_for_20_and_reports_that_agree(stack: 
         assert balance.json()["balance_nanos"] == "0"
         summary = (await http.get("/api/v1/metering/summary", headers=me)).json()
         by_model = (await http.get("/api/v1/metering/by-model", headers=me)).json()
-        by_date = (await http.get("/api/v1/metering/by-date?granularity=MONTH", headers=me)).json()
+        by_date = (await http.get("/api/v1/metering/by-date?granularity=GRANULARITY_MONTH", headers=me)).json()
         charged = int(summary["totals"]["charged_nanos"])
         assert charged == sum(int(r["charged_nanos"]) for r in by_model["rows"])
         assert charged == sum(int(r["charged_nanos"]) for r in by_date["rows"])
