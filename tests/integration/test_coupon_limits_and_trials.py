@@ -220,7 +220,7 @@ async def _trial_state(coupons_db: asyncpg.Pool, redemption_id: str) -> asyncpg.
 async def test_a_trial_does_not_downgrade_a_user_who_bought_its_tier(
     coupons: CouponsClient, credits: Credits, coupons_db: asyncpg.Pool, reverter: Coupons, db: asyncpg.Pool
 ) -> None:
-    trial = await coupons.create(kind=cpb.TIER_TRIAL, trial_tier="professional", trial_days=30)
+    trial = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=30)
     bought, kept = await credits.funded_user(0), await credits.funded_user(0)
     r_bought = await coupons.redeem(bought, trial.code)
     r_kept = await coupons.redeem(kept, trial.code)
@@ -239,9 +239,11 @@ async def test_a_trial_does_not_downgrade_a_user_who_bought_its_tier(
 async def test_trials_do_not_stack_unless_the_coupon_says_so(
     coupons: CouponsClient, credits: Credits, coupons_db: asyncpg.Pool, reverter: Coupons, db: asyncpg.Pool
 ) -> None:
-    first = await coupons.create(kind=cpb.TIER_TRIAL, trial_tier="professional", trial_days=30)
-    plain = await coupons.create(kind=cpb.TIER_TRIAL, trial_tier="enterprise", trial_days=7)
-    stacking = await coupons.create(kind=cpb.TIER_TRIAL, trial_tier="enterprise", trial_days=7, stacks_on_trial=True)
+    first = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=30)
+    plain = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="enterprise", trial_days=7)
+    stacking = await coupons.create(
+        kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="enterprise", trial_days=7, stacks_on_trial=True
+    )
     assert stacking.stacks_on_trial and not plain.stacks_on_trial
     user = await credits.funded_user(0)
     await credits.as_admin("SetTier", pb.SetTierRequest(user_id=user, tier="starter", request_id="base"))
@@ -272,7 +274,7 @@ async def test_trials_do_not_stack_unless_the_coupon_says_so(
 async def test_a_failing_revert_is_isolated_and_retried(
     coupons: CouponsClient, credits: Credits, coupons_db: asyncpg.Pool, reverter: Coupons
 ) -> None:
-    trial = await coupons.create(kind=cpb.TIER_TRIAL, trial_tier="professional", trial_days=30)
+    trial = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=30)
     broken_user, fine_user = await credits.funded_user(0), await credits.funded_user(0)
     broken = await coupons.redeem(broken_user, trial.code)
     fine = await coupons.redeem(fine_user, trial.code)
