@@ -131,7 +131,7 @@ class Coupons:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def _take_attempt(self, user_id: str, address: str) -> datetime:
+    async def _take_attempt(self, conn: asyncpg.Connection, user_id: str, address: str) -> datetime:
         """Takes one unit of the user's attempt limit before a code is looked at.
 
         The check and the increment are one statement, so parallel guesses by one user can never
@@ -139,14 +139,13 @@ class Coupons:
         be a miss gives it back (:meth:`_settle_attempt`). A client address already over its own
         limit is refused here too, before any work.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            window, wait = await repo.take_attempt(conn, f"user:{user_id}", self._max_failed, self._window)
-            if window is None:
-                raise domain.too_many_attempts(wait, "user")
-            if address:
-                wait = await repo.attempt_wait(conn, f"ip:{address}", self._max_failed_address, self._window)
-                if wait:
-                    raise domain.too_many_attempts(wait, "ip")
+        if address:
+            wait = await repo.attempt_wait(conn, f"ip:{address}", self._max_failed_address, self._window)
+            if wait:
+                raise domain.too_many_attempts(wait, "ip")
+        window, wait = await repo.take_attempt(conn, f"user:{user_id}", self._max_failed, self._window)
+        if window is None:
+            raise domain.too_many_attempts(wait, "user")
         return window
 
     async def _settle_attempt(self, user_id: str, window: datetime, address: str, outcome: str) -> None:
@@ -172,7 +171,8 @@ class Coupons:
 
         Misses count against the attempt limits of the user and of the client address."""
         code = domain.normalize_code(raw_code)
-        window = await self._take_attempt(user_id, address)
+        async with self._pool.acquire() as conn:
+            window = await self._take_attempt(conn, user_id, address)
         reason = "ERROR"
         try:
             tier = await self.user_tier(user_id)
@@ -189,9 +189,10 @@ class Coupons:
         fp = domain.fingerprint("redeem", code=code)
         async with self._pool.acquire() as conn:
             existing = await repo.redemption_by_request(conn, user_id, request_id)
+            if existing is None:
+                window = await self._take_attempt(conn, user_id, address)
         if existing is not None:
             return await self._resume(existing, fp, request_id)
-        window = await self._take_attempt(user_id, address)
         refusal = "ERROR"
         try:
             tier = await self.user_tier(user_id)
