@@ -331,8 +331,4 @@ async def prune_attempts(conn: asyncpg.Connection, window_seconds: int) -> int:
 async def give_back_attempt(conn: asyncpg.Connection, subject: str, window_start: datetime) -> None:
     """Returns an attempt to the window it was taken in (an allowed attempt does not count); a window
     that has been replaced since is left alone."""
-    await conn.execute(
-        "UPDATE attempt_counters SET attempts = attempts - 1 WHERE subject = $1 AND window_start = $2 AND attempts > 0",
-        subject,
-        window_start,
-    )
+    await conn.execute("SELECT attempt_give_back($1, $2)", subject, window_start)

@@ -17,12 +17,17 @@ DROP TABLE failed_attempts;
 -- current window (a window that has ended starts afresh). Returns the window the
 -- attempt was counted in (to give it back to that window only) and 0, or, when
 -- the limit is reached, NULL and the seconds until the window ends (at least 1).
+-- Counter writes commit without waiting for the WAL flush (synchronous_commit
+-- off, for this transaction only): they are throttling state, not money, and a
+-- crash that forgets the last few milliseconds of attempts is harmless, while
+-- a disk sync per guess would make every redemption pay two extra syncs.
 CREATE FUNCTION attempt_take(p_subject text, p_limit integer, p_window_seconds integer,
                              OUT window_start timestamptz, OUT wait_seconds integer)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_window interval := make_interval(secs => p_window_seconds);
 BEGIN
+  PERFORM set_config('synchronous_commit', 'off', true);
   wait_seconds := 0;
   INSERT INTO attempt_counters AS a (subject, window_start, attempts)
   VALUES (p_subject, clock_timestamp(), 1)
@@ -37,6 +42,16 @@ BEGIN
   END IF;
   SELECT greatest(1, ceil(extract(epoch FROM (c.window_start + v_window - clock_timestamp()))))::integer
     INTO wait_seconds FROM attempt_counters c WHERE c.subject = p_subject;
+END $$;
+
+-- Gives back an attempt taken in window p_window (an allowed attempt does not
+-- count); a window that has been replaced since is left alone.
+CREATE FUNCTION attempt_give_back(p_subject text, p_window timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('synchronous_commit', 'off', true);
+  UPDATE attempt_counters SET attempts = attempts - 1
+   WHERE subject = p_subject AND window_start = p_window AND attempts > 0;
 END $$;
 
 -- Trials: the credits tier change a trial made (its change id; the revert is
