@@ -22,7 +22,7 @@ from grpc_health.v1 import health
 from services.common import db
 from services.common.auth import JwtVerifier
 from services.common.config import ServiceSettings
-from services.common.grpcserver import MethodPolicy, build_server, set_serving
+from services.common.grpcserver import MethodPolicy, build_server, listen, set_serving
 
 
 @dataclass
@@ -81,15 +81,19 @@ async def start(
     register: Callable[[grpc.aio.Server], None],
 ) -> RunningService:
     """Serves on the configured address; closes the pool if start-up fails."""
+    verifier = JwtVerifier(settings.auth)
     try:
-        server, health_servicer = build_server(settings.service_name, domain, JwtVerifier(settings.auth), policies)
+        server, health_servicer = build_server(settings.service_name, domain, verifier, policies)
         register(server)
-        port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        port = listen(server, f"{settings.grpc_host}:{settings.grpc_port}", settings.tls)
         if port == 0:
             raise RuntimeError(f"could not listen on {settings.grpc_host}:{settings.grpc_port}")
         await server.start()
         await set_serving(health_servicer, service_names, serving=True)
     except BaseException:
+        await verifier.aclose()
         await pool.close()
         raise
-    return RunningService(server, port, pool, health_servicer, service_names)
+    running = RunningService(server, port, pool, health_servicer, service_names)
+    running.closers.append(verifier.aclose)
+    return running

@@ -25,7 +25,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "ListCoupons": MethodPolicy.allow("admin"),
     _SERVICE + "GetCoupon": MethodPolicy.allow("admin"),
     _SERVICE + "DisableCoupon": MethodPolicy.allow("admin"),
-    _SERVICE + "ListRedemptions": MethodPolicy.allow("user", "admin"),
+    _SERVICE + "ListRedemptions": MethodPolicy.allow("user", "admin", limits={"user": "own redemptions"}),
 }
 
 _KINDS = {pb.CREDIT_GRANT: Kind.CREDIT_GRANT, pb.TIER_TRIAL: Kind.TIER_TRIAL}
