@@ -170,9 +170,12 @@ class JwtVerifier:
     refresh at most once per ``jwks_min_refresh_seconds``.
     """
 
-    def __init__(self, settings: AuthSettings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: AuthSettings, *, clock: Callable[[], float] = time.time, file_check_seconds: float = 1.0
+    ) -> None:
         self._settings = settings
         self._clock = clock
+        self._file_check_seconds = file_check_seconds
         self._keys: dict[str, Any] = {}
         self._keys_loaded = 0.0  # monotonic time of the last successful load
         self._last_attempt = -1e9  # monotonic time of the last fetch attempt (rate limit)
@@ -183,6 +186,11 @@ class JwtVerifier:
         self._http: httpx.AsyncClient | None = None
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = settings.token_cache_size
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many verified tokens the cache holds (bounded by AUTH_TOKEN_CACHE_SIZE)."""
+        return len(self._cache)
 
     async def aclose(self) -> None:
         if self._background is not None:
@@ -196,7 +204,7 @@ class JwtVerifier:
         """Reloads the JWKS file when it changed (checked at most once a second)."""
         assert self._settings.jwks_file is not None
         now = time.monotonic()
-        if now - self._file_checked < 1.0 and self._keys:
+        if now - self._file_checked < self._file_check_seconds and self._keys:
             return
         self._file_checked = now
         path = Path(self._settings.jwks_file)
