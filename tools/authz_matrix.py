@@ -15,7 +15,7 @@ from creditmeter.coupons.v1 import coupons_pb2
 from creditmeter.credits.v1 import credits_pb2
 from creditmeter.metering.v1 import metering_pb2
 from creditmeter.openrouter.v1 import openrouter_pb2
-from google.api import annotations_pb2
+from google.api import annotations_pb2  # type: ignore[import-untyped]
 from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
 
 from services.common.auth import CALLERS, SERVICE_IDENTITIES

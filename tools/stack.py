@@ -262,7 +262,10 @@ def main() -> int:
         _wait_gateway(public, children)
         _log(f"gateway (REST): {public}/api/v1/...")
         _log(f"try: curl {public}/api/v1/credits/tiers/compare")
-        _log("tokens: make token USER=alice ROLE=user  (ROLE: user, admin, svc-metering, svc-coupons, svc-openrouter, svc-platform)")
+        _log(
+            "tokens: make token USER=alice ROLE=user"
+            "  (ROLE: user, admin, svc-metering, svc-coupons, svc-openrouter, svc-platform; all: make tokens)"
+        )
         _log("ready; Ctrl-C stops everything")
         while not stopping.is_set():
             for child in children:

@@ -188,7 +188,9 @@ def _as_domain_error(exc: Exception, method: str) -> DomainError:
     if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
         return DomainError("AMOUNT_OUT_OF_RANGE", "the amount would overflow a 64-bit balance")
     if isinstance(exc, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
-        return DomainError("CONCURRENT_MODIFICATION", "the request conflicted with another; retry it", code=Code.ABORTED)
+        return DomainError(
+            "CONCURRENT_MODIFICATION", "the request conflicted with another; retry it", code=Code.ABORTED
+        )
     if isinstance(exc, (asyncpg.TooManyConnectionsError, asyncpg.PostgresConnectionError, OSError, TimeoutError)):
         log.exception("database unavailable", extra={"rpc": method})
         return DomainError("DATABASE_UNAVAILABLE", "the database is unavailable; retry later", code=Code.UNAVAILABLE)
@@ -371,8 +373,8 @@ def listen(server: grpc.aio.Server, address: str, tls: TlsSettings) -> int:
     """Binds the server's port, with TLS when configured; returns the port (0 when binding failed)."""
     credentials = server_credentials(tls)
     if credentials is None:
-        return server.add_insecure_port(address)
-    return server.add_secure_port(address, credentials)
+        return int(server.add_insecure_port(address))
+    return int(server.add_secure_port(address, credentials))
 
 
 def build_server(

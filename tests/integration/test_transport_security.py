@@ -24,7 +24,7 @@ from services.common.grpcserver import MethodPolicy, build_server, connect, prin
 from services.common.rpcstatus import error_info_from
 from services.credits.config import CreditsSettings
 from services.credits.server import create_server
-from tests.conftest import AUDIENCE, ISSUER, Keys, Postgres, credits_environ
+from tests.conftest import ISSUER, Keys, Postgres, credits_environ
 
 # --- every handler kind ----------------------------------------------------------------
 
@@ -132,7 +132,9 @@ async def test_a_streaming_handler_error_carries_its_reason(kinds_port: int, key
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _certificate(

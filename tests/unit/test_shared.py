@@ -50,25 +50,25 @@ def _verifier(tmp_path: Path, **overrides: str) -> tuple[JwtVerifier, Path]:
     return JwtVerifier(AuthSettings.from_env(Env(env))), key
 
 
-def test_roles_come_from_realm_access(tmp_path: Path) -> None:
+async def test_roles_come_from_realm_access(tmp_path: Path) -> None:
     verifier, key = _verifier(tmp_path)
-    who = verifier.verify(mint_token(key, "alice", "admin", issuer="iss", audience="aud"))
+    who = await verifier.verify(mint_token(key, "alice", "admin", issuer="iss", audience="aud"))
     assert who.subject == "alice" and who.is_admin and who.role == "admin"
     assert who.may_act_for("bob")
-    user = verifier.verify(mint_token(key, "bob", "user", issuer="iss", audience="aud"))
+    user = await verifier.verify(mint_token(key, "bob", "user", issuer="iss", audience="aud"))
     assert not user.may_act_for("alice") and user.may_act_for("bob")
 
 
-def test_wrong_issuer_and_expiry_are_refused(tmp_path: Path) -> None:
+async def test_wrong_issuer_and_expiry_are_refused(tmp_path: Path) -> None:
     verifier, key = _verifier(tmp_path)
     with pytest.raises(AuthError) as error:
-        verifier.verify(mint_token(key, "a", "user", issuer="other", audience="aud"))
+        await verifier.verify(mint_token(key, "a", "user", issuer="other", audience="aud"))
     assert error.value.reason == "TOKEN_INVALID"
     with pytest.raises(AuthError) as error:
-        verifier.verify(mint_token(key, "a", "user", issuer="iss", audience="aud", ttl_seconds=-300))
+        await verifier.verify(mint_token(key, "a", "user", issuer="iss", audience="aud", ttl_seconds=-300))
     assert error.value.reason == "TOKEN_EXPIRED"
     with pytest.raises(Forbidden):
-        verifier.verify(
+        await verifier.verify(
             mint_token(
                 key,
                 "a",

@@ -103,7 +103,13 @@ async def test_malformed_claims_are_unauthenticated(keys: tuple[Path, Path], cas
 async def test_an_audience_list_containing_ours_is_accepted(keys: tuple[Path, Path]) -> None:
     key, jwks = keys
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": ["account", AUDIENCE], "sub": "a", "exp": now + 60, "realm_access": {"roles": ["user"]}}
+    claims = {
+        "iss": ISSUER,
+        "aud": ["account", AUDIENCE],
+        "sub": "a",
+        "exp": now + 60,
+        "realm_access": {"roles": ["user"]},
+    }
     assert (await JwtVerifier(_settings(jwks)).verify(_raw(key, claims))).subject == "a"
 
 
