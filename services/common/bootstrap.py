@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health
+from grpc_health.v1 import health, health_pb2_grpc
 
 from services.common import db
 from services.common.auth import JwtVerifier
@@ -35,6 +35,8 @@ class RunningService:
     health: health.aio.HealthServicer
     service_names: Sequence[str]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The plaintext health-only server for probes, when configured.
+    health_server: grpc.aio.Server | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -46,6 +48,8 @@ class RunningService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         for channel in self.channels:
             await channel.close()
         for close in self.closers:
@@ -96,4 +100,12 @@ async def start(
         raise
     running = RunningService(server, port, pool, health_servicer, service_names)
     running.closers.append(verifier.aclose)
+    if settings.health_port:
+        # Health only, no API: probes reach it without the client certificate mTLS demands.
+        running.health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
+        if running.health_server.add_insecure_port(f"{settings.grpc_host}:{settings.health_port}") == 0:
+            await running.stop(0)
+            raise RuntimeError(f"could not listen on {settings.grpc_host}:{settings.health_port} for health")
+        await running.health_server.start()
     return running

@@ -49,6 +49,12 @@ class Env:
             return value
         return self.text(name)
 
+    def optional_secret(self, name: str) -> str | None:
+        """Like :meth:`secret`, but None when neither ``<name>_FILE`` nor ``<name>`` is set."""
+        if self._env.get(f"{name}_FILE") or self._env.get(name):
+            return self.secret(name)
+        return None
+
     def optional(self, name: str) -> str | None:
         value = self._env.get(name)
         return value if value else None
@@ -185,12 +191,15 @@ class ServiceSettings:
     log_level: str
     auth: AuthSettings
     tls: TlsSettings = TlsSettings(None, None, None)
+    #: A plaintext port serving only gRPC health (kubelet probes cannot do mTLS); 0: none.
+    health_port: int = 0
 
     @classmethod
     def from_env(cls, service: str, default_port: int, environ: Mapping[str, str] | None = None) -> ServiceSettings:
         env = Env(environ)
         prefix = service.upper()
-        database_url = env.optional(f"{prefix}_DATABASE_URL") or env.optional("DATABASE_URL")
+        # The URL may hold a password: deploy/ mounts it as a file (<PREFIX>_DATABASE_URL_FILE).
+        database_url = env.optional_secret(f"{prefix}_DATABASE_URL") or env.optional_secret("DATABASE_URL")
         if not database_url:
             raise ConfigError(
                 f"set {prefix}_DATABASE_URL or DATABASE_URL (`make run` sets it for the embedded database)"
@@ -208,4 +217,5 @@ class ServiceSettings:
             log_level=env.text("LOG_LEVEL", "INFO").upper(),
             auth=AuthSettings.from_env(env),
             tls=TlsSettings.from_env(env),
+            health_port=env.integer(f"{prefix}_HEALTH_PORT", 0, minimum=0, maximum=65535),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.auth import JwtVerifier, StaticTokenSource
 from services.common.config import AuthSettings, Env, TlsSettings
@@ -185,9 +187,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 async def test_services_talk_over_mutual_tls(postgres: Postgres, keys: Keys, pki: dict[str, Path]) -> None:
     url = await postgres.database("it_tls")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        health_port = probe.getsockname()[1]
     environ = credits_environ(
         url,
         keys,
+        CREDITS_HEALTH_PORT=str(health_port),
         GRPC_TLS_CERT_FILE=str(pki["credits.crt"]),
         GRPC_TLS_KEY_FILE=str(pki["credits.key"]),
         GRPC_TLS_CA_FILE=str(pki["ca"]),
@@ -222,6 +228,11 @@ async def test_services_talk_over_mutual_tls(postgres: Postgres, keys: Keys, pki
             assert await balance(no_cert) == grpc.StatusCode.UNAVAILABLE
         async with connect(address, tokens, tls("stranger")) as rogue:
             assert await balance(rogue) == grpc.StatusCode.UNAVAILABLE
+        # Kubelet probes cannot do mTLS: a plaintext port answers health, and nothing else.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as probe_channel:
+            status = await health_pb2_grpc.HealthStub(probe_channel).Check(health_pb2.HealthCheckRequest())
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            assert await balance(probe_channel) == grpc.StatusCode.UNIMPLEMENTED
     finally:
         await running.stop(1)
 
