@@ -15,7 +15,7 @@ ROLE ?= user
 # USER is also the login name in most shells: only a USER given on the make command line is used.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),--user "$(USER)")
 
-.PHONY: help setup protos protos-check run test test-fast lint fmt token tokens authz-matrix verify bench bench-reports deploy-config clean
+.PHONY: help setup protos protos-check run test test-fast lint fmt token tokens authz-matrix verify bench bench-auth bench-reports deploy-config clean
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ verify: $(STAMP) ## Check every ledger invariant against the configured (or embe
 
 bench: $(STAMP) ## Throughput benchmarks against raw PostgreSQL measured in the same run (bench/).
 	$(BIN)/python -m bench.credits_hot_account
+
+bench-auth: $(STAMP) ## What the verified-token cache saves: credits GetBalance with the cache off vs on, same run.
+	$(BIN)/python -m bench.token_cache
 
 bench-reports: $(STAMP) ## Usage-report speed over 1M events: rollups vs raw events, with the query plan.
 	$(BIN)/python -m bench.metering_reports
