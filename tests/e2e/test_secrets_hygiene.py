@@ -9,9 +9,9 @@ token.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -112,7 +112,9 @@ async def test_no_secret_in_logs_command_lines_or_environments(postgres: Postgre
                 assert "OPENROUTER_MANAGEMENT_KEY_FILE" not in environment, command
             if "services." not in command:
                 assert "DATABASE_URL" not in environment, f"the database URL reaches {command}"
-        listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+        ps = await asyncio.create_subprocess_exec("ps", "-eo", "args", stdout=asyncio.subprocess.PIPE)
+        listing = (await ps.communicate())[0].decode()
+        assert ps.returncode == 0 and "tools.stack" in listing
         for label, value in secret_values.items():
             assert value not in listing, f"{label} visible in ps"
     logs = "".join(stack.output)
