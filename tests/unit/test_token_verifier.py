@@ -274,3 +274,44 @@ async def test_an_unreachable_jwks_is_unavailable_not_a_bad_token(keys: tuple[Pa
         assert await _refusal(verifier, _token(key)) == (Code.UNAVAILABLE, "JWKS_UNAVAILABLE")
     finally:
         await verifier.aclose()
+
+
+async def test_client_credentials_tokens_come_from_the_identity_provider_with_a_secret_from_a_file(
+    tmp_path: Path,
+) -> None:
+    from services.common.auth import ClientCredentialsTokenSource
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"])).decode()
+            seen.append((self.headers.get("authorization", ""), body))
+            good = self.headers.get("authorization") == "Basic c3ZjLW1ldGVyaW5nOnMzY3JldA=="  # svc-metering:s3cret
+            payload = json.dumps({"access_token": f"token-{len(seen)}", "expires_in": 300} if good else {}).encode()
+            self.send_response(200 if good else 401)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/token"
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    try:
+        source = ClientCredentialsTokenSource(url, "svc-metering", str(secret))
+        assert [await source.token() for _ in range(3)] == ["token-1"] * 3  # reused until near expiry
+        assert seen == [("Basic c3ZjLW1ldGVyaW5nOnMzY3JldA==", "grant_type=client_credentials")]
+        secret.write_text("wrong")
+        refused = ClientCredentialsTokenSource(url, "svc-metering", str(secret))
+        with pytest.raises(AuthError) as error:
+            await refused.token()
+        assert error.value.reason == "SERVICE_TOKEN_UNAVAILABLE" and "wrong" not in error.value.message
+    finally:
+        server.shutdown()
+        server.server_close()
