@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,28 +40,28 @@ def _claims(**change: Any) -> dict[str, Any]:
     return claims | change
 
 
-NOW = int(time.time())
-REFUSED = {
-    "wrong audience": _claims(aud="another-app"),
-    "wrong issuer": _claims(iss="https://elsewhere"),
-    "no exp": _claims(exp=None),
-    "no sub": _claims(sub=None),
-    "empty sub": _claims(sub=""),
-    "roles an object": _claims(realm_access={"roles": {"admin": True}}),
-    "roles not strings": _claims(realm_access={"roles": ["admin", 1]}),
-    "expired beyond the skew": _claims(exp=NOW - 45),
-    "not yet valid beyond the skew": _claims(nbf=NOW + 600),
+# Times relative to the moment each test runs (the skew is 30 s at both ends).
+REFUSED: dict[str, Callable[[int], dict[str, Any]]] = {
+    "wrong audience": lambda now: _claims(aud="another-app"),
+    "wrong issuer": lambda now: _claims(iss="https://elsewhere"),
+    "no exp": lambda now: _claims(exp=None),
+    "no sub": lambda now: _claims(sub=None),
+    "empty sub": lambda now: _claims(sub=""),
+    "roles an object": lambda now: _claims(realm_access={"roles": {"admin": True}}),
+    "roles not strings": lambda now: _claims(realm_access={"roles": ["admin", 1]}),
+    "expired beyond the skew": lambda now: _claims(exp=now - 45),
+    "not yet valid beyond the skew": lambda now: _claims(nbf=now + 600),
 }
-ACCEPTED = {
-    "expired within the skew": _claims(exp=NOW - 5),
-    "not yet valid within the skew": _claims(nbf=NOW + 10),
-    "audience list": _claims(aud=["account", AUDIENCE]),
+ACCEPTED: dict[str, Callable[[int], dict[str, Any]]] = {
+    "expired within the skew": lambda now: _claims(exp=now - 5),
+    "not yet valid within the skew": lambda now: _claims(nbf=now + 10),
+    "audience list": lambda now: _claims(aud=["account", AUDIENCE]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
 async def test_the_gateway_refuses_what_the_services_refuse_with_401(stack: Stack, case: str) -> None:
-    token = _signed(stack, REFUSED[case])
+    token = _signed(stack, REFUSED[case](int(time.time())))
     async with httpx.AsyncClient(base_url=stack.url) as http:
         response = await http.get("/api/v1/credits/accounts", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 401, (case, response.status_code, response.text)
@@ -72,7 +73,7 @@ async def test_the_gateway_refuses_what_the_services_refuse_with_401(stack: Stac
 
 @pytest.mark.parametrize("case", sorted(ACCEPTED))
 async def test_the_gateway_accepts_what_the_services_accept(stack: Stack, case: str) -> None:
-    token = _signed(stack, ACCEPTED[case])
+    token = _signed(stack, ACCEPTED[case](int(time.time())))
     async with httpx.AsyncClient(base_url=stack.url) as http:
         response = await http.get("/api/v1/credits/accounts", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 200, (case, response.text)

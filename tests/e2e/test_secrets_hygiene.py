@@ -56,12 +56,18 @@ async def _exercise(stack: Stack, byok: str) -> str:
         assert upgraded.status_code == 200, upgraded.text
         registered = await http.post(f"{_fake_url(stack)}/_fake/byok", json={"key": byok})
         assert registered.status_code == 200
-        stored = await http.put("/api/v1/openrouter/byok", headers=me, json={"api_key": byok})
+        stored = await http.put(
+            "/api/v1/openrouter/byok", headers=me, json={"api_key": byok, "request_id": uuid.uuid4().hex}
+        )
         assert stored.status_code == 200, stored.text
         assert byok not in stored.text
-        wrong = await http.put("/api/v1/openrouter/byok", headers=me, json={"api_key": byok[:-4] + "zzzz"})
+        wrong = await http.put(
+            "/api/v1/openrouter/byok", headers=me, json={"api_key": byok[:-4] + "zzzz", "request_id": uuid.uuid4().hex}
+        )
         assert wrong.status_code == 400 and byok[:-4] not in wrong.text
-        rotated = await http.post("/api/v1/openrouter/keys/rotate", headers=admin, json={})
+        rotated = await http.post(
+            "/api/v1/openrouter/keys/rotate", headers=admin, json={"request_id": uuid.uuid4().hex}
+        )
         assert rotated.status_code == 200, rotated.text
         account = await http.get("/api/v1/openrouter/account", headers=me)
         assert account.status_code == 200 and byok not in account.text
