@@ -87,3 +87,21 @@ def test_dev_keys_are_created_once_and_private(tmp_path: Path) -> None:
     assert key.read_bytes() == first
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     assert "PRIVATE" not in jwks.read_text()
+
+
+def test_secrets_come_from_files_first(tmp_path: Path) -> None:
+    from services.common.config import ConfigError, Env
+
+    secret = tmp_path / "key"
+    secret.write_text("from-file\n")
+    env = Env({"KEY_FILE": str(secret), "KEY": "from-env"})
+    assert env.secret("KEY") == "from-file"
+    assert Env({"KEY": "from-env"}).secret("KEY") == "from-env"
+    assert Env({}).optional_secret("KEY") is None
+    secret.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        env.secret("KEY")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        Env({"KEY_FILE": str(tmp_path / "missing")}).secret("KEY")
+    with pytest.raises(ConfigError, match="KEY is required"):
+        Env({}).secret("KEY")
