@@ -90,3 +90,6 @@ def test_network_policies_let_only_the_gateway_in_and_only_services_reach_postgr
     assert sources(policies["openrouter-ingress"]) == {"gateway", "metering"}
     assert sources(policies["credits-ingress"]) == {"gateway", "metering", "coupons", "openrouter"}
     assert sources(policies["postgresql-ingress"]) == set(SERVICES)
+    # The gateway's egress names no database port: it cannot reach PostgreSQL even outside the cluster.
+    egress_ports = {p["port"] for rule in policies["gateway-egress"]["egress"] for p in rule.get("ports", [])}
+    assert egress_ports == {50051, 50052, 50053, 50054, 443, 53}

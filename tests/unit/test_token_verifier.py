@@ -315,3 +315,22 @@ async def test_client_credentials_tokens_come_from_the_identity_provider_with_a_
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_unsigned_and_symmetric_tokens_are_refused(keys: tuple[Path, Path]) -> None:
+    _, jwks = keys
+    published = json.loads(jwks.read_text())["keys"][0]
+    kid = published["kid"]
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "a",
+        "exp": int(time.time()) + 60,
+        "realm_access": {"roles": ["admin"]},
+    }
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": kid})
+    # Algorithm confusion: HMAC keyed with the published JWKS (what an attacker can read).
+    confused = jwt.encode(claims, published["n"].encode(), algorithm="HS256", headers={"kid": kid})
+    verifier = JwtVerifier(_settings(jwks))
+    for token in (unsigned, confused, "a.b.c", "", "x" * 10_000):
+        assert await _refusal(verifier, token) == (Code.UNAUTHENTICATED, "TOKEN_INVALID")
