@@ -32,7 +32,10 @@ async def create_server(settings: CreditsSettings) -> RunningService:
         policies=POLICIES,
         service_names=[SERVICE_NAME],
         register=lambda server: pb_grpc.add_CreditsServiceServicer_to_server(
-            CreditsServicer(ledger, coupon_grant_max_nanos=settings.coupon_grant_max_nanos), server
+            CreditsServicer(
+                ledger, coupon_grant_max_nanos=settings.coupon_grant_max_nanos, coupon_tiers=settings.coupon_tiers
+            ),
+            server,
         ),
     )
     if settings.maintenance_interval_seconds > 0:

@@ -39,7 +39,9 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "CreateHold": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "CaptureHold": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "ReleaseHold": MethodPolicy.allow("admin", "svc-metering"),
-    _SERVICE + "SetTier": MethodPolicy.allow("admin", "svc-coupons", limits={"svc-coupons": "coupon tier trials"}),
+    _SERVICE + "SetTier": MethodPolicy.allow(
+        "admin", "svc-coupons", limits={"svc-coupons": "coupon trials: tiers in CREDITS_COUPON_TIERS"}
+    ),
     _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
     _SERVICE + "ResetPeriods": MethodPolicy.allow("admin"),
     _SERVICE + "ChargeUsage": MethodPolicy.allow("svc-metering"),
@@ -143,9 +145,16 @@ def _decode_token(token: str) -> str:
 class CreditsServicer(pb_grpc.CreditsServiceServicer):
     """The credits API over a :class:`Ledger`."""
 
-    def __init__(self, ledger: Ledger, *, coupon_grant_max_nanos: int = 10_000 * 1_000_000_000) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        coupon_grant_max_nanos: int = 10_000 * 1_000_000_000,
+        coupon_tiers: tuple[str, ...] = ("trial", "starter", "professional"),
+    ) -> None:
         self._ledger = ledger
         self._coupon_grant_max = coupon_grant_max_nanos
+        self._coupon_tiers = frozenset(coupon_tiers)
 
     async def _target_user(self, requested: str, who: Principal) -> str:
         """The user an RPC acts on: the caller by default, another only for admins and services.
@@ -351,6 +360,12 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
         request_id = domain.validate_request_id(request.request_id)
         reason = domain.validate_reason(request.reason, required=False)
+        if who.service_identity == "svc-coupons" and request.tier not in self._coupon_tiers:
+            raise Forbidden(
+                "TIER_NOT_ALLOWED_FOR_COUPONS",
+                f"coupon trials may set only the tiers {', '.join(sorted(self._coupon_tiers))}",
+                metadata={"tier": request.tier},
+            )
         account, previous = await self._ledger.set_tier(user_id, request.tier, request_id, _actor(who), reason)
         return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous)
 

@@ -203,5 +203,14 @@ async def test_only_the_coupons_service_grants_coupon_credits_up_to_the_cap(post
             assert granted.transaction.debit_account == "platform:promotions"
             assert granted.transaction.audit.service == "svc-coupons"
             assert (await client.balance(user)).balance_nanos == cap
+
+            # Tier trials: the coupons identity may set the coupon tiers, never enterprise.
+            def tier(name: str) -> pb.SetTierRequest:
+                return pb.SetTierRequest(user_id=user, tier=name, request_id=request_id())
+
+            enterprise = await client.fail("SetTier", tier("enterprise"), coupons)
+            assert (enterprise.code, enterprise.reason) == (DENIED, "TIER_NOT_ALLOWED_FOR_COUPONS")
+            assert (await client.balance(user)).tier == "trial"
+            assert (await client.call("SetTier", tier("professional"), coupons)).account.tier == "professional"
     finally:
         await running.stop(1)
