@@ -78,7 +78,7 @@ async def kinds_port(keys: Keys) -> AsyncIterator[int]:
     await server.stop(0)
 
 
-async def _call(channel: grpc.aio.Channel, kind: str, token: str | None, payload: bytes = b"x") -> list[bytes]:
+async def _call_once(channel: grpc.aio.Channel, kind: str, token: str | None, payload: bytes) -> list[bytes]:
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     method = _SERVICE + kind
     codec = {"request_serializer": _identity, "response_deserializer": _identity}
@@ -94,6 +94,24 @@ async def _call(channel: grpc.aio.Channel, kind: str, token: str | None, payload
     if kind == "StreamUnary":
         return [await channel.stream_unary(method, **codec)(requests(), metadata=metadata)]
     return [r async for r in channel.stream_stream(method, **codec)(requests(), metadata=metadata)]
+
+
+async def _call(channel: grpc.aio.Channel, kind: str, token: str | None, payload: bytes = b"x") -> list[bytes]:
+    """One call of the given kind; retried when grpc's own client loses the server's answer.
+
+    A client still writing its request stream when the server has already
+    refused the call sometimes reports INTERNAL "Internal error from Core"
+    instead of the status the server sent (a client-side race in grpcio, seen
+    without any of our code on the server too). That is not the server's
+    answer, so it is asked again.
+    """
+    for _ in range(10):
+        try:
+            return await _call_once(channel, kind, token, payload)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.INTERNAL or error.details() != "Internal error from Core":
+                raise
+    raise AssertionError("grpc's client lost the answer ten times in a row")
 
 
 @pytest.mark.parametrize("kind", _KINDS)
