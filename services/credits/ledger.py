@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from services.common.errors import DomainError, invalid, not_found, precondition
+from services.common.errors import Code, DomainError, invalid, not_found, precondition
 from services.common.ids import uuid7
 from services.credits import domain
 from services.credits import repository as repo
@@ -678,7 +678,15 @@ class Ledger:
     # --- tiers and periods ------------------------------------------------------------------
 
     async def set_tier(
-        self, user_id: str, tier_id: str, request_id: str, actor: Actor, reason: str, expected_change_id: str = ""
+        self,
+        user_id: str,
+        tier_id: str,
+        request_id: str,
+        actor: Actor,
+        reason: str,
+        expected_change_id: str = "",
+        *,
+        revert_only: bool = False,
     ) -> tuple[Account, str, str]:
         """Moves the account to ``tier_id``; returns (the account, the tier it replaced, this change's id).
 
@@ -686,7 +694,8 @@ class Ledger:
         loses the race to create it waits for the winner's commit, then applies its own change on top, so
         the final tier is the last committed change's and each ``previous_tier`` is the one it replaced.
         With ``expected_change_id`` the change applies only while that change is still the latest
-        (checked under the lock): TIER_CHANGED_SINCE otherwise.
+        (checked under the lock): TIER_CHANGED_SINCE otherwise. With ``revert_only`` the change must
+        moreover undo that change exactly: made by the same actor, back to the tier it replaced.
         """
         tier = await self.tier(tier_id)
         fields = {"user": user_id, "tier": tier_id, "reason": reason}
@@ -717,6 +726,15 @@ class Ledger:
                         return found[0], str(answer["previous_tier"]), str(answer.get("change_id", ""))
                     if expected_change_id and row["tier_change_id"] != expected_change_id:
                         raise domain.tier_changed_since(user_id, expected_change_id)
+                    if revert_only:
+                        undone = await repo.get_tier_change(conn, user_id, expected_change_id)
+                        if undone is None or undone["actor"] != actor.subject or undone["previous_tier"] != tier_id:
+                            raise DomainError(
+                                "TIER_NOT_ALLOWED_FOR_COUPONS",
+                                "only a revert of the caller's own tier change to the tier it replaced is allowed",
+                                code=Code.PERMISSION_DENIED,
+                                metadata={"tier": tier_id},
+                            )
                     previous = row["tier_id"]
                     updated, _ = await self._maintain_locked(conn, row, new_tier=tier)
                 change_id = str(uuid7())

@@ -546,6 +546,12 @@ async def record_tier_change(
     )
 
 
+async def get_tier_change(conn: asyncpg.Connection, user_id: str, change_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT previous_tier, tier, actor FROM tier_changes WHERE user_id = $1 AND change_id = $2", user_id, change_id
+    )
+
+
 async def save_request(
     conn: asyncpg.Connection, scope: str, request_id: str, operation: str, fp: str, response: bytes
 ) -> None:

@@ -192,7 +192,7 @@ async def reverter(credits_db: str, keys: Keys, credits_server: RunningService) 
     """A coupons workflow of its own, to run the trial revert pass on demand."""
     settings = CouponsSettings.from_env(coupons_environ(credits_db, keys, credits_server.port))
     pool = await create_pool(credits_db, "coupons", application_name="test-reverter")
-    chan = connect(f"127.0.0.1:{credits_server.port}", StaticTokenSource(keys.token("svc-coupons", "service")))
+    chan = connect(f"127.0.0.1:{credits_server.port}", StaticTokenSource(keys.token("svc-coupons", "svc-coupons")))
     yield build_workflow(settings, pool, chan)
     await chan.close()
     await pool.close()
@@ -239,33 +239,29 @@ async def test_a_trial_does_not_downgrade_a_user_who_bought_its_tier(
 async def test_trials_do_not_stack_unless_the_coupon_says_so(
     coupons: CouponsClient, credits: Credits, coupons_db: asyncpg.Pool, reverter: Coupons, db: asyncpg.Pool
 ) -> None:
-    first = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=30)
-    plain = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="enterprise", trial_days=7)
+    first = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="starter", trial_days=30)
+    plain = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=7)
     stacking = await coupons.create(
-        kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="enterprise", trial_days=7, stacks_on_trial=True
+        kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=7, stacks_on_trial=True
     )
     assert stacking.stacks_on_trial and not plain.stacks_on_trial
     user = await credits.funded_user(0)
-    await credits.as_admin("SetTier", pb.SetTierRequest(user_id=user, tier="starter", request_id="base"))
     r_first = await coupons.redeem(user, first.code)
     assert (await coupons.validate(user, plain.code)).reason == "COUPON_TRIAL_ACTIVE"
-    refused = await coupons.fail(
-        "RedeemCoupon",
-        cpb.RedeemCouponRequest(code=plain.code, request_id=request_id()),
-        coupons.keys.token(user, "user"),
-    )
+    token = coupons.keys.token(user, "user")
+    refused = await coupons.fail("RedeemCoupon", cpb.RedeemCouponRequest(code=plain.code, request_id="p1"), token)
     assert (refused.code, refused.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "COUPON_TRIAL_ACTIVE")
-    assert (await credits.balance(user)).tier == "professional"
+    assert (await credits.balance(user)).tier == "starter"
     # A coupon that stacks replaces the running trial; at its end the user returns to the tier they
     # had before the first trial.
     r_stack = await coupons.redeem(user, stacking.code)
-    assert r_stack.redemption.previous_tier == "starter"
-    assert (await credits.balance(user)).tier == "enterprise"
+    assert r_stack.redemption.previous_tier == "trial"
+    assert (await credits.balance(user)).tier == "professional"
     replaced = await _trial_state(coupons_db, r_first.redemption_id)
     assert replaced["reverted"] and r_stack.redemption_id in replaced["revert_note"]
     await _end_trials(coupons_db, r_first.redemption_id, r_stack.redemption_id)
     assert await reverter.revert_due_trials() >= 1
-    assert (await credits.balance(user)).tier == "starter"
+    assert (await credits.balance(user)).tier == "trial"
     # With no trial running, a new one may start.
     assert (await coupons.validate(user, plain.code)).valid
     await assert_everything_ok(db, coupons_db)
@@ -289,7 +285,8 @@ async def test_a_failing_revert_is_isolated_and_retried(
     await reverter.revert_due_trials()
     assert (await credits.balance(fine_user)).tier == "trial"
     failed = await _trial_state(coupons_db, broken.redemption_id)
-    assert not failed["reverted"] and failed["revert_attempts"] == 1 and "UNKNOWN_TIER" in failed["revert_note"]
+    assert not failed["reverted"] and failed["revert_attempts"] == 1 and failed["revert_after"] is not None
+    assert "UNKNOWN_TIER" in failed["revert_note"]  # credits' refusal, noted
     # Not retried before its time ...
     await reverter.revert_due_trials()
     assert (await _trial_state(coupons_db, broken.redemption_id))["revert_attempts"] == 1
@@ -332,3 +329,28 @@ async def test_ended_attempt_windows_are_pruned(
             "SELECT subject FROM attempt_counters WHERE subject = ANY($1::text[])", [f"user:{old}", f"user:{live}"]
         )
     assert [r["subject"] for r in left] == [f"user:{live}"]
+
+
+async def test_a_trial_returns_a_user_to_a_tier_coupons_may_not_grant(
+    coupons: CouponsClient, credits: Credits, coupons_db: asyncpg.Pool, reverter: Coupons
+) -> None:
+    """The coupons identity may not set enterprise, but may undo its own trial back to it."""
+    trial = await coupons.create(kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=30)
+    user = await credits.funded_user(0)
+    await credits.as_admin("SetTier", pb.SetTierRequest(user_id=user, tier="enterprise", request_id="ent"))
+    # It cannot pass off an admin's change as its own to reach enterprise ...
+    moved = await credits.as_admin("SetTier", pb.SetTierRequest(user_id=user, tier="starter", request_id="down"))
+    sneaky = await credits.fail(
+        "SetTier",
+        pb.SetTierRequest(user_id=user, tier="enterprise", request_id="sneak", expected_change_id=moved.change_id),
+        credits.coupons_token,
+    )
+    assert (sneaky.code, sneaky.reason) == (grpc.StatusCode.PERMISSION_DENIED, "TIER_NOT_ALLOWED_FOR_COUPONS")
+    await credits.as_admin("SetTier", pb.SetTierRequest(user_id=user, tier="enterprise", request_id="up"))
+    # ... but a trial it granted on top of enterprise ends back on enterprise.
+    redeemed = await coupons.redeem(user, trial.code)
+    assert (await credits.balance(user)).tier == "professional"
+    await _end_trials(coupons_db, redeemed.redemption_id)
+    await reverter.revert_due_trials()
+    assert (await credits.balance(user)).tier == "enterprise"
+    assert (await _trial_state(coupons_db, redeemed.redemption_id))["revert_note"] == "returned to enterprise"

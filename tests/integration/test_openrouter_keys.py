@@ -80,7 +80,7 @@ async def test_a_lost_create_answer_leaves_exactly_one_key(
     keys = small_pages.keys_named(f"creditmeter-{user}-")
     assert len(keys) == 1, "the key whose answer was lost must not live on"
     assert keys[0]["hash"] == created.account.key_hash
-    provider = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.service)
+    provider = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.key_reader)
     assert provider.api_key == keys[0]["_key"]
 
 
