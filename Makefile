@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 USER ?= alice
 ROLE ?= user
 
-.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench bench-reports deploy-config clean
+.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench bench-hot bench-reports deploy-config clean
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,7 +59,11 @@ token: $(STAMP) ## Print a dev JWT: make token USER=alice ROLE=admin (ROLE: user
 verify: $(STAMP) ## Check every ledger invariant against the configured (or embedded) database.
 	$(BIN)/python -m tools.verify
 
-bench: $(STAMP) ## Throughput benchmarks against raw PostgreSQL measured in the same run (bench/).
+bench: $(STAMP) ## The stack through Envoy (wrk) vs the tiers route and raw PostgreSQL, in one run (bench/gateway.py).
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=900 install -y -qq wrk; }
+	$(BIN)/python -m bench.gateway $(BENCH_ARGS)
+
+bench-hot: $(STAMP) ## One hot account over gRPC: Deduct and coalesced ChargeUsage vs raw PostgreSQL functions.
 	$(BIN)/python -m bench.credits_hot_account
 
 bench-reports: $(STAMP) ## Usage-report speed over 1M events: rollups vs raw events, with the query plan.
