@@ -465,11 +465,11 @@ def _ratios(rows: dict[str, Row]) -> None:
 
 def table(rows: dict[str, Row]) -> str:
     lines = [
-        "| scenario | rate | p50 ms | p99 ms | × tiers route | × raw PostgreSQL | failed |",
+        "| scenario | rate | p50 ms | p99 ms | x tiers route | x raw PostgreSQL | failed |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]
     for row in rows.values():
-        raw = f"{row.ratios['raw']} × {row.ratios['raw_name']}" if "raw" in row.ratios else ""
+        raw = f"{row.ratios['raw']} x {row.ratios['raw_name']}" if "raw" in row.ratios else ""
         lines.append(
             f"| {row.name} | {row.rate:,.0f} {row.unit} | {row.p50_ms if row.p50_ms is not None else ''} | "
             f"{row.p99_ms if row.p99_ms is not None else ''} | {row.ratios.get('tiers', '')} | {raw} | {row.failed} |"
