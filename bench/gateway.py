@@ -436,6 +436,38 @@ def run_verify(stack: Stack) -> tuple[bool, str]:
 # --- the run -------------------------------------------------------------------------------------------
 
 
+def _stack_pid(stack: Stack, service: str) -> int:
+    for line in stack.output:
+        match = re.search(rf"\[stack\] {service} gRPC on 127\.0\.0\.1:\d+ \(pid (\d+)\)", line)
+        if match:
+            return int(match.group(1))
+    raise RuntimeError(f"the stack did not announce the {service} pid")
+
+
+def _profiler(stack: Stack, opts: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """py-spy (pinned in requirements.lock) sampling one service for the scenario's duration."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(_stack_pid(stack, opts.profile_service)),
+            "--duration",
+            str(opts.duration),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            opts.profile_out,
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _stack_port(stack: Stack, service: str) -> int:
     for line in stack.output:
         match = re.search(rf"\[stack\] {service} gRPC on 127\.0\.0\.1:(\d+)", line)
@@ -556,7 +588,11 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
             ("balance", "GET", "/api/v1/credits/balance?user_id={user}", {"headers": json_headers, "users": spread}),
         ]
         for name, method, path, kw in scenarios:
+            profiler = _profiler(stack, opts) if name == opts.profile else None
             rows[name] = wrk(stack, opts, folder, name, method, path, **kw)
+            if profiler is not None:
+                profiler.wait(60)
+                _log(f"py-spy profile of {opts.profile_service} during {name}: {opts.profile_out}")
             await asyncio.sleep(1)  # let the tail of in-flight requests finish before the next scenario
 
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
@@ -601,6 +637,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000)")
     parser.add_argument("--batch-accounts", type=int, default=300, help="accounts the batches spread over")
     parser.add_argument("--in-flight", type=int, default=4, help="batches in flight at once (default 4)")
+    parser.add_argument("--profile", default="", help="a wrk scenario to profile with py-spy (e.g. deduct_hot)")
+    parser.add_argument("--profile-service", default="credits", help="the service py-spy samples (default credits)")
+    parser.add_argument("--profile-out", default="profile.folded", help="py-spy output, folded stacks")
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (make bench installs it)", file=sys.stderr)

@@ -23,6 +23,7 @@ from services.common import db
 from services.common.auth import JwtVerifier
 from services.common.config import ServiceSettings
 from services.common.grpcserver import MethodPolicy, build_server, set_serving
+from services.common.resilience import DatabaseRetryInterceptor, watch_database
 
 
 @dataclass
@@ -39,12 +40,13 @@ class RunningService:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self, grace: float) -> None:
-        await set_serving(self.health, self.service_names, serving=False)
+        # Background tasks first: the database watcher must not flip health back to SERVING.
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await set_serving(self.health, self.service_names, serving=False)
         await self.server.stop(grace)
         for channel in self.channels:
             await channel.close()
@@ -61,6 +63,8 @@ async def open_database(settings: ServiceSettings, migrations: Path) -> asyncpg.
         application_name=f"creditmeter-{settings.service_name}",
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        acquire_timeout_seconds=settings.db_acquire_timeout_seconds,
     )
     try:
         if settings.migrate_on_start:
@@ -82,7 +86,13 @@ async def start(
 ) -> RunningService:
     """Serves on the configured address; closes the pool if start-up fails."""
     try:
-        server, health_servicer = build_server(settings.service_name, domain, JwtVerifier(settings.auth), policies)
+        server, health_servicer = build_server(
+            settings.service_name,
+            domain,
+            JwtVerifier(settings.auth),
+            policies,
+            extra_interceptors=[DatabaseRetryInterceptor(pool, settings.db_reconnect_wait_seconds)],
+        )
         register(server)
         port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
         if port == 0:
@@ -92,4 +102,11 @@ async def start(
     except BaseException:
         await pool.close()
         raise
-    return RunningService(server, port, pool, health_servicer, service_names)
+    running = RunningService(server, port, pool, health_servicer, service_names)
+    if settings.db_health_interval_seconds > 0:
+        running.tasks.append(
+            asyncio.create_task(
+                watch_database(pool, health_servicer, service_names, settings.db_health_interval_seconds)
+            )
+        )
+    return running

@@ -1,11 +1,20 @@
-"""asyncpg pools, one schema per service, and the forward-only migrations runner."""
+"""asyncpg pools, one schema per service, and the forward-only migrations runner.
+
+Every pool bounds both waits a request can hit in the database layer: a
+statement timeout (server side, ``statement_timeout``) and a pool-acquire
+timeout (client side). Connections are kept warm (idle ones are never closed
+below ``min_size``) and are not reset by a round trip on every release; see
+:func:`create_pool`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -30,23 +39,94 @@ async def ensure_schema(dsn: str, schema: str) -> None:
         await conn.close()
 
 
+#: Errors that mean the connection (or the server behind it) is gone, not that the
+#: request was wrong: a PostgreSQL restart, a dropped socket, a server still starting.
+DEAD_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.CrashShutdownError,
+    ConnectionError,
+)
+
+
+class Pool(asyncpg.Pool):
+    """An asyncpg pool whose ``acquire`` waits at most ``acquire_timeout`` seconds by default.
+
+    ``Pool.execute``/``fetch``/… go through ``acquire`` too, so no caller can wait
+    for a connection forever when the database is slow or the pool exhausted; the
+    wait ends in ``TimeoutError`` (UNAVAILABLE ``DATABASE_UNAVAILABLE`` at the API).
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's default reset query (one extra round trip per request).
+
+    The pool still rolls back a transaction left open and drops listeners before
+    calling this. Our code sets no session state: settings come from
+    ``server_settings`` at connect time, and the one session-level advisory lock
+    (migrations) is released explicitly. py-spy showed the default reset at ≈5-7%
+    of the credits process under load.
+    """
+
+
 async def create_pool(
-    dsn: str, schema: str, *, application_name: str, min_size: int = 2, max_size: int = 20
-) -> asyncpg.Pool:
-    """A pool whose connections see only the service's own schema (and public)."""
-    pool = await asyncpg.create_pool(
+    dsn: str,
+    schema: str,
+    *,
+    application_name: str,
+    min_size: int = 2,
+    max_size: int = 20,
+    statement_timeout_ms: int = 30_000,
+    acquire_timeout_seconds: float = 10.0,
+) -> Pool:
+    """A pool whose connections see only the service's own schema (and public).
+
+    ``statement_timeout_ms`` (0 = none) cancels any statement running longer;
+    ``acquire_timeout_seconds`` bounds the wait for a free connection.
+    """
+    pool = Pool(
         dsn,
+        acquire_timeout=acquire_timeout_seconds,
+        init_size=min_size,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50_000,
+        # Warm: idle connections are never closed, so a burst never pays for new ones.
+        max_inactive_connection_lifetime=0,
+        reset=_keep_session,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         server_settings={
             "search_path": f"{_check_schema(schema)},public",
             "application_name": application_name,
             # Timestamps are always handled in UTC.
             "timezone": "UTC",
+            "statement_timeout": str(statement_timeout_ms),
         },
     )
-    assert pool is not None
+    await pool
     return pool
+
+
+async def reachable(pool: asyncpg.Pool, within: float = 2.0) -> bool:
+    """Whether the database answers ``SELECT 1`` within ``within`` seconds (used by health)."""
+    try:
+        async with asyncio.timeout(within):
+            async with pool.acquire(timeout=within) as conn:
+                await conn.fetchval("SELECT 1")
+        return True
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        return False
 
 
 def _migrations(folder: Path) -> list[tuple[int, str, str]]:

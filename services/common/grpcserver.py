@@ -139,9 +139,18 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                         "the request conflicted with another; retry it",
                         code=Code.ABORTED,
                     )
+                except asyncpg.QueryCanceledError:
+                    # statement_timeout (DB_STATEMENT_TIMEOUT_MS) or a cancelled query.
+                    log.warning("database statement timed out", extra={"rpc": method})
+                    err = DomainError(
+                        "DATABASE_TIMEOUT", "the database did not answer in time; retry later", code=Code.UNAVAILABLE
+                    )
                 except (
                     asyncpg.TooManyConnectionsError,
                     asyncpg.PostgresConnectionError,
+                    asyncpg.AdminShutdownError,
+                    asyncpg.CannotConnectNowError,
+                    asyncpg.CrashShutdownError,
                     OSError,
                     TimeoutError,
                 ):

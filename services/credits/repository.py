@@ -129,6 +129,48 @@ async def get_account(conn: asyncpg.Connection, user_id: str) -> tuple[Account, 
     return to_account(row), bool(row["due"])
 
 
+async def balance_view(
+    conn: asyncpg.Connection, user_id: str, limit: int = 20
+) -> tuple[Account, bool, list[GrantView]] | None:
+    """GetBalance in one round trip: the account, whether maintenance is due, its soonest-expiring grants."""
+    row = await conn.fetchrow(
+        """
+        SELECT a.*,
+               (a.period_end <= now() OR coalesce(a.next_expiry_at <= now(), false)
+                OR EXISTS (SELECT 1 FROM holds h WHERE h.user_id = a.user_id AND h.status = 'ACTIVE'
+                           AND h.expires_at <= now())) AS due,
+               g.ids AS grant_ids, g.sources AS grant_sources, g.remaining AS grant_remaining,
+               g.expires AS grant_expires
+          FROM accounts a
+          LEFT JOIN LATERAL (
+                SELECT array_agg(x.grant_id ORDER BY x.expires_at, x.grant_id) AS ids,
+                       array_agg(x.source ORDER BY x.expires_at, x.grant_id) AS sources,
+                       array_agg(x.remaining_nanos ORDER BY x.expires_at, x.grant_id) AS remaining,
+                       array_agg(x.expires_at ORDER BY x.expires_at, x.grant_id) AS expires
+                  FROM (SELECT grant_id, source, remaining_nanos, expires_at FROM grants
+                         WHERE user_id = a.user_id AND remaining_nanos > 0 AND expires_at IS NOT NULL
+                         ORDER BY expires_at, grant_id LIMIT $2) x
+               ) g ON true
+         WHERE a.user_id = $1
+        """,
+        user_id,
+        limit,
+    )
+    if row is None:
+        return None
+    grants = [
+        GrantView(str(grant_id), source, remaining, expires)
+        for grant_id, source, remaining, expires in zip(
+            row["grant_ids"] or [],
+            row["grant_sources"] or [],
+            row["grant_remaining"] or [],
+            row["grant_expires"] or [],
+            strict=True,
+        )
+    ]
+    return to_account(row), bool(row["due"]), grants
+
+
 async def lock_account(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT a.*, now() AS db_now FROM accounts a WHERE a.user_id = $1 FOR UPDATE", user_id)
 
