@@ -62,7 +62,7 @@ class DatabaseRetryInterceptor(grpc.aio.ServerInterceptor):
                         extra={"rpc": method, "error": type(error).__name__},
                     )
                 # Every connection opened before the restart is dead too: replace them all.
-                pool.expire_connections()
+                await pool.expire_connections()
                 await wait_for_database(pool, wait)
                 return await behaviour(request, context)
 
@@ -85,6 +85,6 @@ async def watch_database(
         if up != serving:
             serving = up
             if not up:
-                pool.expire_connections()
+                await pool.expire_connections()
             log.warning("database " + ("reachable again: SERVING" if up else "unreachable: NOT_SERVING"))
             await set_serving(health_servicer, service_names, serving=up)

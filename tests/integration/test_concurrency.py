@@ -162,7 +162,9 @@ async def test_concurrent_deducts_on_one_account_share_commits_and_keep_their_ow
     await assert_ledger_ok(db)
 
 
-async def test_a_coalesced_batch_with_a_retried_request_still_charges_each_once(credits: Credits, db: asyncpg.Pool) -> None:
+async def test_a_coalesced_batch_with_a_retried_request_still_charges_each_once(
+    credits: Credits, db: asyncpg.Pool
+) -> None:
     """A request id already in the ledger makes the database refuse the whole batch; every
     request then runs alone: the retry replays, the new ones charge."""
     user = await credits.funded_user(10 * USD)
