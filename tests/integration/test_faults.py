@@ -27,14 +27,28 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as pb
+from creditmeter.metering.v1 import metering_pb2 as mpb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.coupons.config import CouponsSettings
+from services.coupons.server import create_server as create_coupons_server
 from services.credits import verify
 from services.credits.config import CreditsSettings
 from services.credits.server import RunningServer, create_server
-from tests.conftest import Keys, credits_environ, request_id
-from tests.integration.conftest import USD, Credits, assert_ledger_ok
+from services.metering.config import MeteringSettings
+from services.metering.server import create_server as create_metering_server
+from tests.conftest import Keys, coupons_environ, credits_environ, metering_environ, new_user, request_id
+from tests.integration.conftest import (
+    USD,
+    CouponsClient,
+    Credits,
+    MeteringCaller,
+    assert_everything_ok,
+    assert_ledger_ok,
+    assert_metering_ok,
+)
 from tools.localdb import start_embedded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -337,3 +351,62 @@ async def test_two_replicas_on_one_database_keep_the_concurrency_rules(credits_d
         await assert_ledger_ok(pool)
     finally:
         await pool.close()
+
+
+async def test_two_replicas_of_coupons_and_metering_keep_their_concurrency_rules(
+    credits_db: str,
+    keys: Keys,
+    credits_server: RunningServer,
+    openrouter_server: RunningServer,
+    coupons: CouponsClient,
+    metering: MeteringCaller,
+    credits: Credits,
+    db: asyncpg.Pool,
+    coupons_db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+) -> None:
+    """The last-unit coupon race and the repeated usage event, each split over two replicas."""
+    second_coupons = await create_coupons_server(
+        CouponsSettings.from_env(coupons_environ(credits_db, keys, credits_server.port))
+    )
+    second_metering = await create_metering_server(
+        MeteringSettings.from_env(metering_environ(credits_db, keys, credits_server.port, openrouter_server.port))
+    )
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{s.port}") for s in (second_coupons, second_metering)]
+    try:
+        other_coupons = CouponsClient(channels[0], keys)
+        other_metering = MeteringCaller(channels[1], keys)
+        coupon = await coupons.create(credit_amount_nanos=USD, max_redemptions=25)
+        users = [new_user("race2") for _ in range(100)]
+        results = await asyncio.gather(
+            *((coupons if i % 2 else other_coupons).redeem(u, coupon.code) for i, u in enumerate(users)),
+            return_exceptions=True,
+        )
+        assert sum(1 for r in results if not isinstance(r, BaseException)) == 25
+        assert all(isinstance(r, grpc.aio.AioRpcError) for r in results if isinstance(r, BaseException))
+        await assert_everything_ok(db, coupons_db)
+
+        user = await credits.funded_user(5 * USD)
+        event = mpb.UsageEvent(
+            event_id=request_id(),
+            user_id=user,
+            service=skpb.SERVICE_KIND_LLM,
+            model="openai/gpt-4o-mini",
+            input_tokens=1000,
+            output_tokens=500,
+        )
+        tracked = await asyncio.gather(
+            *(
+                (metering if i % 2 else other_metering).call("TrackUsage", mpb.TrackUsageRequest(event=event))
+                for i in range(20)
+            )
+        )
+        assert sum(not r.duplicate for r in tracked) == 1
+        assert len({r.transaction_id for r in tracked}) == 1
+        assert (await credits.balance(user)).balance_nanos == 5 * USD - tracked[0].charged_nanos
+        await assert_metering_ok(db, metering_db)
+    finally:
+        for channel in channels:
+            await channel.close()
+        await second_coupons.stop(1)
+        await second_metering.stop(1)
