@@ -106,7 +106,9 @@ async def start(
     if settings.db_health_interval_seconds > 0:
         running.tasks.append(
             asyncio.create_task(
-                watch_database(pool, health_servicer, service_names, settings.db_health_interval_seconds)
+                watch_database(
+                    settings.database_url, health_servicer, service_names, settings.db_health_interval_seconds
+                )
             )
         )
     return running

@@ -40,14 +40,19 @@ async def ensure_schema(dsn: str, schema: str) -> None:
 
 
 #: Errors that mean the connection (or the server behind it) is gone, not that the
-#: request was wrong: a PostgreSQL restart, a dropped socket, a server still starting.
+#: request was wrong: a PostgreSQL restart, a dropped socket, a server still starting
+#: or not there (OSError: refused, or no unix socket file), or a pooled connection
+#: whose protocol was left mid-error by the server's shutdown message
+#: (InternalClientError). TimeoutError is an OSError too but is NOT one of them: a
+#: full pool is not a dead database (callers check for it first).
 DEAD_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.CannotConnectNowError,
     asyncpg.CrashShutdownError,
-    ConnectionError,
+    asyncpg.InternalClientError,
+    OSError,
 )
 
 

@@ -47,23 +47,33 @@ class DatabaseRetryInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, pool: asyncpg.Pool, reconnect_wait: float) -> None:
         self._pool = pool
         self._wait = reconnect_wait
+        self._expired_at = 0.0
+
+    async def _expire(self) -> None:
+        # Every connection opened before the restart is dead too: replace them all,
+        # once per incident rather than once per failed request.
+        now = time.monotonic()
+        if now - self._expired_at > 1.0:
+            self._expired_at = now
+            await self._pool.expire_connections()
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
-        pool, wait, method = self._pool, self._wait, details.method
+        method = details.method
 
         def wrapper(behaviour: Behaviour) -> Behaviour:
             async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
                     return await behaviour(request, context)
+                except TimeoutError:
+                    raise  # a full pool or a slow database: waiting again would only double the wait
                 except db.DEAD_CONNECTION_ERRORS as error:
                     log.warning(
                         "database connection lost; retrying once",
                         extra={"rpc": method, "error": type(error).__name__},
                     )
-                # Every connection opened before the restart is dead too: replace them all.
-                await pool.expire_connections()
-                await wait_for_database(pool, wait)
+                await self._expire()
+                await wait_for_database(self._pool, self._wait)
                 return await behaviour(request, context)
 
             return run
@@ -72,19 +82,37 @@ class DatabaseRetryInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def watch_database(
-    pool: asyncpg.Pool,
+    dsn: str,
     health_servicer: health.aio.HealthServicer,
     service_names: Sequence[str],
     interval: float,
 ) -> None:
-    """Keeps gRPC health in step with the database's reachability (runs until cancelled)."""
+    """Keeps gRPC health in step with the database's reachability (runs until cancelled).
+
+    It uses a connection of its own, not the pool: a pool busy with slow requests
+    is not an unreachable database, and the probe must not queue behind them.
+    """
     serving = True
-    while True:
-        await asyncio.sleep(interval)
-        up = await db.reachable(pool, within=min(2.0, interval))
-        if up != serving:
-            serving = up
-            if not up:
-                await pool.expire_connections()
-            log.warning("database " + ("reachable again: SERVING" if up else "unreachable: NOT_SERVING"))
-            await set_serving(health_servicer, service_names, serving=up)
+    conn: asyncpg.Connection | None = None
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            within = min(2.0, interval)
+            try:
+                async with asyncio.timeout(within):
+                    if conn is None or conn.is_closed():
+                        conn = await asyncpg.connect(dsn, timeout=within)
+                    await conn.fetchval("SELECT 1")
+                up = True
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                up = False
+                if conn is not None:
+                    conn.terminate()
+                    conn = None
+            if up != serving:
+                serving = up
+                log.warning("database " + ("reachable again: SERVING" if up else "unreachable: NOT_SERVING"))
+                await set_serving(health_servicer, service_names, serving=up)
+    finally:
+        if conn is not None:
+            conn.terminate()

@@ -500,6 +500,17 @@ class Ledger:
             )
             return ChargeResult(tx, row["balance_after"] - row["held"])
 
+        # Declined: when the account exists with nothing due and simply lacks the funds,
+        # answer without taking its row lock (after a replay check), so a storm of
+        # refused charges does not queue on the lock and hold pool connections.
+        async with self._pool.acquire() as conn:
+            found = await repo.get_account(conn, user_id)
+            if found is not None and not found[1] and found[0].available_nanos < amount:
+                replay = await self._replay_transaction(conn, user_id, request_id, fp)
+                if replay is not None:
+                    return await self._charge_result(conn, replay)
+                raise domain.insufficient(found[0].available_nanos, amount)
+
         async def slow() -> ChargeResult | DomainError:
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
