@@ -410,3 +410,55 @@ async def test_two_replicas_of_coupons_and_metering_keep_their_concurrency_rules
             await channel.close()
         await second_coupons.stop(1)
         await second_metering.stop(1)
+
+
+# --- timeouts ------------------------------------------------------------------------------------------
+
+
+async def test_every_pool_bounds_statements_and_the_wait_for_a_connection(credits_db: str) -> None:
+    from services.common.db import create_pool
+
+    pool = await create_pool(
+        credits_db,
+        "credits",
+        application_name="timeouts-test",
+        min_size=1,
+        max_size=1,
+        statement_timeout_ms=200,
+        acquire_timeout_seconds=1,
+    )
+    try:
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await pool.execute("SELECT pg_sleep(5)")
+        async with pool.acquire():
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await pool.fetchval("SELECT 1")  # the only connection is taken
+            assert time.monotonic() - started < 4
+        assert await pool.fetchval("SELECT 1") == 1  # and the pool is fine afterwards
+    finally:
+        await pool.close()
+
+
+async def test_a_statement_over_its_timeout_is_unavailable_and_changes_nothing(credits_db: str, keys: Keys) -> None:
+    environ = credits_environ(credits_db, keys, DB_STATEMENT_TIMEOUT_MS="300")
+    server = await create_server(CreditsSettings.from_env(environ))
+    blocker = await asyncpg.connect(credits_db, server_settings={"search_path": "credits"})
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            credits = Credits(channel, keys)
+            user = await credits.funded_user(5 * USD)
+            # Another session holds the account's row lock longer than the statement timeout.
+            async with blocker.transaction():
+                await blocker.execute("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE", user)
+                refused = await credits.fail(
+                    "Deduct",
+                    pb.DeductRequest(user_id=user, amount_nanos=USD, reason="r", request_id=request_id()),
+                    credits.service_token,
+                )
+            assert (refused.code, refused.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_TIMEOUT")
+            assert (await credits.balance(user)).balance_nanos == 5 * USD
+            assert (await credits.deduct(user, USD)).available_after_nanos == 4 * USD
+    finally:
+        await blocker.close()
+        await server.stop(1)
