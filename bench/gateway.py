@@ -428,6 +428,28 @@ async def check_charges(pool: asyncpg.Pool, user: str, at_least: int, at_most: i
     return problems
 
 
+async def check_spread(pool: asyncpg.Pool, users: list[str], at_least: int, at_most: int) -> list[str]:
+    """Over many accounts: request ids unique, no negative balance, charges within what the clients saw."""
+    row = await pool.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE kind = 'DEDUCTION' AND starts_with(request_id, 'deduct_spread-')) AS deductions,
+               count(request_id) AS ids, count(DISTINCT (user_id, request_id)) AS distinct_ids,
+               (SELECT count(*) FROM credits.accounts
+                 WHERE user_id = ANY($1) AND (balance_nanos < 0 OR held_nanos > balance_nanos)) AS overspent
+          FROM credits.transactions WHERE user_id = ANY($1)
+        """,
+        users,
+    )
+    problems = []
+    if row["ids"] != row["distinct_ids"]:
+        problems.append("spread: request ids repeat")
+    if row["overspent"]:
+        problems.append(f"spread: {row['overspent']} accounts overspent")
+    if not at_least <= row["deductions"] <= at_most:
+        problems.append(f"spread: {row['deductions']} deductions, clients saw between {at_least} and {at_most}")
+    return problems
+
+
 def run_verify(stack: Stack) -> tuple[bool, str]:
     done = stack.verify()
     return done.returncode == 0, (done.stdout + done.stderr)[-2000:]
@@ -600,6 +622,10 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
         try:
             hot_ok = json.loads(rows["deduct_hot"].note)["ok"]
             problems += await check_charges(pool, hot, hot_ok, hot_ok + rows["deduct_hot"].failed + opts.connections)
+            spread_ok = json.loads(rows["deduct_spread"].note)["ok"]
+            problems += await check_spread(
+                pool, spread, spread_ok, spread_ok + rows["deduct_spread"].failed + opts.connections
+            )
             rows["batch_ingest"] = await batch_ingestion(stack, pool, opts, svc)
             grpc_user = f"grpc-hot-{uuid.uuid4().hex[:8]}"
             async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
