@@ -433,7 +433,8 @@ async def check_spread(pool: asyncpg.Pool, users: list[str], at_least: int, at_m
     row = await pool.fetchrow(
         """
         SELECT count(*) FILTER (WHERE kind = 'DEDUCTION' AND starts_with(request_id, 'deduct_spread-')) AS deductions,
-               count(request_id) AS ids, count(DISTINCT (user_id, request_id)) AS distinct_ids,
+               count(request_id) AS ids,
+               count(DISTINCT (user_id, request_id)) FILTER (WHERE request_id IS NOT NULL) AS distinct_ids,
                (SELECT count(*) FROM credits.accounts
                  WHERE user_id = ANY($1) AND (balance_nanos < 0 OR held_nanos > balance_nanos)) AS overspent
           FROM credits.transactions WHERE user_id = ANY($1)
@@ -466,7 +467,7 @@ def _stack_pid(stack: Stack, service: str) -> int:
     raise RuntimeError(f"the stack did not announce the {service} pid")
 
 
-def _profiler(stack: Stack, opts: argparse.Namespace) -> subprocess.Popen[bytes]:
+def _profiler(stack: Stack, opts: argparse.Namespace, output: str) -> subprocess.Popen[bytes]:
     """py-spy (pinned in requirements.lock) sampling one service for the scenario's duration."""
     py_spy = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
@@ -482,7 +483,7 @@ def _profiler(stack: Stack, opts: argparse.Namespace) -> subprocess.Popen[bytes]
             "--format",
             "raw",
             "--output",
-            opts.profile_out,
+            output,
             "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
@@ -610,11 +611,12 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
             ("balance", "GET", "/api/v1/credits/balance?user_id={user}", {"headers": json_headers, "users": spread}),
         ]
         for name, method, path, kw in scenarios:
-            profiler = _profiler(stack, opts) if name == opts.profile else None
+            output = f"{opts.profile_out}.{name}"
+            profiler = _profiler(stack, opts, output) if name in opts.profile.split(",") else None
             rows[name] = wrk(stack, opts, folder, name, method, path, **kw)
             if profiler is not None:
                 profiler.wait(60)
-                _log(f"py-spy profile of {opts.profile_service} during {name}: {opts.profile_out}")
+                _log(f"py-spy profile of {opts.profile_service} during {name}: {output}")
             await asyncio.sleep(1)  # let the tail of in-flight requests finish before the next scenario
 
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
@@ -663,9 +665,13 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000)")
     parser.add_argument("--batch-accounts", type=int, default=300, help="accounts the batches spread over")
     parser.add_argument("--in-flight", type=int, default=4, help="batches in flight at once (default 4)")
-    parser.add_argument("--profile", default="", help="a wrk scenario to profile with py-spy (e.g. deduct_hot)")
+    parser.add_argument(
+        "--profile", default="", help="wrk scenarios to profile with py-spy, comma-separated (e.g. deduct_hot,balance)"
+    )
     parser.add_argument("--profile-service", default="credits", help="the service py-spy samples (default credits)")
-    parser.add_argument("--profile-out", default="profile.folded", help="py-spy output, folded stacks")
+    parser.add_argument(
+        "--profile-out", default="profile.folded", help="py-spy output prefix (folded stacks; .<scenario> appended)"
+    )
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (make bench installs it)", file=sys.stderr)

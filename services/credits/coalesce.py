@@ -1,4 +1,4 @@
-"""Group commit for Deduct: concurrent charges go to PostgreSQL together, in one statement.
+"""Group commit for Deduct, and batched reads for GetBalance: concurrent requests share a statement.
 
 One hot account is bounded by its row: each charge is a conditional UPDATE of
 that row plus a commit (a disk sync), and the next charge waits for that commit.
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 import asyncpg
+
+from services.credits import repository
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +152,51 @@ class DeductCoalescer:
         for (_, future), row in zip(batch, rows, strict=True):
             if not future.done():
                 future.set_result(row)
+
+
+class BalanceBatcher:
+    """Concurrent GetBalance reads share one query (``WHERE user_id = ANY(...)``).
+
+    Every database round trip costs the credits process a socket write and a
+    wake-up; under load that is most of a balance read. Reads queued while
+    earlier ones are in the database go together. A read sees a committed state
+    at least as new as when it was asked (the query starts after the request
+    arrived), which is all a single read promised.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._queue: dict[str, list[asyncio.Future[repository.BalanceView | None]]] = {}
+        self._running = 0
+
+    async def load(self, user_id: str) -> repository.BalanceView | None:
+        """The account's balance view, or None if it has no account."""
+        future: asyncio.Future[repository.BalanceView | None] = asyncio.get_running_loop().create_future()
+        self._queue.setdefault(user_id, []).append(future)
+        if self._running < self._max_in_flight:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                users = list(self._queue)[: self._max_batch]
+                waiting = {user: self._queue.pop(user) for user in users}
+                try:
+                    async with self._pool.acquire() as conn:
+                        views = await repository.balance_views(conn, users)
+                except Exception as error:
+                    for futures in waiting.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                for user, futures in waiting.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(views.get(user))
+        finally:
+            self._running -= 1

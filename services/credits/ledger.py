@@ -22,7 +22,7 @@ import asyncpg
 from services.common.errors import DomainError, invalid, not_found, precondition
 from services.credits import domain
 from services.credits import repository as repo
-from services.credits.coalesce import Charge, DeductCoalescer
+from services.credits.coalesce import BalanceBatcher, Charge, DeductCoalescer
 from services.credits.domain import (
     SYSTEM,
     Account,
@@ -68,6 +68,7 @@ class Ledger:
         self._tiers_loaded = 0.0
         self._tier_cache_seconds = tier_cache_seconds
         self._coalescer = DeductCoalescer(pool)
+        self._balances = BalanceBatcher(pool)
 
     # --- tiers ----------------------------------------------------------------
 
@@ -288,16 +289,17 @@ class Ledger:
         return resets
 
     async def get_balance(self, user_id: str, *, create: bool) -> tuple[Account, list[GrantView]]:
+        # One round trip, shared with concurrent reads, when nothing is due (the common case).
+        view: repo.BalanceView | None = await self._balances.load(user_id)
+        if view is not None and not view[1]:
+            return view[0], view[2]
         async with self._pool.acquire() as conn:
-            # One round trip when nothing is due (the common case).
+            # First call (create the account) or something due: bring it up to date.
+            async with conn.transaction():
+                row = await self._lock_or_create(conn, user_id, create=create)
+                await self._maintain_locked(conn, row)
             view = await repo.balance_view(conn, user_id)
-            if view is None or view[1]:
-                # First call (create the account) or something due: bring it up to date.
-                async with conn.transaction():
-                    row = await self._lock_or_create(conn, user_id, create=create)
-                    await self._maintain_locked(conn, row)
-                view = await repo.balance_view(conn, user_id)
-                assert view is not None
+            assert view is not None
             return view[0], view[2]
 
     async def account_exists(self, user_id: str) -> bool:

@@ -176,3 +176,16 @@ async def test_a_coalesced_batch_with_a_retried_request_still_charges_each_once(
     assert results[0].transaction.transaction_id == first.transaction.transaction_id
     assert (await credits.balance(user)).balance_nanos == USD
     await assert_ledger_ok(db)
+
+
+async def test_concurrent_balance_reads_each_get_their_own_account(credits: Credits) -> None:
+    """Reads that share one query (batched) still answer each caller with its own account."""
+    users = [await credits.funded_user((i + 1) * USD) for i in range(12)]
+    answers = await asyncio.gather(*(credits.balance(u) for u in users for _ in range(3)))
+    assert [(a.user_id, a.balance_nanos) for a in answers] == [
+        (u, (i + 1) * USD) for i, u in enumerate(users) for _ in range(3)
+    ]
+    missing = await credits.fail(
+        "GetBalance", pb.GetBalanceRequest(user_id="nobody-" + request_id()), credits.admin_token
+    )
+    assert missing.code == grpc.StatusCode.NOT_FOUND
