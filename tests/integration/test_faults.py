@@ -39,7 +39,7 @@ from services.credits.config import CreditsSettings
 from services.credits.server import RunningServer, create_server
 from services.metering.config import MeteringSettings
 from services.metering.server import create_server as create_metering_server
-from tests.conftest import Keys, coupons_environ, credits_environ, metering_environ, new_user, request_id
+from tests.conftest import Keys, Postgres, coupons_environ, credits_environ, metering_environ, new_user, request_id
 from tests.integration.conftest import (
     USD,
     CouponsClient,
@@ -462,3 +462,22 @@ async def test_a_statement_over_its_timeout_is_unavailable_and_changes_nothing(c
     finally:
         await blocker.close()
         await server.stop(1)
+
+
+async def test_migrations_are_not_cut_by_the_statement_timeout(postgres: Postgres) -> None:
+    from services.common.db import create_pool, ensure_schema, migrate
+    from services.credits.server import MIGRATIONS
+
+    url = await postgres.database("faults_migrate")
+    await ensure_schema(url, "credits")
+    pool = await create_pool(
+        url, "credits", application_name="migrate-test", min_size=1, max_size=1, statement_timeout_ms=1
+    )
+    try:
+        applied = await migrate(pool, "credits", MIGRATIONS)
+        assert applied and applied == sorted(applied)
+        async with pool.acquire() as conn:
+            # The connection goes back to the pool with its configured timeout.
+            assert await conn.fetchval("SHOW statement_timeout") == "1ms"
+    finally:
+        await pool.close()
