@@ -145,7 +145,7 @@ class ServiceSettings:
             db_pool_min=env.integer("DB_POOL_MIN", 2, minimum=1),
             db_pool_max=env.integer("DB_POOL_MAX", 20, minimum=1),
             db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0),
-            db_acquire_timeout_seconds=env.integer("DB_ACQUIRE_TIMEOUT_SECONDS", 10, minimum=1),
+            db_acquire_timeout_seconds=env.integer("DB_ACQUIRE_TIMEOUT_SECONDS", 30, minimum=1),
             db_reconnect_wait_seconds=env.integer("DB_RECONNECT_WAIT_SECONDS", 10, minimum=0),
             db_health_interval_seconds=env.integer("DB_HEALTH_INTERVAL_SECONDS", 2, minimum=0),
             migrate_on_start=env.flag("MIGRATE_ON_START", True),

@@ -91,7 +91,7 @@ async def create_pool(
     min_size: int = 2,
     max_size: int = 20,
     statement_timeout_ms: int = 30_000,
-    acquire_timeout_seconds: float = 10.0,
+    acquire_timeout_seconds: float = 30.0,
 ) -> Pool:
     """A pool whose connections see only the service's own schema (and public).
 

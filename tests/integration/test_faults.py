@@ -440,28 +440,30 @@ async def test_every_pool_bounds_statements_and_the_wait_for_a_connection(credit
         await pool.close()
 
 
-async def test_a_statement_over_its_timeout_is_unavailable_and_changes_nothing(credits_db: str, keys: Keys) -> None:
+async def test_a_statement_over_its_timeout_is_unavailable_and_changes_nothing(
+    credits_db: str, keys: Keys, credits: Credits
+) -> None:
     environ = credits_environ(credits_db, keys, DB_STATEMENT_TIMEOUT_MS="300")
     server = await create_server(CreditsSettings.from_env(environ))
     blocker = await asyncpg.connect(credits_db, server_settings={"search_path": "credits"})
+    user = await credits.funded_user(5 * USD)  # through the session's server, without the short timeout
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            credits = Credits(channel, keys)
-            user = await credits.funded_user(5 * USD)
+            strict = Credits(channel, keys)
             # Another session holds the account's row lock longer than the statement timeout.
             async with blocker.transaction():
                 await blocker.execute("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE", user)
-                refused = await credits.fail(
+                refused = await strict.fail(
                     "Deduct",
                     pb.DeductRequest(user_id=user, amount_nanos=USD, reason="r", request_id=request_id()),
-                    credits.service_token,
+                    strict.service_token,
                 )
             assert (refused.code, refused.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_TIMEOUT")
-            assert (await credits.balance(user)).balance_nanos == 5 * USD
-            assert (await credits.deduct(user, USD)).available_after_nanos == 4 * USD
     finally:
         await blocker.close()
         await server.stop(1)
+    assert (await credits.balance(user)).balance_nanos == 5 * USD
+    assert (await credits.deduct(user, USD)).available_after_nanos == 4 * USD
 
 
 async def test_migrations_are_not_cut_by_the_statement_timeout(postgres: Postgres) -> None:
@@ -471,13 +473,13 @@ async def test_migrations_are_not_cut_by_the_statement_timeout(postgres: Postgre
     url = await postgres.database("faults_migrate")
     await ensure_schema(url, "credits")
     pool = await create_pool(
-        url, "credits", application_name="migrate-test", min_size=1, max_size=1, statement_timeout_ms=1
+        url, "credits", application_name="migrate-test", min_size=1, max_size=1, statement_timeout_ms=50
     )
     try:
         applied = await migrate(pool, "credits", MIGRATIONS)
         assert applied and applied == sorted(applied)
         async with pool.acquire() as conn:
             # The connection goes back to the pool with its configured timeout.
-            assert await conn.fetchval("SHOW statement_timeout") == "1ms"
+            assert await conn.fetchval("SHOW statement_timeout") == "50ms"
     finally:
         await pool.close()

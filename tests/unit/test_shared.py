@@ -23,7 +23,7 @@ def test_settings_fail_fast_with_the_variable_named() -> None:
 def test_database_timeouts_have_defaults_and_refuse_bad_values() -> None:
     base = {"DATABASE_URL": "postgresql://x"}
     settings = ServiceSettings.from_env("credits", 50051, base)
-    assert (settings.db_statement_timeout_ms, settings.db_acquire_timeout_seconds) == (30_000, 10)
+    assert (settings.db_statement_timeout_ms, settings.db_acquire_timeout_seconds) == (30_000, 30)
     assert (settings.db_reconnect_wait_seconds, settings.db_health_interval_seconds) == (10, 2)
     tuned = ServiceSettings.from_env("credits", 50051, {**base, "DB_STATEMENT_TIMEOUT_MS": "0"})
     assert tuned.db_statement_timeout_ms == 0
