@@ -25,7 +25,7 @@ import grpc
 from grpc_health.v1 import health
 
 from services.common import db
-from services.common.grpcserver import Behaviour, _wrap, set_serving
+from services.common.grpcserver import Behaviour, set_serving
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,14 @@ class DatabaseRetryInterceptor(grpc.aio.ServerInterceptor):
 
             return run
 
-        return _wrap(handler, wrapper)
+        # Only unary calls are retried: a stream already sent cannot be replayed.
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            wrapper(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 async def watch_database(
