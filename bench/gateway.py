@@ -208,6 +208,7 @@ def wrk(stack: Stack, opts: argparse.Namespace, folder: Path, name: str, method:
             f"PATH = {_lua_string(path)}",
             f"BODY = {_lua_string(kw.get('body', ''))}",
             f"RUN = {_lua_string(name + '-' + uuid.uuid4().hex[:6])}",
+            "TOKENS = {" + ", ".join(_lua_string(t) for t in kw.get("tokens", [])) + "}",
             "HEADERS = {" + ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()) + "}",
             "USERS = {" + ", ".join(_lua_string(u) for u in users) + "}",
         ]
@@ -246,10 +247,13 @@ def _sample_failure(stack: Stack, method: str, path: str, kw: dict[str, Any]) ->
     user = (kw.get("users") or ["nobody"])[0]
     n = "probe-" + uuid.uuid4().hex[:8]
     body = kw.get("body", "").replace("{n}", n).replace("{user}", user)
+    headers = {"content-type": "application/json", **kw.get("headers", {})}
+    if kw.get("tokens"):
+        headers["authorization"] = f"Bearer {kw['tokens'][0]}"
     response = httpx.request(
         method,
         stack.url + path.replace("{n}", n).replace("{user}", user),
-        headers={"content-type": "application/json", **kw.get("headers", {})},
+        headers=headers,
         content=body or None,
         timeout=10,
     )
@@ -372,7 +376,7 @@ async def batch_ingestion(stack: Stack, pool: asyncpg.Pool, opts: argparse.Names
 
 
 async def grpc_hot_deduct(stack: Stack, port: int, opts: argparse.Namespace, user: str) -> tuple[Row, int]:
-    metadata = (("authorization", f"Bearer {stack.token('bench-svc', 'service')}"),)
+    metadata = (("authorization", f"Bearer {stack.token('svc-platform', 'svc-platform')}"),)
     run = uuid.uuid4().hex[:6]
     failed = 0
     ok = 0
@@ -540,7 +544,7 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
     with run_stack(url, local, LOG_LEVEL="WARNING") as stack:
         _log(f"stack up at {stack.url}")
         admin = stack.headers("bench-admin", "admin")
-        svc = {"authorization": f"Bearer {stack.token('bench-svc', 'service')}"}
+        svc = {"authorization": f"Bearer {stack.token('svc-platform', 'svc-platform')}"}
         spread = [f"spread-{uuid.uuid4().hex[:6]}-{i}" for i in range(SPREAD_ACCOUNTS)]
         hot = f"hot-{uuid.uuid4().hex[:8]}"
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
@@ -608,7 +612,13 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
                     "body": '{"user_id":"{user}","amount_nanos":"1000","reason":"bench","request_id":"{n}"}',
                 },
             ),
-            ("balance", "GET", "/api/v1/credits/balance?user_id={user}", {"headers": json_headers, "users": spread}),
+            (
+                "balance",
+                "GET",
+                "/api/v1/credits/balance",
+                # Each user reads their own balance with their own token.
+                {"users": spread, "tokens": [stack.token(user, "user") for user in spread]},
+            ),
         ]
         for name, method, path, kw in scenarios:
             output = f"{opts.profile_out}.{name}"

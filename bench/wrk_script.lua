@@ -1,7 +1,9 @@
--- One wrk scenario, configured by bench/gateway.py through environment-free globals it
--- prepends to this file: METHOD, PATH, BODY (templates), HEADERS, USERS, RUN.
+-- One wrk scenario, configured by bench/gateway.py through globals it prepends to
+-- this file: METHOD, PATH, BODY (templates), HEADERS, USERS, TOKENS, RUN.
 -- Templates may contain {n} (a request number unique in the whole run) and {user}
--- (a user drawn at random from USERS). done() prints one machine-readable line.
+-- (a user drawn at random from USERS). When TOKENS is not empty, the request carries
+-- the bearer token of the same index as the user (each user calls as themselves).
+-- done() prints one machine-readable line.
 
 local threads = {}
 
@@ -24,12 +26,19 @@ end
 function request()
   counter = counter + 1
   local n = RUN .. "-" .. tid .. "-" .. counter
-  local user = USERS[math.random(#USERS)]
+  local index = math.random(#USERS)
+  local user = USERS[index]
   local body = nil
   if BODY ~= "" then
     body = fill(BODY, n, user)
   end
-  return wrk.format(METHOD, fill(PATH, n, user), HEADERS, body)
+  local headers = HEADERS
+  if #TOKENS > 0 then
+    headers = {}
+    for k, v in pairs(HEADERS) do headers[k] = v end
+    headers["authorization"] = "Bearer " .. TOKENS[index]
+  end
+  return wrk.format(METHOD, fill(PATH, n, user), headers, body)
 end
 
 function done(summary, latency, requests)

@@ -456,7 +456,7 @@ async def test_a_statement_over_its_timeout_is_unavailable_and_changes_nothing(
                 refused = await strict.fail(
                     "Deduct",
                     pb.DeductRequest(user_id=user, amount_nanos=USD, reason="r", request_id=request_id()),
-                    strict.service_token,
+                    strict.platform_token,
                 )
             assert (refused.code, refused.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_TIMEOUT")
     finally:
