@@ -383,3 +383,41 @@ class UsageResult:
     shortfall_nanos: int
     transaction_id: str
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class UsageItem:
+    """One usage event of a multi-account batch (see ChargeUsageBatch)."""
+
+    user_id: str
+    event_id: str
+    amount_nanos: int
+    hold_id: str = ""
+    service: str = ""
+    model: str = ""
+    price_version: str = ""
+
+    def fingerprint(self) -> str:
+        """What makes two charges of (user, event) the same charge."""
+        return fingerprint(
+            "usage-item",
+            user=self.user_id,
+            event=self.event_id,
+            amount=self.amount_nanos,
+            hold=self.hold_id,
+            service=self.service,
+            model=self.model,
+            price=self.price_version,
+        )
+
+
+@dataclass(frozen=True)
+class UsageItemResult:
+    user_id: str
+    event_id: str
+    #: CHARGED, SHORTFALL or REUSED (the event id was charged with another payload: nothing charged now).
+    outcome: str
+    charged_nanos: int
+    shortfall_nanos: int
+    transaction_id: str
+    duplicate: bool

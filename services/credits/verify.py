@@ -114,6 +114,24 @@ CHECKS = [
         "SELECT count(*) FROM holds WHERE status = 'CAPTURED'",
     ),
     Check(
+        "usage_outcomes_match_transactions",
+        "every usage charge outcome adds up and names one transaction of its user and charged amount, "
+        "and every usage transaction has its outcome",
+        """
+        SELECT uc.user_id, uc.event_id, uc.charged_nanos, t.amount_nanos AS tx_amount
+          FROM usage_charges uc LEFT JOIN transactions t ON t.transaction_id = uc.transaction_id
+         WHERE uc.charged_nanos + uc.shortfall_nanos <> uc.amount_nanos
+            OR (uc.charged_nanos > 0 AND (t.transaction_id IS NULL OR t.amount_nanos <> uc.charged_nanos
+                                           OR t.user_id <> uc.user_id OR t.kind NOT IN ('DEDUCTION', 'HOLD_CAPTURE')))
+            OR (uc.charged_nanos = 0 AND uc.transaction_id IS NOT NULL)
+        UNION ALL
+        SELECT t.user_id, t.reference_id, t.amount_nanos, NULL FROM transactions t
+         WHERE t.request_id IS NULL AND t.kind IN ('DEDUCTION', 'HOLD_CAPTURE')
+           AND NOT EXISTS (SELECT 1 FROM usage_charges uc WHERE uc.transaction_id = t.transaction_id)
+        """,
+        "SELECT count(*) FROM usage_charges",
+    ),
+    Check(
         "transactions_immutable",
         "the trigger that forbids updating or deleting transactions is installed and enabled",
         """

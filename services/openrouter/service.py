@@ -9,7 +9,7 @@ from creditmeter.openrouter.v1 import openrouter_pb2_grpc as pb_grpc
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
 from services.common.timestamps import to_timestamp
-from services.openrouter import domain
+from services.openrouter import domain, pricebook
 from services.openrouter.domain import Service, TierRate, UnitPrice
 from services.openrouter.workflow import AccountView, OpenRouter, RateCard
 
@@ -24,6 +24,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "ListModels": MethodPolicy.allow("user", "admin", "service"),
     _SERVICE + "QuotePrice": MethodPolicy.allow("service", "admin"),
     _SERVICE + "QuotePrices": MethodPolicy.allow("service", "admin"),
+    _SERVICE + "GetPriceBook": MethodPolicy.allow("service", "admin"),
     _SERVICE + "GetProviderKey": MethodPolicy.allow("service"),
     _SERVICE + "RotateEncryptionKeys": MethodPolicy.allow("admin"),
     _SERVICE + "SyncModels": MethodPolicy.allow("admin"),
@@ -211,6 +212,14 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
                 error.metadata["index"] = str(index)
                 raise
         return pb.QuotePricesResponse(quotes=answers)
+
+    async def GetPriceBook(
+        self, request: pb.GetPriceBookRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPriceBookResponse:
+        book, card = await self._or.price_book(refresh_catalog=request.refresh_catalog)
+        if request.known_version and request.known_version == book.version:
+            return pb.GetPriceBookResponse(price_version=book.version, unchanged=True)
+        return pricebook.to_message(book, _rate_card_pb(card))
 
     async def GetProviderKey(
         self, request: pb.GetProviderKeyRequest, context: grpc.aio.ServicerContext
