@@ -115,19 +115,23 @@ CHECKS = [
     ),
     Check(
         "usage_outcomes_match_transactions",
-        "every usage charge outcome adds up and names one transaction of its user and charged amount, "
-        "and every usage transaction has its outcome",
+        "every usage outcome adds up, and every usage transaction (one capture, or one account's direct usage "
+        "of one batch) equals the sum of the outcomes that name it",
         """
-        SELECT uc.user_id, uc.event_id, uc.charged_nanos, t.amount_nanos AS tx_amount
-          FROM usage_charges uc LEFT JOIN transactions t ON t.transaction_id = uc.transaction_id
+        SELECT uc.user_id, uc.event_id, uc.charged_nanos, NULL::bigint AS tx_amount
+          FROM usage_charges uc
          WHERE uc.charged_nanos + uc.shortfall_nanos <> uc.amount_nanos
-            OR (uc.charged_nanos > 0 AND (t.transaction_id IS NULL OR t.amount_nanos <> uc.charged_nanos
-                                           OR t.user_id <> uc.user_id OR t.kind NOT IN ('DEDUCTION', 'HOLD_CAPTURE')))
-            OR (uc.charged_nanos = 0 AND uc.transaction_id IS NOT NULL)
+            OR (uc.charged_nanos = 0) <> (uc.transaction_id IS NULL)
         UNION ALL
-        SELECT t.user_id, t.reference_id, t.amount_nanos, NULL FROM transactions t
+        SELECT t.user_id, t.reference_id, sum(uc.charged_nanos), t.amount_nanos
+          FROM transactions t LEFT JOIN usage_charges uc ON uc.transaction_id = t.transaction_id
          WHERE t.request_id IS NULL AND t.kind IN ('DEDUCTION', 'HOLD_CAPTURE')
-           AND NOT EXISTS (SELECT 1 FROM usage_charges uc WHERE uc.transaction_id = t.transaction_id)
+         GROUP BY t.transaction_id
+        HAVING sum(uc.charged_nanos) IS DISTINCT FROM t.amount_nanos OR bool_or(uc.user_id <> t.user_id)
+        UNION ALL
+        SELECT uc.user_id, uc.event_id, uc.charged_nanos, NULL FROM usage_charges uc
+         WHERE uc.transaction_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.transaction_id = uc.transaction_id)
         """,
         "SELECT count(*) FROM usage_charges",
     ),

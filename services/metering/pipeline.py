@@ -28,18 +28,17 @@ from services.openrouter.pricebook import PriceBook
 
 log = logging.getLogger(__name__)
 
-#: gRPC codes after which the same call may succeed later (the other side is down, slow or busy).
-TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNAUTHENTICATED,
+#: gRPC codes by which the ledger refuses the items themselves: only these can make an event a poison
+#: event (found by bisecting the chunk, retried with backoff, then parked). Every other failure — the
+#: ledger down, slow, busy, misconfigured or a different version — is the ledger's, not the event's:
+#: it is retried with backoff for as long as it takes and never parks anything.
+EVENT_REFUSALS = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.NOT_FOUND,
 }
-
 
 class Unavailable(Exception):
     """A dependency could not answer now; the work is retried later, never dropped."""

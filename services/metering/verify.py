@@ -110,7 +110,7 @@ async def cross_check_credits(metering: asyncpg.Connection, credits: asyncpg.Con
                 or found["charged_nanos"] != e["charged_nanos"]
                 or found["shortfall_nanos"] != e["shortfall_nanos"]
                 or tx != e["transaction_id"]
-                or (found["transaction_id"] is not None and found["tx_amount"] != e["charged_nanos"])
+                or (found["transaction_id"] is not None and found["tx_user"] != e["user_id"])
             ):
                 disagreements.append({"event_id": e["event_id"], "status": e["status"], "ledger": found is not None})
         elif e["status"] == "PARKED" and found is not None and e["park_reason"] != "LEDGER_EVENT_ID_REUSED":

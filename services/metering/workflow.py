@@ -36,7 +36,7 @@ from services.metering import domain
 from services.metering import repository as repo
 from services.metering.domain import Event
 from services.metering.pipeline import (
-    TRANSIENT,
+    EVENT_REFUSALS,
     AccountDirectory,
     Charger,
     Outcome,
@@ -495,7 +495,7 @@ class Metering:
         except grpc.aio.AioRpcError as error:
             info = error_info_from(error)
             reason = info.reason if info is not None else error.code().name
-            if error.code() in TRANSIENT:
+            if error.code() not in EVENT_REFUSALS:
                 async with self._pool.acquire() as conn:
                     await repo.retry_later(conn, [w.event_id for w in works], reason, self._max_backoff)
                 return {}

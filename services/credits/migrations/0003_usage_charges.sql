@@ -5,14 +5,16 @@
 -- repeat always finds its first answer, and `make verify` can match every
 -- usage transaction to its outcome.
 CREATE TABLE usage_charges (
-    user_id text NOT NULL REFERENCES accounts (user_id),
+    -- No foreign keys: a per-row key check would double the cost of the batch insert; the only
+    -- writer is ledger_charge_usage_batch, and `make verify` checks every row against its transaction.
+    user_id text NOT NULL,
     event_id text NOT NULL,
     fingerprint text NOT NULL,
     amount_nanos bigint NOT NULL CHECK (amount_nanos >= 0),
     charged_nanos bigint NOT NULL CHECK (charged_nanos >= 0),
     shortfall_nanos bigint NOT NULL CHECK (shortfall_nanos >= 0),
     -- The DEDUCTION or HOLD_CAPTURE transaction; NULL when nothing was charged.
-    transaction_id uuid REFERENCES transactions (transaction_id),
+    transaction_id uuid,
     -- The hold the item named, and what happened to it (NULL: none named or not usable).
     hold_id uuid,
     hold_action text CHECK (hold_action IN ('CAPTURE', 'RELEASE', 'EXPIRE')),
@@ -23,7 +25,43 @@ CREATE TABLE usage_charges (
     CONSTRAINT usage_adds_up CHECK (charged_nanos + shortfall_nanos = amount_nanos),
     CONSTRAINT usage_tx_iff_charged CHECK ((transaction_id IS NOT NULL) = (charged_nanos > 0))
 );
-CREATE UNIQUE INDEX usage_charges_transaction ON usage_charges (transaction_id) WHERE transaction_id IS NOT NULL;
+-- A transaction settles one capture, or all direct usage charges of one account in one batch.
+CREATE INDEX usage_charges_transaction ON usage_charges (transaction_id) WHERE transaction_id IS NOT NULL;
+
+-- spend_grants for many accounts in one statement: each draws its amount
+-- from its grants, soonest expiry first. The caller holds every account's row
+-- lock. Raises if any account's grants cannot cover its amount.
+CREATE FUNCTION spend_grants_of_many(p_users text[], p_amounts bigint[], p_include_due boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_short text;
+BEGIN
+  WITH need AS (
+      SELECT n.u, n.amount FROM unnest(p_users, p_amounts) AS n(u, amount)
+  ), ordered AS (
+      SELECT g.grant_id, g.user_id, g.remaining_nanos,
+             sum(g.remaining_nanos) OVER (PARTITION BY g.user_id ORDER BY g.expires_at ASC NULLS LAST, g.grant_id)
+               - g.remaining_nanos AS before
+        FROM grants g JOIN need ON need.u = g.user_id
+       WHERE g.remaining_nanos > 0 AND (p_include_due OR g.expires_at IS NULL OR g.expires_at > now())
+  ), take AS (
+      SELECT o.grant_id, o.user_id, least(o.remaining_nanos, need.amount - o.before) AS amount
+        FROM ordered o JOIN need ON need.u = o.user_id
+       WHERE o.before < need.amount
+  ), spent AS (
+      UPDATE grants g SET remaining_nanos = g.remaining_nanos - take.amount
+        FROM take WHERE g.grant_id = take.grant_id
+      RETURNING take.user_id, take.amount
+  )
+  SELECT need.u INTO v_short
+    FROM need LEFT JOIN (SELECT spent.user_id, sum(spent.amount) AS total FROM spent GROUP BY spent.user_id) s
+         ON s.user_id = need.u
+   WHERE coalesce(s.total, 0) <> need.amount
+   LIMIT 1;
+  IF v_short IS NOT NULL THEN
+    RAISE EXCEPTION 'grants of % do not cover its charge', v_short USING ERRCODE = 'data_exception';
+  END IF;
+END $$;
 
 -- Charges usage items of many accounts in one transaction (ChargeUsageBatch).
 -- Accounts are locked in sorted order (the fixed order every multi-account
@@ -90,15 +128,24 @@ BEGIN
       SELECT f.*, hu.hold_id AS used_hold, hu.held, hu.action,
              CASE WHEN hu.action = 'CAPTURE' THEN 'HOLD' ELSE 'DIRECT' END AS via
         FROM fresh f LEFT JOIN hold_use hu ON hu.ord = f.ord
+  ), unheld AS (
+      SELECT hu.user_id, sum(hu.held) AS held FROM hold_use hu GROUP BY hu.user_id
+  ), captures AS (
+      SELECT it.u, sum(it.amount) AS captured FROM items it WHERE it.via = 'HOLD' GROUP BY it.u
+  ), kept AS (
+      SELECT g.user_id, sum(g.remaining_nanos) AS kept FROM grants g
+       WHERE g.user_id = ANY (v_users) AND g.remaining_nanos > 0 AND g.expires_at <= now()
+       GROUP BY g.user_id
   ), acct AS (
       SELECT a.user_id, a.balance_nanos::numeric AS balance,
-             a.held_nanos - coalesce((SELECT sum(hu.held) FROM hold_use hu WHERE hu.user_id = a.user_id), 0)
-               AS held_after,
-             coalesce((SELECT sum(it.amount) FROM items it WHERE it.u = a.user_id AND it.via = 'HOLD'), 0)
-               AS captured,
-             coalesce((SELECT sum(g.remaining_nanos) FROM grants g
-                        WHERE g.user_id = a.user_id AND g.remaining_nanos > 0 AND g.expires_at <= now()), 0) AS kept
-        FROM accounts a WHERE a.user_id = ANY (v_users)
+             a.held_nanos - coalesce(uh.held, 0) AS held_after,
+             coalesce(c.captured, 0) AS captured,
+             coalesce(k.kept, 0) AS kept
+        FROM accounts a
+        LEFT JOIN unheld uh ON uh.user_id = a.user_id
+        LEFT JOIN captures c ON c.u = a.user_id
+        LEFT JOIN kept k ON k.user_id = a.user_id
+       WHERE a.user_id = ANY (v_users)
   ), direct AS (
       SELECT it.*, sum(it.amount::numeric) OVER (PARTITION BY it.u ORDER BY it.ord) AS cum
         FROM items it WHERE it.via = 'DIRECT'
@@ -117,25 +164,33 @@ BEGIN
              ac.balance - sum(c.charge) OVER (PARTITION BY it.u ORDER BY it.via = 'DIRECT', it.ord) AS after
         FROM items it JOIN charged c ON c.ord = it.ord JOIN acct ac ON ac.user_id = it.u
   )
-  SELECT o.ord, o.u, o.ev, o.amount, o.fp, o.used_hold, o.held, o.action, o.via, o.charge::bigint,
-         o.after::bigint, o.svc, o.model, o.version, NULL::uuid
-    FROM ordered o;
-
-  WITH ins AS (
-      INSERT INTO transactions AS t (user_id, kind, amount_nanos, debit_account, credit_account, balance_after_nanos,
-                                     request_id, fingerprint, hold_id, actor_subject, actor_role, reason, service,
-                                     model, reference_id, price_version)
-      SELECT p.user_id, CASE WHEN p.via = 'HOLD' THEN 'HOLD_CAPTURE' ELSE 'DEDUCTION' END, p.charge,
-             'user:' || p.user_id, 'platform:revenue', p.balance_after, NULL, p.fingerprint,
-             CASE WHEN p.via = 'HOLD' THEN p.hold_id END, p_actor_subject, p_actor_role, p.service || ' usage',
-             CASE WHEN p_actor_role = 'service' THEN p_actor_subject ELSE '' END, p.model,
-             'usage:' || p.event_id, p.version
-        FROM usage_plan p WHERE p.charge > 0
-       ORDER BY p.user_id, p.via = 'DIRECT', p.ord
-      RETURNING t.user_id, t.reference_id, t.transaction_id
+  , direct_tx AS (
+      -- One DEDUCTION per account per batch for all its direct charges (charges aggregated per account).
+      SELECT x.u, uuid_v7() AS tx FROM (SELECT DISTINCT o.u FROM ordered o WHERE o.via = 'DIRECT' AND o.charge > 0) x
   )
-  UPDATE usage_plan p SET transaction_id = ins.transaction_id
-    FROM ins WHERE ins.user_id = p.user_id AND ins.reference_id = 'usage:' || p.event_id;
+  SELECT o.ord, o.u, o.ev, o.amount, o.fp, o.used_hold, o.held, o.action, o.via, o.charge::bigint,
+         o.after::bigint, o.svc, o.model, o.version,
+         CASE WHEN o.charge <= 0 THEN NULL WHEN o.via = 'HOLD' THEN uuid_v7() ELSE dt.tx END
+    FROM ordered o LEFT JOIN direct_tx dt ON dt.u = o.u;
+
+  INSERT INTO transactions AS t (transaction_id, user_id, kind, amount_nanos, debit_account, credit_account,
+                                 balance_after_nanos, request_id, fingerprint, hold_id, actor_subject, actor_role,
+                                 reason, service, model, reference_id, price_version)
+  SELECT p.transaction_id, p.user_id, 'HOLD_CAPTURE', p.charge, 'user:' || p.user_id, 'platform:revenue',
+         p.balance_after, NULL, p.fingerprint, p.hold_id, p_actor_subject, p_actor_role, p.service || ' usage',
+         CASE WHEN p_actor_role = 'service' THEN p_actor_subject ELSE '' END, p.model,
+         'usage:' || p.event_id, p.version
+    FROM usage_plan p WHERE p.charge > 0 AND p.via = 'HOLD'
+  UNION ALL
+  SELECT p.transaction_id, p.user_id, 'DEDUCTION', sum(p.charge), 'user:' || p.user_id, 'platform:revenue',
+         min(p.balance_after), NULL, 'usage-batch', NULL, p_actor_subject, p_actor_role,
+         CASE WHEN count(*) = 1 THEN min(p.service) || ' usage' ELSE 'usage' END,
+         CASE WHEN p_actor_role = 'service' THEN p_actor_subject ELSE '' END,
+         CASE WHEN count(DISTINCT p.model) = 1 THEN min(p.model) ELSE '' END,
+         CASE WHEN count(*) = 1 THEN 'usage:' || min(p.event_id) ELSE 'usage:' || count(*) || ' events' END,
+         CASE WHEN count(DISTINCT p.version) = 1 THEN min(p.version) ELSE 'several' END
+    FROM usage_plan p WHERE p.charge > 0 AND p.via = 'DIRECT'
+   GROUP BY p.transaction_id, p.user_id;
 
   UPDATE holds h
      SET status = CASE p.hold_action WHEN 'CAPTURE' THEN 'CAPTURED' WHEN 'RELEASE' THEN 'RELEASED'
@@ -155,12 +210,12 @@ BEGIN
    WHERE a.user_id = s.user_id AND (s.charged > 0 OR s.unheld > 0);
 
   -- Captures first (they may spend credits kept past expiry for their hold), then direct charges.
-  PERFORM spend_grants(s.user_id, s.total, true)
+  PERFORM spend_grants_of_many(array_agg(s.user_id), array_agg(s.total), true)
      FROM (SELECT p.user_id, sum(p.charge)::bigint AS total FROM usage_plan p WHERE p.via = 'HOLD'
-            GROUP BY p.user_id HAVING sum(p.charge) > 0) s;
-  PERFORM spend_grants(s.user_id, s.total, false)
+            GROUP BY p.user_id HAVING sum(p.charge) > 0) s HAVING count(*) > 0;
+  PERFORM spend_grants_of_many(array_agg(s.user_id), array_agg(s.total), false)
      FROM (SELECT p.user_id, sum(p.charge)::bigint AS total FROM usage_plan p WHERE p.via = 'DIRECT'
-            GROUP BY p.user_id HAVING sum(p.charge) > 0) s;
+            GROUP BY p.user_id HAVING sum(p.charge) > 0) s HAVING count(*) > 0;
 
   -- Credits kept past their expiry to back a settled hold may now expire: let the next charge's slow path do it.
   UPDATE accounts a
