@@ -40,6 +40,7 @@ EVENT_REFUSALS = {
     grpc.StatusCode.NOT_FOUND,
 }
 
+
 class Unavailable(Exception):
     """A dependency could not answer now; the work is retried later, never dropped."""
 

@@ -96,7 +96,7 @@ async def cross_check_credits(metering: asyncpg.Connection, credits: asyncpg.Con
     )
     owned = Check(
         "ledger_usage_has_event",
-        "every usage charge in the ledger belongs to a recorded event of the same user",
+        "every usage charge in the ledger (that moved or owes money) belongs to a recorded event of the same user",
         "",
         "",
     )
@@ -115,8 +115,11 @@ async def cross_check_credits(metering: asyncpg.Connection, credits: asyncpg.Con
                 disagreements.append({"event_id": e["event_id"], "status": e["status"], "ledger": found is not None})
         elif e["status"] == "PARKED" and found is not None and e["park_reason"] != "LEDGER_EVENT_ID_REUSED":
             disagreements.append({"event_id": e["event_id"], "status": "PARKED", "ledger": True})
+    # An outcome of amount 0 moved no money and owes none; any other needs its event.
     orphans: list[dict[str, object]] = [
-        {"user_id": user, "event_id": event_id} for (user, event_id) in outcomes if (user, event_id) not in events
+        {"user_id": user, "event_id": event_id}
+        for (user, event_id), o in outcomes.items()
+        if (user, event_id) not in events and (o["charged_nanos"] > 0 or o["shortfall_nanos"] > 0)
     ]
     settled = sum(1 for e in events.values() if e["status"] != "RECORDED")
     return [CheckResult(agree, settled, disagreements), CheckResult(owned, len(outcomes), orphans)]

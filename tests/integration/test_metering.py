@@ -17,9 +17,7 @@ from google.protobuf import timestamp_pb2
 from services.common.auth import StaticTokenSource
 from services.common.bootstrap import RunningService
 from services.common.grpcserver import ClientInterceptor
-from services.metering.config import MeteringSettings
-from services.metering.server import create_server
-from tests.conftest import Keys, metering_environ, new_user, request_id
+from tests.conftest import Keys, new_user, request_id
 from tests.integration.conftest import USD, Credits, MeteringCaller, OpenRouterCaller, assert_metering_ok
 
 PAID = "openai/gpt-4o-mini"  # $0.15 / $0.60 per million tokens

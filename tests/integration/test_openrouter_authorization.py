@@ -61,6 +61,10 @@ async def _quotes(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) 
     return pb.QuotePricesRequest(quotes=[pb.QuotePriceRequest(tier="starter", service=pb.SEARCH, quantity=1)])
 
 
+async def _price_book(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
+    return pb.GetPriceBookRequest()
+
+
 async def _provider_key(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
     return pb.GetProviderKeyRequest(user_id=user)
 
@@ -95,6 +99,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     "ListModels": (_models, expect({"user_self", "user_other", "admin", "service"})),
     "QuotePrice": (_quote, expect({"admin", "service"})),
     "QuotePrices": (_quotes, expect({"admin", "service"})),
+    "GetPriceBook": (_price_book, expect({"admin", "service"})),
     "GetProviderKey": (_provider_key, expect({"service"})),
     "RotateEncryptionKeys": (_rotate, expect({"admin"})),
     "SyncModels": (_sync_models, expect({"admin"})),
