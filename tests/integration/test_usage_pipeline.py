@@ -409,3 +409,56 @@ async def test_four_batches_of_1000_events_over_500_accounts_in_flight_at_once(
     assert charged == 4000 * 495_000
     assert Decimal(charged) > 0
     await assert_metering_ok(db, metering_db)
+
+
+async def test_verify_reports_unsettled_events_disagreements_and_ledger_usage_without_event(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    """Each corruption lives in an open transaction that the checks see and that is rolled back after."""
+    from services.metering import verify as metering_verify
+
+    user = await credits.funded_user(5 * USD)
+    tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user)))
+    assert tracked.state == pb.EVENT_STATE_CHARGED
+
+    Corruption = tuple[str, ...]
+
+    async def failing(corrupt_metering: Corruption = (), corrupt_credits: Corruption = ()) -> set[str]:
+        async with db.acquire() as credits_conn, metering_db.acquire() as metering_conn:
+            m, c = metering_conn.transaction(), credits_conn.transaction()
+            await m.start()
+            await c.start()
+            try:
+                if corrupt_metering:
+                    await metering_conn.execute(*corrupt_metering)
+                if corrupt_credits:
+                    await credits_conn.execute(*corrupt_credits)
+                results = await metering_verify.verify(metering_conn, grace_seconds=120)
+                results += await metering_verify.cross_check_credits(metering_conn, credits_conn)
+            finally:
+                await m.rollback()
+                await c.rollback()
+        return {r.check.name for r in results if not r.ok}
+
+    assert await failing() == set()
+    stale = (
+        """
+        INSERT INTO events (event_id, user_id, service, occurred_at, fingerprint, status, recorded_at)
+        VALUES ($1, $2, 'SEARCH', now(), 'fp', 'RECORDED', now() - interval '1 hour')
+        """,
+        f"stale-{uuid.uuid4().hex}",
+        user,
+    )
+    assert await failing(stale) == {"recorded_events_settle", "rollups_equal_events"}  # not counted either
+    disagree = ("UPDATE events SET transaction_id = '' WHERE event_id = $1", tracked.event_id)
+    assert await failing(disagree) == {"event_state_matches_ledger"}
+    ghost = (
+        """
+        INSERT INTO usage_charges (user_id, event_id, fingerprint, amount_nanos, charged_nanos, shortfall_nanos,
+                                   actor_subject)
+        VALUES ($1, $2, 'fp', 5, 0, 5, 'someone')
+        """,
+        user,
+        f"ghost-{uuid.uuid4().hex}",
+    )
+    assert await failing(corrupt_credits=ghost) == {"ledger_usage_has_event"}
