@@ -73,18 +73,30 @@ BEGIN
   )
   SELECT coalesce(array_agg(x.event_id), '{}') INTO v_new FROM inserted x;
 
+  IF cardinality(v_new) = cardinality(p_ids) THEN
+    -- All new (the common case): answer from the input, no second look at the table.
+    RETURN QUERY
+      SELECT i.id, true, 'RECORDED'::text, i.cost, i.version, 0::bigint, 0::bigint, ''::text, ''::text
+        FROM unnest(p_ids, p_costs, p_versions) AS i(id, cost, version);
+    RETURN;
+  END IF;
+
   -- A new statement, a new snapshot: rows a concurrent batch committed while we waited are visible here.
   SELECT i.id INTO v_reused
-    FROM unnest(p_ids, p_fingerprints) AS i(id, fp) JOIN events e ON e.event_id = i.id
-   WHERE NOT (i.id = ANY (v_new)) AND e.fingerprint <> i.fp
+    FROM unnest(p_ids, p_fingerprints) AS i(id, fp)
+    JOIN events e ON e.event_id = i.id
+    LEFT JOIN unnest(v_new) AS n(id) ON n.id = i.id
+   WHERE n.id IS NULL AND e.fingerprint <> i.fp
    LIMIT 1;
   IF v_reused IS NOT NULL THEN
     RAISE EXCEPTION 'event id reused with a different payload' USING ERRCODE = 'CM001', DETAIL = v_reused;
   END IF;
 
   RETURN QUERY
-    SELECT e.event_id, e.event_id = ANY (v_new), e.status, e.cost_nanos, e.price_version, e.charged_nanos,
+    SELECT e.event_id, n.id IS NOT NULL, e.status, e.cost_nanos, e.price_version, e.charged_nanos,
            e.shortfall_nanos, e.transaction_id, e.park_reason
-      FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord) JOIN events e ON e.event_id = i.id
+      FROM unnest(p_ids) WITH ORDINALITY AS i(id, ord)
+      JOIN events e ON e.event_id = i.id
+      LEFT JOIN unnest(v_new) AS n(id) ON n.id = i.id
      ORDER BY i.ord;
 END $$;
