@@ -10,6 +10,7 @@ import grpc
 from creditmeter.metering.v1 import metering_pb2 as pb
 from creditmeter.metering.v1 import metering_pb2_grpc as pb_grpc
 
+from services.common import service_kind
 from services.common.auth import Forbidden
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
@@ -51,14 +52,12 @@ _STATE_OF_STATUS = {"RECORDED": "PENDING", "CHARGED": "CHARGED", "SHORTFALL": "S
 #: Kept back from the caller's deadline for answering after waiting on the charge.
 _ANSWER_MARGIN_SECONDS = 0.1
 
-_SERVICE_NAMES = {v: k for k, v in pb.ServiceKind.items() if v}
-
 
 def _event(message: pb.UsageEvent, now: datetime) -> Event:
     return domain.validate_event(
         event_id=message.event_id,
         user_id=message.user_id,
-        service=_SERVICE_NAMES.get(message.service),
+        service=service_kind.name_of(message.service),
         model=message.model,
         provider=message.provider,
         input_tokens=message.input_tokens,
@@ -93,7 +92,7 @@ def _recorded_pb(row: asyncpg.Record) -> pb.RecordedEvent:
     event = pb.UsageEvent(
         event_id=row["event_id"],
         user_id=row["user_id"],
-        service=pb.ServiceKind.Value(row["service"]),
+        service=service_kind.value_of(row["service"]),
         model=row["model"],
         provider=row["provider"],
         input_tokens=row["input_tokens"],
@@ -153,7 +152,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         probe = domain.validate_event(
             event_id=f"authorize-{request.request_id}"[:128],
             user_id=request.user_id,
-            service=_SERVICE_NAMES.get(request.service),
+            service=service_kind.name_of(request.service),
             model=request.model,
             provider="",
             input_tokens=request.input_tokens,
@@ -202,7 +201,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
             user_id=user_id,
             totals=_totals_pb(total),
             by_service=[
-                pb.ServiceUsage(service=pb.ServiceKind.Value(s), totals=_totals_pb(t))
+                pb.ServiceUsage(service=service_kind.value_of(s), totals=_totals_pb(t))
                 for s, t in sorted(by_service.items())
             ],
             calls_used=used,
@@ -238,7 +237,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         rows = await self._m.usage(
             _subject(request.user_id), field_time(request, "start_time"), field_time(request, "end_time")
         )
-        monthly = request.granularity == pb.MONTH
+        monthly = request.granularity == pb.GRANULARITY_MONTH
         by_date = summarize(rows, lambda r: month_of(r["day"]) if monthly else r["day"].isoformat())
         return pb.GetUsageByDateResponse(
             rows=[

@@ -16,19 +16,10 @@ from decimal import Decimal
 
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 
+from services.common import service_kind
 from services.common.errors import invalid, not_found, precondition
 from services.openrouter import domain
 from services.openrouter.domain import ModelPrice, Quote, Service, TierRate, UnitPrice
-
-SERVICE_FROM_PB = {
-    pb.LLM: Service.LLM,
-    pb.TTS: Service.TTS,
-    pb.STT: Service.STT,
-    pb.EMBEDDING: Service.EMBEDDING,
-    pb.SEARCH: Service.SEARCH,
-    pb.AGENT: Service.AGENT,
-}
-SERVICE_TO_PB = {v: k for k, v in SERVICE_FROM_PB.items()}
 
 
 @dataclass(frozen=True)
@@ -97,11 +88,9 @@ def from_message(message: pb.GetPriceBookResponse) -> PriceBook:
             for t in card.tiers
         },
         units={
-            SERVICE_FROM_PB[u.service]: UnitPrice(
-                SERVICE_FROM_PB[u.service], u.price_nanos, u.quantity_per_unit, u.unit
-            )
+            Service(name): UnitPrice(Service(name), u.price_nanos, u.quantity_per_unit, u.unit)
             for u in card.unit_prices
-            if u.service in SERVICE_FROM_PB
+            if (name := service_kind.name_of(u.service) or "") in Service.__members__
         },
         models={
             m.model_id: ModelPrice(

@@ -22,6 +22,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.credits.v1 import credits_pb2_grpc as cpb_grpc
 from creditmeter.metering.v1 import metering_pb2 as pb
@@ -169,7 +170,7 @@ async def test_killing_any_service_during_steady_usage_loses_no_accepted_event(
                     pb.UsageEvent(
                         event_id=f"w{worker}-{n}-{k}-{uuid.uuid4().hex[:6]}",
                         user_id=users[(worker + n + k) % len(users)],
-                        service=pb.LLM,
+                        service=skpb.SERVICE_KIND_LLM,
                         model=PAID,
                         input_tokens=1000,
                         output_tokens=500,

@@ -11,6 +11,7 @@ from decimal import Decimal
 import asyncpg
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.metering.v1 import metering_pb2 as pb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc
@@ -250,7 +251,7 @@ async def test_a_hold_is_captured_only_by_usage_of_its_own_account(
         "Authorize",
         pb.AuthorizeRequest(
             user_id=owner,
-            service=pb.LLM,
+            service=skpb.SERVICE_KIND_LLM,
             model=PAID,
             input_tokens=1000,
             max_output_tokens=4000,
@@ -277,7 +278,7 @@ async def test_the_whole_valid_range_is_chargeable_and_beyond_it_is_refused_at_t
     assert answer.results[1].charged_nanos == USD - 495_000  # what was left; the rest is a recorded shortfall
     assert answer.results[1].shortfall_nanos == answer.results[1].cost_nanos - (USD - 495_000)
     # An AGENT quantity whose cost no event may reach is refused with a reason, and nothing is recorded.
-    agents = _event(user, service=pb.AGENT, quantity=10_000_000_000)
+    agents = _event(user, service=skpb.SERVICE_KIND_AGENT, quantity=10_000_000_000)
     assert await metering.reason("TrackUsage", pb.TrackUsageRequest(event=agents)) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         "COST_OUT_OF_RANGE",
@@ -285,7 +286,8 @@ async def test_the_whole_valid_range_is_chargeable_and_beyond_it_is_refused_at_t
     assert await _status(metering_db, agents.event_id) is None
     # The account is out of credits: new paid calls are refused.
     refused = await metering.call(
-        "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=request_id())
+        "Authorize",
+        pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=request_id()),
     )
     assert (refused.allowed, refused.reason) == (False, "INSUFFICIENT_CREDITS")
     await assert_metering_ok(db, metering_db)

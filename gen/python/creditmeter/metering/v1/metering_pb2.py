@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from creditmeter.common.v1 import service_kind_pb2 as creditmeter_dot_common_dot_v1_dot_service__kind__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&creditmeter/metering/v1/metering.proto\x12\x17\x63reditmeter.metering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x03\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x35\n\x07service\x18\x03 \x01(\x0e\x32$.creditmeter.metering.v1.ServiceKind\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x10\n\x08quantity\x18\x08 \x01(\x03\x12\x0c\n\x04\x62yok\x18\t \x01(\x08\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12/\n\x0boccurred_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x08metadata\x18\x0c \x03(\x0b\x32\x31.creditmeter.metering.v1.UsageEvent.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x02\n\rRecordedEvent\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x15\n\rprice_version\x18\x06 \x01(\t\x12\x0f\n\x07\x63harged\x18\x07 \x01(\x08\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x05state\x18\t \x01(\x0e\x32#.creditmeter.metering.v1.EventState\x12\x13\n\x0bpark_reason\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\"\xe8\x01\n\x10\x41uthorizeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x35\n\x07service\x18\x02 \x01(\x0e\x32$.creditmeter.metering.v1.ServiceKind\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\x12\x18\n\x10hold_ttl_seconds\x18\x08 \x01(\x05\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xd0\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07hold_id\x18\x03 \x01(\t\x12\x12\n\nheld_nanos\x18\x04 \x01(\x03\x12\x1c\n\x14\x65stimated_cost_nanos\x18\x05 \x01(\x03\x12\x12\n\ncalls_used\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x07 \x01(\x03\x12\x17\n\x0f\x63\x61lls_remaining\x18\x08 \x01(\x03\x12\x15\n\rprice_version\x18\t \x01(\t\"G\n\x11TrackUsageRequest\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"\xe0\x01\n\x12TrackUsageResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x15\n\rprice_version\x18\x07 \x01(\t\x12\x32\n\x05state\x18\x08 \x01(\x0e\x32#.creditmeter.metering.v1.EventState\"M\n\x16TrackUsageBatchRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"W\n\x17TrackUsageBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditmeter.metering.v1.TrackUsageResponse\"\xa5\x01\n\x0bUsageTotals\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x07 \x01(\x03\"{\n\x0cServiceUsage\x12\x35\n\x07service\x18\x01 \x01(\x0e\x32$.creditmeter.metering.v1.ServiceKind\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\"\x87\x01\n\x16GetUsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x17GetUsageSummaryResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\x12\x39\n\nby_service\x18\x03 \x03(\x0b\x32%.creditmeter.metering.v1.ServiceUsage\x12\x12\n\ncalls_used\x18\x04 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x05 \x01(\x03\x12\x36\n\x12quota_window_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x87\x01\n\x16GetUsageByModelRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"L\n\x17GetUsageByModelResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.ModelUsage\"\xc1\x01\n\x15GetUsageByDateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x0bgranularity\x18\x04 \x01(\x0e\x32$.creditmeter.metering.v1.Granularity\"\x86\x01\n\tDateUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"J\n\x16GetUsageByDateResponse\x12\x30\n\x04rows\x18\x01 \x03(\x0b\x32\".creditmeter.metering.v1.DateUsage\"P\n\x16ListUsageEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x17ListUsageEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x17ListParkedEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x18ListParkedEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*l\n\x0bServiceKind\x12\x1c\n\x18SERVICE_KIND_UNSPECIFIED\x10\x00\x12\x07\n\x03LLM\x10\x01\x12\x07\n\x03TTS\x10\x02\x12\x07\n\x03STT\x10\x03\x12\r\n\tEMBEDDING\x10\x04\x12\n\n\x06SEARCH\x10\x05\x12\t\n\x05\x41GENT\x10\x06*\x8e\x01\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_PENDING\x10\x01\x12\x17\n\x13\x45VENT_STATE_CHARGED\x10\x02\x12\x19\n\x15\x45VENT_STATE_SHORTFALL\x10\x03\x12\x16\n\x12\x45VENT_STATE_PARKED\x10\x04*>\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x07\n\x03\x44\x41Y\x10\x01\x12\t\n\x05MONTH\x10\x02\x32\xc4\t\n\x0fMeteringService\x12\x89\x01\n\tAuthorize\x12).creditmeter.metering.v1.AuthorizeRequest\x1a*.creditmeter.metering.v1.AuthorizeResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/metering/authorize:\x01*\x12\x88\x01\n\nTrackUsage\x12*.creditmeter.metering.v1.TrackUsageRequest\x1a+.creditmeter.metering.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/metering/track:\x01*\x12\x9d\x01\n\x0fTrackUsageBatch\x12/.creditmeter.metering.v1.TrackUsageBatchRequest\x1a\x30.creditmeter.metering.v1.TrackUsageBatchResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/metering/track-batch:\x01*\x12\x98\x01\n\x10ListParkedEvents\x12\x30.creditmeter.metering.v1.ListParkedEventsRequest\x1a\x31.creditmeter.metering.v1.ListParkedEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/parked\x12\x96\x01\n\x0fGetUsageSummary\x12/.creditmeter.metering.v1.GetUsageSummaryRequest\x1a\x30.creditmeter.metering.v1.GetUsageSummaryResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/summary\x12\x97\x01\n\x0fGetUsageByModel\x12/.creditmeter.metering.v1.GetUsageByModelRequest\x1a\x30.creditmeter.metering.v1.GetUsageByModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/metering/by-model\x12\x93\x01\n\x0eGetUsageByDate\x12..creditmeter.metering.v1.GetUsageByDateRequest\x1a/.creditmeter.metering.v1.GetUsageByDateResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/by-date\x12\x95\x01\n\x0fListUsageEvents\x12/.creditmeter.metering.v1.ListUsageEventsRequest\x1a\x30.creditmeter.metering.v1.ListUsageEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/eventsB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&creditmeter/metering/v1/metering.proto\x12\x17\x63reditmeter.metering.v1\x1a(creditmeter/common/v1/service_kind.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x33\n\x07service\x18\x03 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x10\n\x08quantity\x18\x08 \x01(\x03\x12\x0c\n\x04\x62yok\x18\t \x01(\x08\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12/\n\x0boccurred_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x08metadata\x18\x0c \x03(\x0b\x32\x31.creditmeter.metering.v1.UsageEvent.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x02\n\rRecordedEvent\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x15\n\rprice_version\x18\x06 \x01(\t\x12\x0f\n\x07\x63harged\x18\x07 \x01(\x08\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x05state\x18\t \x01(\x0e\x32#.creditmeter.metering.v1.EventState\x12\x13\n\x0bpark_reason\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\"\xe6\x01\n\x10\x41uthorizeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x07service\x18\x02 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\x12\x18\n\x10hold_ttl_seconds\x18\x08 \x01(\x05\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xd0\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07hold_id\x18\x03 \x01(\t\x12\x12\n\nheld_nanos\x18\x04 \x01(\x03\x12\x1c\n\x14\x65stimated_cost_nanos\x18\x05 \x01(\x03\x12\x12\n\ncalls_used\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x07 \x01(\x03\x12\x17\n\x0f\x63\x61lls_remaining\x18\x08 \x01(\x03\x12\x15\n\rprice_version\x18\t \x01(\t\"G\n\x11TrackUsageRequest\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"\xe0\x01\n\x12TrackUsageResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x15\n\rprice_version\x18\x07 \x01(\t\x12\x32\n\x05state\x18\x08 \x01(\x0e\x32#.creditmeter.metering.v1.EventState\"M\n\x16TrackUsageBatchRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"W\n\x17TrackUsageBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditmeter.metering.v1.TrackUsageResponse\"\xa5\x01\n\x0bUsageTotals\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x07 \x01(\x03\"y\n\x0cServiceUsage\x12\x33\n\x07service\x18\x01 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\"\x87\x01\n\x16GetUsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x17GetUsageSummaryResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\x12\x39\n\nby_service\x18\x03 \x03(\x0b\x32%.creditmeter.metering.v1.ServiceUsage\x12\x12\n\ncalls_used\x18\x04 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x05 \x01(\x03\x12\x36\n\x12quota_window_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x87\x01\n\x16GetUsageByModelRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"L\n\x17GetUsageByModelResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.ModelUsage\"\xc1\x01\n\x15GetUsageByDateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x0bgranularity\x18\x04 \x01(\x0e\x32$.creditmeter.metering.v1.Granularity\"\x86\x01\n\tDateUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"J\n\x16GetUsageByDateResponse\x12\x30\n\x04rows\x18\x01 \x03(\x0b\x32\".creditmeter.metering.v1.DateUsage\"P\n\x16ListUsageEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x17ListUsageEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x17ListParkedEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x18ListParkedEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8e\x01\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_PENDING\x10\x01\x12\x17\n\x13\x45VENT_STATE_CHARGED\x10\x02\x12\x19\n\x15\x45VENT_STATE_SHORTFALL\x10\x03\x12\x16\n\x12\x45VENT_STATE_PARKED\x10\x04*V\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x15\n\x11GRANULARITY_MONTH\x10\x02\x32\xc4\t\n\x0fMeteringService\x12\x89\x01\n\tAuthorize\x12).creditmeter.metering.v1.AuthorizeRequest\x1a*.creditmeter.metering.v1.AuthorizeResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/metering/authorize:\x01*\x12\x88\x01\n\nTrackUsage\x12*.creditmeter.metering.v1.TrackUsageRequest\x1a+.creditmeter.metering.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/metering/track:\x01*\x12\x9d\x01\n\x0fTrackUsageBatch\x12/.creditmeter.metering.v1.TrackUsageBatchRequest\x1a\x30.creditmeter.metering.v1.TrackUsageBatchResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/metering/track-batch:\x01*\x12\x98\x01\n\x10ListParkedEvents\x12\x30.creditmeter.metering.v1.ListParkedEventsRequest\x1a\x31.creditmeter.metering.v1.ListParkedEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/parked\x12\x96\x01\n\x0fGetUsageSummary\x12/.creditmeter.metering.v1.GetUsageSummaryRequest\x1a\x30.creditmeter.metering.v1.GetUsageSummaryResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/summary\x12\x97\x01\n\x0fGetUsageByModel\x12/.creditmeter.metering.v1.GetUsageByModelRequest\x1a\x30.creditmeter.metering.v1.GetUsageByModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/metering/by-model\x12\x93\x01\n\x0eGetUsageByDate\x12..creditmeter.metering.v1.GetUsageByDateRequest\x1a/.creditmeter.metering.v1.GetUsageByDateResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/by-date\x12\x95\x01\n\x0fListUsageEvents\x12/.creditmeter.metering.v1.ListUsageEventsRequest\x1a\x30.creditmeter.metering.v1.ListUsageEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/eventsB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,58 +53,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METERINGSERVICE'].methods_by_name['GetUsageByDate']._serialized_options = b'\202\323\344\223\002\032\022\030/api/v1/metering/by-date'
   _globals['_METERINGSERVICE'].methods_by_name['ListUsageEvents']._loaded_options = None
   _globals['_METERINGSERVICE'].methods_by_name['ListUsageEvents']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/metering/events'
-  _globals['_SERVICEKIND']._serialized_start=3617
-  _globals['_SERVICEKIND']._serialized_end=3725
-  _globals['_EVENTSTATE']._serialized_start=3728
-  _globals['_EVENTSTATE']._serialized_end=3870
-  _globals['_GRANULARITY']._serialized_start=3872
-  _globals['_GRANULARITY']._serialized_end=3934
-  _globals['_USAGEEVENT']._serialized_start=131
-  _globals['_USAGEEVENT']._serialized_end=527
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=480
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=527
-  _globals['_RECORDEDEVENT']._serialized_start=530
-  _globals['_RECORDEDEVENT']._serialized_end=869
-  _globals['_AUTHORIZEREQUEST']._serialized_start=872
-  _globals['_AUTHORIZEREQUEST']._serialized_end=1104
-  _globals['_AUTHORIZERESPONSE']._serialized_start=1107
-  _globals['_AUTHORIZERESPONSE']._serialized_end=1315
-  _globals['_TRACKUSAGEREQUEST']._serialized_start=1317
-  _globals['_TRACKUSAGEREQUEST']._serialized_end=1388
-  _globals['_TRACKUSAGERESPONSE']._serialized_start=1391
-  _globals['_TRACKUSAGERESPONSE']._serialized_end=1615
-  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_start=1617
-  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_end=1694
-  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_start=1696
-  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_end=1783
-  _globals['_USAGETOTALS']._serialized_start=1786
-  _globals['_USAGETOTALS']._serialized_end=1951
-  _globals['_SERVICEUSAGE']._serialized_start=1953
-  _globals['_SERVICEUSAGE']._serialized_end=2076
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=2079
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=2214
-  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_start=2217
-  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_end=2469
-  _globals['_GETUSAGEBYMODELREQUEST']._serialized_start=2472
-  _globals['_GETUSAGEBYMODELREQUEST']._serialized_end=2607
-  _globals['_MODELUSAGE']._serialized_start=2610
-  _globals['_MODELUSAGE']._serialized_end=2746
-  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_start=2748
-  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_end=2824
-  _globals['_GETUSAGEBYDATEREQUEST']._serialized_start=2827
-  _globals['_GETUSAGEBYDATEREQUEST']._serialized_end=3020
-  _globals['_DATEUSAGE']._serialized_start=3023
-  _globals['_DATEUSAGE']._serialized_end=3157
-  _globals['_GETUSAGEBYDATERESPONSE']._serialized_start=3159
-  _globals['_GETUSAGEBYDATERESPONSE']._serialized_end=3233
-  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_start=3235
-  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_end=3315
-  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_start=3317
-  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_end=3423
-  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_start=3425
-  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_end=3506
-  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_start=3508
-  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_end=3615
-  _globals['_METERINGSERVICE']._serialized_start=3937
-  _globals['_METERINGSERVICE']._serialized_end=5157
+  _globals['_EVENTSTATE']._serialized_start=3654
+  _globals['_EVENTSTATE']._serialized_end=3796
+  _globals['_GRANULARITY']._serialized_start=3798
+  _globals['_GRANULARITY']._serialized_end=3884
+  _globals['_USAGEEVENT']._serialized_start=173
+  _globals['_USAGEEVENT']._serialized_end=567
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=520
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=567
+  _globals['_RECORDEDEVENT']._serialized_start=570
+  _globals['_RECORDEDEVENT']._serialized_end=909
+  _globals['_AUTHORIZEREQUEST']._serialized_start=912
+  _globals['_AUTHORIZEREQUEST']._serialized_end=1142
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1145
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1353
+  _globals['_TRACKUSAGEREQUEST']._serialized_start=1355
+  _globals['_TRACKUSAGEREQUEST']._serialized_end=1426
+  _globals['_TRACKUSAGERESPONSE']._serialized_start=1429
+  _globals['_TRACKUSAGERESPONSE']._serialized_end=1653
+  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_start=1655
+  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_end=1732
+  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_start=1734
+  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_end=1821
+  _globals['_USAGETOTALS']._serialized_start=1824
+  _globals['_USAGETOTALS']._serialized_end=1989
+  _globals['_SERVICEUSAGE']._serialized_start=1991
+  _globals['_SERVICEUSAGE']._serialized_end=2112
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=2115
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=2250
+  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_start=2253
+  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_end=2505
+  _globals['_GETUSAGEBYMODELREQUEST']._serialized_start=2508
+  _globals['_GETUSAGEBYMODELREQUEST']._serialized_end=2643
+  _globals['_MODELUSAGE']._serialized_start=2646
+  _globals['_MODELUSAGE']._serialized_end=2782
+  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_start=2784
+  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_end=2860
+  _globals['_GETUSAGEBYDATEREQUEST']._serialized_start=2863
+  _globals['_GETUSAGEBYDATEREQUEST']._serialized_end=3056
+  _globals['_DATEUSAGE']._serialized_start=3059
+  _globals['_DATEUSAGE']._serialized_end=3193
+  _globals['_GETUSAGEBYDATERESPONSE']._serialized_start=3195
+  _globals['_GETUSAGEBYDATERESPONSE']._serialized_end=3269
+  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_start=3271
+  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_end=3351
+  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_start=3353
+  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_end=3459
+  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_start=3461
+  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_end=3542
+  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_start=3544
+  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_end=3651
+  _globals['_METERINGSERVICE']._serialized_start=3887
+  _globals['_METERINGSERVICE']._serialized_end=5107
 # @@protoc_insertion_point(module_scope)
