@@ -258,7 +258,10 @@ class ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
 
 def connect(address: str, tokens: TokenSource | None) -> grpc.aio.Channel:
     """A channel to another service whose calls carry this service's token and trace context."""
-    return grpc.aio.insecure_channel(address, interceptors=[ClientInterceptor(tokens)])
+    # Reconnect within seconds of the other side coming back (gRPC's default backoff grows to 120 s, so
+    # after a long outage work queued for that service — e.g. metering's outbox — would wait minutes).
+    options = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)]
+    return grpc.aio.insecure_channel(address, options=options, interceptors=[ClientInterceptor(tokens)])
 
 
 def build_server(
