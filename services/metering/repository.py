@@ -194,22 +194,6 @@ async def list_parked(
     return rows
 
 
-async def count_call(conn: asyncpg.Connection, user_id: str, window: datetime, limit: int) -> int | None:
-    """Counts one call in the window if it stays within ``limit`` (0 = unlimited); None when it would not."""
-    value = await conn.fetchval(
-        """
-        INSERT INTO quota_windows AS q (user_id, window_start, calls) VALUES ($1, $2, 1)
-        ON CONFLICT (user_id, window_start) DO UPDATE SET calls = q.calls + 1
-         WHERE $3 = 0 OR q.calls < $3
-        RETURNING calls
-        """,
-        user_id,
-        window,
-        limit,
-    )
-    return None if value is None else int(value)
-
-
 async def uncount_call(conn: asyncpg.Connection, user_id: str, window: datetime) -> None:
     await conn.execute(
         "UPDATE quota_windows SET calls = calls - 1 WHERE user_id = $1 AND window_start = $2 AND calls > 0",
@@ -225,18 +209,51 @@ async def calls_in(conn: asyncpg.Connection, user_id: str, window: datetime) -> 
     return int(value or 0)
 
 
-async def find_authorization(conn: asyncpg.Connection, user_id: str, request_id: str) -> tuple[str, bytes] | None:
-    row = await conn.fetchrow(
-        "SELECT fingerprint, response FROM authorizations WHERE user_id = $1 AND request_id = $2", user_id, request_id
+async def begin_authorization(
+    conn: asyncpg.Connection, user_id: str, request_id: str, window: datetime, limit: int
+) -> asyncpg.Record:
+    """One round trip: the stored answer of this request id if any; else the call counted in the window
+    if it stays within ``limit`` (0 = unlimited). Columns: fingerprint, response (replay), counted (calls
+    after counting; NULL when over the limit or replaying), current (calls before)."""
+    row: asyncpg.Record = await conn.fetchrow(
+        """
+        WITH saved AS (
+            SELECT fingerprint, response FROM authorizations WHERE user_id = $1 AND request_id = $2
+        ), counted AS (
+            INSERT INTO quota_windows AS q (user_id, window_start, calls)
+            SELECT $1, $3, 1 WHERE NOT EXISTS (SELECT 1 FROM saved)
+            ON CONFLICT (user_id, window_start) DO UPDATE SET calls = q.calls + 1
+             WHERE $4 = 0 OR q.calls < $4
+            RETURNING calls
+        )
+        SELECT (SELECT fingerprint FROM saved) AS fingerprint, (SELECT response FROM saved) AS response,
+               (SELECT calls FROM counted) AS counted,
+               coalesce((SELECT calls FROM quota_windows WHERE user_id = $1 AND window_start = $3), 0) AS current
+        """,
+        user_id,
+        request_id,
+        window,
+        limit,
     )
-    return None if row is None else (row["fingerprint"], bytes(row["response"]))
+    return row
 
 
-async def save_authorization(
-    conn: asyncpg.Connection, user_id: str, request_id: str, fingerprint: str, response: bytes
+async def finish_authorization(
+    conn: asyncpg.Connection,
+    user_id: str,
+    request_id: str,
+    fingerprint: str,
+    response: bytes,
+    uncount_window: datetime | None,
 ) -> bool:
+    """One round trip: stores the answer (first writer wins) and, for a refused hold, gives the counted
+    call back. False when another request with this id stored its answer first."""
     row = await conn.fetchrow(
         """
+        WITH uncounted AS (
+            UPDATE quota_windows SET calls = calls - 1
+             WHERE $5::timestamptz IS NOT NULL AND user_id = $1 AND window_start = $5 AND calls > 0
+        )
         INSERT INTO authorizations (user_id, request_id, fingerprint, response) VALUES ($1, $2, $3, $4)
         ON CONFLICT DO NOTHING RETURNING 1
         """,
@@ -244,8 +261,16 @@ async def save_authorization(
         request_id,
         fingerprint,
         response,
+        uncount_window,
     )
     return row is not None
+
+
+async def find_authorization(conn: asyncpg.Connection, user_id: str, request_id: str) -> tuple[str, bytes] | None:
+    row = await conn.fetchrow(
+        "SELECT fingerprint, response FROM authorizations WHERE user_id = $1 AND request_id = $2", user_id, request_id
+    )
+    return None if row is None else (row["fingerprint"], bytes(row["response"]))
 
 
 async def usage_rows(conn: asyncpg.Connection, user_id: str, first: date, last: date) -> list[asyncpg.Record]:

@@ -206,39 +206,31 @@ class Metering:
     # --- authorize ------------------------------------------------------------------------------
 
     async def authorize(self, probe: Event, max_output_tokens: int, ttl: int, request_id: str) -> Authorization:
-        """Quota, a local price estimate and a credits hold: one ledger call, no pricing call."""
+        """Quota, a local price estimate and a credits hold: two statements in metering's database and one
+        ledger call; no pricing call (the price book is local) and no balance read (the tier is cached)."""
         fp = hashlib.sha256(json.dumps([probe.fingerprint(), max_output_tokens, ttl]).encode()).hexdigest()
-        async with self._pool.acquire() as conn:
-            saved = await repo.find_authorization(conn, probe.user_id, request_id)
-        if saved is not None:
-            if saved[0] != fp:
-                raise DomainError(
-                    "REQUEST_ID_REUSED",
-                    "this request_id was used for a different authorization",
-                    code=Code.ALREADY_EXISTS,
-                    domain=domain.DOMAIN,
-                )
-            return Authorization(**json.loads(saved[1]))
         tier_id, period_start = await self._account(probe.user_id)
         tier = (await self._credits.tiers())[tier_id]
         estimate, version = await self._estimate(tier_id, dataclasses.replace(probe, output_tokens=max_output_tokens))
         window = domain.quota_window(tier.api_call_period, period_start, datetime.now(UTC))
         limit = int(tier.api_call_limit)
         async with self._pool.acquire() as conn:
-            used = await repo.count_call(conn, probe.user_id, window, limit)
-            if used is None:
-                result = Authorization(
-                    False,
-                    "QUOTA_EXCEEDED",
-                    "",
-                    0,
-                    estimate.total_nanos,
-                    await repo.calls_in(conn, probe.user_id, window),
-                    limit,
-                    0,
-                    version,
+            begun = await repo.begin_authorization(conn, probe.user_id, request_id, window, limit)
+        if begun["fingerprint"] is not None:
+            if begun["fingerprint"] != fp:
+                raise DomainError(
+                    "REQUEST_ID_REUSED",
+                    "this request_id was used for a different authorization",
+                    code=Code.ALREADY_EXISTS,
+                    domain=domain.DOMAIN,
                 )
-                return await self._remember(probe.user_id, request_id, fp, result)
+            return Authorization(**json.loads(bytes(begun["response"])))
+        used = begun["counted"]
+        if used is None:
+            result = Authorization(
+                False, "QUOTA_EXCEEDED", "", 0, estimate.total_nanos, int(begun["current"]), limit, 0, version
+            )
+            return await self._remember(probe.user_id, request_id, fp, result, None)
         hold_id, held = "", 0
         if estimate.total_nanos > 0:
             try:
@@ -255,10 +247,10 @@ class Metering:
                 )
                 hold_id, held = hold.hold_id, estimate.total_nanos
             except grpc.aio.AioRpcError as error:
-                async with self._pool.acquire() as conn:
-                    await repo.uncount_call(conn, probe.user_id, window)
                 info = error_info_from(error)
                 if info is None or info.reason != "INSUFFICIENT_CREDITS":
+                    async with self._pool.acquire() as conn:
+                        await repo.uncount_call(conn, probe.user_id, window)
                     raise relay(error, domain.DOMAIN) from None
                 result = Authorization(
                     False,
@@ -271,7 +263,7 @@ class Metering:
                     max(0, limit - used + 1) if limit else 0,
                     version,
                 )
-                return await self._remember(probe.user_id, request_id, fp, result)
+                return await self._remember(probe.user_id, request_id, fp, result, window)
         result = Authorization(
             True,
             "",
@@ -283,13 +275,14 @@ class Metering:
             max(0, limit - used) if limit else 0,
             version,
         )
-        return await self._remember(probe.user_id, request_id, fp, result)
+        return await self._remember(probe.user_id, request_id, fp, result, None)
 
-    async def _remember(self, user_id: str, request_id: str, fp: str, result: Authorization) -> Authorization:
+    async def _remember(
+        self, user_id: str, request_id: str, fp: str, result: Authorization, uncount: datetime | None
+    ) -> Authorization:
         async with self._pool.acquire() as conn:
-            if not await repo.save_authorization(
-                conn, user_id, request_id, fp, json.dumps(dataclasses.asdict(result)).encode()
-            ):
+            body = json.dumps(dataclasses.asdict(result)).encode()
+            if not await repo.finish_authorization(conn, user_id, request_id, fp, body, uncount):
                 saved = await repo.find_authorization(conn, user_id, request_id)
                 assert saved is not None
                 return Authorization(**json.loads(saved[1]))
