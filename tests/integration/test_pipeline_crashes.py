@@ -160,8 +160,11 @@ async def test_killing_any_service_during_steady_usage_loses_no_accepted_event(
     accepted: dict[str, pb.UsageEvent] = {}
     stop = asyncio.Event()
 
+    # Reconnect quickly after the metering process comes back (gRPC's default backoff grows to 120 s).
+    fast = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
+
     async def load(worker: int) -> None:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{services['metering'].port}") as channel:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{services['metering'].port}", options=fast) as channel:
             stub = pb_grpc.MeteringServiceStub(channel)
             n = 0
             while not stop.is_set():
@@ -198,7 +201,10 @@ async def test_killing_any_service_during_steady_usage_loses_no_accepted_event(
             services[name].kill()
             await asyncio.sleep(2.0)
             await services[name].start()
-            await asyncio.sleep(1.5)
+            for _ in range(300):  # usage is accepted again (a loaded CI box may take a while)
+                if len(accepted) > before + 10:
+                    break
+                await asyncio.sleep(0.1)
             assert len(accepted) > before, f"no usage was accepted around the {name} crash"
     finally:
         stop.set()
