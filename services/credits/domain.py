@@ -6,6 +6,7 @@ Pure Python: no gRPC, no database. Money is int nano-USD everywhere.
 from __future__ import annotations
 
 import calendar
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -398,17 +399,19 @@ class UsageItem:
     price_version: str = ""
 
     def fingerprint(self) -> str:
-        """What makes two charges of (user, event) the same charge."""
-        return fingerprint(
-            "usage-item",
-            user=self.user_id,
-            event=self.event_id,
-            amount=self.amount_nanos,
-            hold=self.hold_id,
-            service=self.service,
-            model=self.model,
-            price=self.price_version,
+        """What makes two charges of (user, event) the same charge. A unit-separated digest rather than
+        the JSON one of ``fingerprint()``: computed for every item of 10,000-item batches, and none of
+        the fields can contain the separator (ids are restricted; the rest is length-checked text)."""
+        fields = (
+            self.user_id,
+            self.event_id,
+            str(self.amount_nanos),
+            self.hold_id,
+            self.service,
+            self.model,
+            self.price_version,
         )
+        return hashlib.sha256("\x1f".join(("usage-item", *fields)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -136,8 +136,24 @@ def _work_of_row(row: asyncpg.Record) -> Work:
     )
 
 
+#: Quotes already computed, by everything a price depends on (the book's version included): the same
+#: usage shape recurs constantly and exact decimal pricing is the costliest per-event step of a batch.
+_QUOTES: dict[tuple[str, str, bool, str, str, int, int, int, bool], Quote] = {}
+_QUOTES_MAX = 100_000
+
+
 def _quote(book: PriceBook, tier: str, w: Event | Work) -> Quote:
-    return pricebook.price(book, tier, Service(w.service), w.model, w.input_tokens, w.output_tokens, w.quantity, w.byok)
+    byok_allowed = tier in book.byok_tiers
+    key = (book.version, tier, byok_allowed, w.service, w.model, w.input_tokens, w.output_tokens, w.quantity, w.byok)
+    quote = _QUOTES.get(key)
+    if quote is None:
+        quote = pricebook.price(
+            book, tier, Service(w.service), w.model, w.input_tokens, w.output_tokens, w.quantity, w.byok
+        )
+        if len(_QUOTES) >= _QUOTES_MAX:
+            _QUOTES.clear()
+        _QUOTES[key] = quote
+    return quote
 
 
 class Metering:
