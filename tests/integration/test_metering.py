@@ -315,7 +315,7 @@ async def test_usage_recorded_while_the_ledger_is_away_is_charged_by_recovery_on
     from services.metering.service import _event as to_event
     from services.metering.workflow import Metering
 
-    token = StaticTokenSource(keys.token("svc-metering", "service"))
+    token = StaticTokenSource(keys.token("svc-metering", "svc-metering"))
     pool = await create_pool(credits_db, "metering", application_name="test")
     broken = grpc.aio.insecure_channel(
         f"127.0.0.1:{credits_server.port}", interceptors=[_BreakCharges(), ClientInterceptor(token)]

@@ -146,7 +146,7 @@ async def services(
 async def test_killing_any_service_during_steady_usage_loses_no_accepted_event(
     services: dict[str, Process], keys: Keys, postgres: Postgres
 ) -> None:
-    service_md = (("authorization", f"Bearer {keys.token('svc-gateway', 'service')}"),)
+    service_md = (("authorization", f"Bearer {keys.token('svc-platform', 'svc-platform')}"),)
     admin_md = (("authorization", f"Bearer {keys.token('ops', 'admin')}"),)
     users = [f"crash-{uuid.uuid4().hex[:8]}-{i}" for i in range(10)]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{services['credits'].port}") as channel:

@@ -42,7 +42,7 @@ async def _standalone_metering(
     credits_db: str, keys: Keys, credits_port: int, openrouter_port: int
 ) -> AsyncIterator[Metering]:
     """A second metering process's use cases (another replica) over its own pool and channels."""
-    token = StaticTokenSource(keys.token("svc-metering", "service"))
+    token = StaticTokenSource(keys.token("svc-metering", "svc-metering"))
     pool = await create_pool(credits_db, "metering", application_name="replica")
     ledger = connect(f"127.0.0.1:{credits_port}", token)
     pricing = connect(f"127.0.0.1:{openrouter_port}", token)
@@ -97,8 +97,10 @@ async def test_usage_event_ids_do_not_collide_with_ledger_request_ids(
 ) -> None:
     user = await credits.funded_user(5 * USD)
     shared = f"shared-{uuid.uuid4().hex}"
-    await credits.as_service(
-        "Deduct", cpb.DeductRequest(user_id=user, amount_nanos=1000, reason="other", request_id=shared)
+    await credits.call(
+        "Deduct",
+        cpb.DeductRequest(user_id=user, amount_nanos=1000, reason="other", request_id=shared),
+        credits.platform_token,
     )
     await credits.as_service(
         "CreateHold", cpb.CreateHoldRequest(user_id=user, amount_nanos=1000, ttl_seconds=60, request_id=shared)
