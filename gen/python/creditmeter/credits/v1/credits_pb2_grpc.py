@@ -252,8 +252,9 @@ class CreditsServiceServicer:
         its own account captures from it when the hold covers the amount (the
         rest is released) and otherwise releases it and charges directly; a hold
         of another account is never touched. Every item, zero amounts included,
-        leaves an outcome record; a repeat returns the first outcome. Services
-        only; not routed by the gateway. Returns INVALID_ARGUMENT (reasons
+        leaves an outcome record; a repeat returns the first outcome. Only the
+        metering service (svc-metering); not routed by the gateway. Returns
+        INVALID_ARGUMENT (reasons
         INVALID_USER_ID, INVALID_EVENT_ID, INVALID_AMOUNT, DUPLICATE_EVENT_ID,
         TOO_MANY_CHARGES); a reused event id with a different payload is reported
         per item (outcome USAGE_OUTCOME_REUSED), not as an error, and charges
@@ -266,8 +267,9 @@ class CreditsServiceServicer:
     def GetAccountStates(self, request, context):
         """The tier and billing period of many accounts in one call (what metering
         needs to price usage and count quotas). Unknown users are reported with
-        `exists` false and are not created. Services and admins; not routed by
-        the gateway. Returns INVALID_ARGUMENT (reasons INVALID_USER_ID,
+        `exists` false and are not created. Admins and the metering service
+        (svc-metering); not routed by the gateway. Returns INVALID_ARGUMENT
+        (reasons INVALID_USER_ID,
         TOO_MANY_USERS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

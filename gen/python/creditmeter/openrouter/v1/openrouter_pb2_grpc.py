@@ -191,8 +191,9 @@ class OpenRouterServiceServicer:
         With `known_version` equal to the current version the answer is only
         `unchanged` true. With `refresh_catalog` the catalog is first synced from
         OpenRouter (what a caller does once when it meets an unknown model).
-        Services and admins; not routed by the gateway. Returns UNAVAILABLE when
-        a requested refresh cannot reach OpenRouter.
+        Admins and the metering service (svc-metering); not routed by the
+        gateway. Returns UNAVAILABLE when a requested refresh cannot reach
+        OpenRouter.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
