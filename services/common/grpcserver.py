@@ -382,9 +382,14 @@ def connect(address: str, tokens: TokenSource | None, tls: TlsSettings | None = 
     """A channel to another service whose calls carry this service's token and trace context (TLS by config)."""
     interceptors: list[Any] = [ClientInterceptor(tokens), StreamClientInterceptor(tokens)]
     credentials = channel_credentials(tls) if tls is not None else None
+    # Reconnect within seconds of the other side coming back (gRPC's default backoff grows to 120 s, so
+    # after a long outage work queued for that service — e.g. metering's outbox — would wait minutes).
+    options: list[tuple[str, Any]] = [
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 5000),
+    ]
     if credentials is None:
-        return grpc.aio.insecure_channel(address, interceptors=interceptors)
-    options = []
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     if tls is not None and tls.server_name_override:
         options.append(("grpc.ssl_target_name_override", tls.server_name_override))
     return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)

@@ -583,6 +583,52 @@ class Ledger:
 
         return await self._retrying(work)
 
+    async def charge_usage_batch(self, items: list[domain.UsageItem], actor: Actor) -> list[domain.UsageItemResult]:
+        """Charges usage items of many accounts in one transaction (see ledger_charge_usage_batch).
+
+        Accounts that are missing or have maintenance due are brought up to date
+        first, each in its own short transaction, and the batch is then run again:
+        at most 1 + (accounts needing it) transactions, never one per item.
+        """
+
+        async def work() -> list[asyncpg.Record]:
+            async with self._pool.acquire() as conn:
+                for _ in range(3):
+                    rows = await repo.charge_usage_batch(conn, items, actor)
+                    slow = [r["user_id"] for r in rows if r["status"] == "SLOW_PATH"]
+                    if not slow:
+                        return rows
+                    for user_id in slow:
+                        async with conn.transaction():
+                            locked = await self._lock_or_create(conn, user_id, create=True)
+                            await self._maintain_locked(conn, locked)
+            raise asyncpg.SerializationError("accounts kept needing maintenance")
+
+        rows = await self._retrying(work)
+        results = []
+        for item, row in zip(items, rows, strict=True):
+            if row["status"] == "REUSED":
+                outcome = "REUSED"
+            else:
+                outcome = "SHORTFALL" if row["shortfall"] > 0 else "CHARGED"
+            results.append(
+                domain.UsageItemResult(
+                    user_id=item.user_id,
+                    event_id=item.event_id,
+                    outcome=outcome,
+                    charged_nanos=int(row["charged"]),
+                    shortfall_nanos=int(row["shortfall"]),
+                    transaction_id="" if row["transaction_id"] is None else str(row["transaction_id"]),
+                    duplicate=bool(row["duplicate"]),
+                )
+            )
+        return results
+
+    async def account_states(self, user_ids: list[str]) -> dict[str, asyncpg.Record]:
+        """Tier and period of the accounts that exist (nothing is created)."""
+        async with self._pool.acquire() as conn:
+            return await repo.account_states(conn, user_ids)
+
     @staticmethod
     async def _charge_result(conn: asyncpg.Connection, tx: Transaction) -> ChargeResult:
         found = await repo.get_account(conn, tx.user_id)

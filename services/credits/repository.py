@@ -637,3 +637,30 @@ async def charge_usage(
         actor.role,
     )
     return rows
+
+
+async def charge_usage_batch(
+    conn: asyncpg.Connection, items: list[domain.UsageItem], actor: Actor
+) -> list[asyncpg.Record]:
+    """One call of ledger_charge_usage_batch (its own transaction in autocommit)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM ledger_charge_usage_batch($1, $2, $3, $4, $5::uuid[], $6, $7, $8, $9, $10)",
+        [i.user_id for i in items],
+        [i.event_id for i in items],
+        [i.amount_nanos for i in items],
+        [i.fingerprint() for i in items],
+        [i.hold_id or None for i in items],
+        [i.service for i in items],
+        [i.model for i in items],
+        [i.price_version for i in items],
+        actor.subject,
+        actor.role,
+    )
+    return rows
+
+
+async def account_states(conn: asyncpg.Connection, user_ids: list[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT user_id, tier_id, period_start, period_end FROM accounts WHERE user_id = ANY ($1::text[])", user_ids
+    )
+    return {r["user_id"]: r for r in rows}

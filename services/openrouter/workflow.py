@@ -26,11 +26,12 @@ import asyncpg
 from services.common.errors import Code, DomainError, already_exists, invalid, not_found, precondition
 from services.common.idempotency import StoredResponses
 from services.credits.client import CreditsClient
-from services.openrouter import domain
+from services.openrouter import domain, pricebook
 from services.openrouter import repository as repo
 from services.openrouter.client import OpenRouterClient, OpenRouterError
 from services.openrouter.crypto import KeyBox
 from services.openrouter.domain import ModelPrice, Quote, Service, TierRate, UnitPrice
+from services.openrouter.pricebook import PriceBook
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,21 @@ class OpenRouter:
 
     # --- quotes and lists -------------------------------------------------------------------
 
+    async def price_book(self, refresh_catalog: bool = False) -> tuple[PriceBook, RateCard]:
+        """The current published price book (optionally after syncing the catalog from OpenRouter)."""
+        if refresh_catalog:
+            await self.sync_models()
+        catalog, card = await self._current()
+        tiers = await self._credits.tiers()
+        book = PriceBook(
+            version=self.price_version(catalog, card),
+            tiers=card.tiers,
+            units=card.units,
+            models=catalog.models,
+            byok_tiers=frozenset(t for t, tier in tiers.items() if tier.byok_allowed),
+        )
+        return book, card
+
     async def quote(
         self,
         tier: str,
@@ -235,20 +251,8 @@ class OpenRouter:
         quantity: int,
         byok: bool,
     ) -> tuple[Quote, str]:
-        catalog, card = await self._current()
-        rate = card.tiers.get(tier)
-        if rate is None:
-            raise invalid("UNKNOWN_TIER", f"no tier {tier!r} in the rate card", field="tier")
-        if byok and not (await self._credits.tiers())[tier].byok_allowed:
-            raise precondition("BYOK_NOT_ALLOWED", f"the {tier} tier cannot bring its own key")
-        if service is Service.LLM:
-            model = catalog.models.get(model_id)
-            if model is None:
-                raise not_found("MODEL_NOT_FOUND", f"no model {model_id!r} in the catalog", model=model_id)
-            quote = domain.quote_llm(model, rate, input_tokens, output_tokens, byok)
-        else:
-            quote = domain.quote_unit(card.units[service], quantity)
-        return quote, self.price_version(catalog, card)
+        book, _ = await self.price_book()
+        return pricebook.price(book, tier, service, model_id, input_tokens, output_tokens, quantity, byok), book.version
 
     async def models(self, tier: str) -> tuple[list[ModelPrice], TierRate, str]:
         catalog, card = await self._current()
