@@ -57,8 +57,16 @@ class MethodPolicy:
 
 
 def _wrap(handler: grpc.RpcMethodHandler, wrapper: Callable[[Behaviour], Behaviour]) -> grpc.RpcMethodHandler:
+    if handler is not None and handler.unary_stream is not None:
+        # Server-streaming handlers are written as coroutines that `await context.write(...)`,
+        # so the same wrappers (telemetry, errors, auth) apply to them unchanged.
+        return grpc.unary_stream_rpc_method_handler(
+            wrapper(handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
     if handler is None or handler.unary_unary is None:
-        return handler  # streaming handlers are wrapped when a service first needs them
+        return handler  # client- and bidi-streaming handlers are wrapped when a service first needs them
     return grpc.unary_unary_rpc_method_handler(
         wrapper(handler.unary_unary),
         request_deserializer=handler.request_deserializer,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import binascii
 import uuid
 
@@ -17,12 +19,14 @@ from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
 from services.credits.ledger import Ledger
+from services.credits.watch import BalanceWatchers
 
 _SERVICE = "/creditmeter.credits.v1.CreditsService/"
 
 #: Who may call each RPC. Self-versus-other checks happen in the methods.
 POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "GetBalance": MethodPolicy.allow("user", "admin", "service"),
+    _SERVICE + "WatchBalance": MethodPolicy.allow("user", "admin", "service"),
     _SERVICE + "ListTransactions": MethodPolicy.allow("user", "admin", "service"),
     _SERVICE + "CompareTiers": MethodPolicy.anyone(),
     _SERVICE + "Allocate": MethodPolicy.allow("admin", "service"),
@@ -132,8 +136,12 @@ def _decode_token(token: str) -> str:
 class CreditsServicer(pb_grpc.CreditsServiceServicer):
     """The credits API over a :class:`Ledger`."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(
+        self, ledger: Ledger, watchers: BalanceWatchers | None = None, heartbeat_seconds: float = 30.0
+    ) -> None:
         self._ledger = ledger
+        self._watchers = watchers
+        self._heartbeat_seconds = heartbeat_seconds
 
     async def _target_user(self, requested: str, who: Principal) -> str:
         """The user an RPC acts on: the caller by default, another only for admins and services.
@@ -147,11 +155,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             await self._ledger.ensure_account(user_id)
         return user_id
 
-    async def GetBalance(
-        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetBalanceResponse:
-        who = principal()
-        user_id = await self._target_user(request.user_id, who)
+    async def _balance_pb(self, user_id: str, who: Principal) -> pb.GetBalanceResponse:
         account, expiring = await self._ledger.get_balance(user_id, create=user_id == who.subject)
         return pb.GetBalanceResponse(
             user_id=account.user_id,
@@ -171,6 +175,29 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
                 for g in expiring
             ],
         )
+
+    async def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBalanceResponse:
+        who = principal()
+        user_id = await self._target_user(request.user_id, who)
+        return await self._balance_pb(user_id, who)
+
+    async def WatchBalance(self, request: pb.WatchBalanceRequest, context: grpc.aio.ServicerContext) -> None:
+        """Writes the balance now and after every notified change (see services.credits.watch)."""
+        who = principal()
+        user_id = await self._target_user(request.user_id, who)
+        if self._watchers is None:
+            raise Forbidden("WATCH_UNAVAILABLE", "balance streaming is not enabled on this server")
+        with self._watchers.watch(user_id) as changed:
+            await self._watchers.ready()
+            while True:
+                changed.clear()
+                current = await self._balance_pb(user_id, who)
+                # A heartbeat resends an unchanged balance so idle proxies keep the stream open.
+                await context.write(pb.WatchBalanceResponse(balance=current))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self._heartbeat_seconds)
 
     async def ListTransactions(
         self, request: pb.ListTransactionsRequest, context: grpc.aio.ServicerContext

@@ -147,6 +147,18 @@ class GetBalanceResponse(_message.Message):
     expiring: _containers.RepeatedCompositeFieldContainer[GrantSummary]
     def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., balance_nanos: _Optional[int] = ..., available_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expiring: _Optional[_Iterable[_Union[GrantSummary, _Mapping]]] = ...) -> None: ...
 
+class WatchBalanceRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class WatchBalanceResponse(_message.Message):
+    __slots__ = ("balance",)
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    balance: GetBalanceResponse
+    def __init__(self, balance: _Optional[_Union[GetBalanceResponse, _Mapping]] = ...) -> None: ...
+
 class GrantSummary(_message.Message):
     __slots__ = ("grant_id", "source", "remaining_nanos", "expires_at")
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]

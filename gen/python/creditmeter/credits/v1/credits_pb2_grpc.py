@@ -40,6 +40,11 @@ class CreditsServiceStub:
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.WatchBalance = channel.unary_stream(
+                '/creditmeter.credits.v1.CreditsService/WatchBalance',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceResponse.FromString,
+                _registered_method=True)
         self.ListTransactions = channel.unary_unary(
                 '/creditmeter.credits.v1.CreditsService/ListTransactions',
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListTransactionsRequest.SerializeToString,
@@ -113,6 +118,19 @@ class CreditsServiceServicer:
         authenticated call creates their account on the trial tier. Returns
         PERMISSION_DENIED (reason FORBIDDEN) for another user's account and
         NOT_FOUND (reason ACCOUNT_NOT_FOUND) when an admin names an unknown user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchBalance(self, request, context):
+        """Streams a user's balance: the current one at once, then a new message
+        within a moment of every change to it (a charge, grant, hold, expiry or
+        tier change made anywhere), and the unchanged balance again every
+        `heartbeat` so idle connections stay open. The dashboard reads it through
+        the gateway as newline-delimited JSON instead of polling. Same access
+        rules and errors as GetBalance; the stream ends when the caller cancels it
+        or the server shuts down (clients reconnect).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,6 +266,11 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceRequest.FromString,
                     response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceResponse.SerializeToString,
             ),
+            'WatchBalance': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBalance,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceResponse.SerializeToString,
+            ),
             'ListTransactions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTransactions,
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListTransactionsRequest.FromString,
@@ -337,6 +360,33 @@ class CreditsService:
             '/creditmeter.credits.v1.CreditsService/GetBalance',
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceRequest.SerializeToString,
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/WatchBalance',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

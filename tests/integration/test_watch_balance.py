@@ -1,0 +1,68 @@
+"""WatchBalance: the balance now, then again after every change made elsewhere; same access rules as GetBalance."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from creditmeter.credits.v1 import credits_pb2 as pb
+
+from services.common.rpcstatus import error_info_from
+from tests.conftest import new_user
+from tests.integration.conftest import USD, Credits
+
+
+async def test_a_watcher_sees_charges_and_grants_made_by_others(credits: Credits) -> None:
+    user = await credits.funded_user(5 * USD, prefix="watch")
+    token = credits.keys.token(user, "user")
+    stream = credits.stub.WatchBalance(
+        pb.WatchBalanceRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
+    )
+    try:
+        first = await asyncio.wait_for(stream.read(), 10)
+        assert first.balance.balance_nanos == 5 * USD and first.balance.user_id == user
+        await credits.deduct(user, USD // 4)
+        second = await asyncio.wait_for(stream.read(), 10)
+        assert second.balance.balance_nanos == 5 * USD - USD // 4
+        await credits.hold(user, USD)
+        third = await asyncio.wait_for(stream.read(), 10)
+        assert (third.balance.held_nanos, third.balance.available_nanos) == (USD, 5 * USD - USD // 4 - USD)
+    finally:
+        stream.cancel()
+
+
+async def test_a_watcher_is_not_woken_by_other_users(credits: Credits) -> None:
+    user = await credits.funded_user(2 * USD, prefix="watch")
+    other = await credits.funded_user(2 * USD, prefix="watch")
+    stream = credits.stub.WatchBalance(
+        pb.WatchBalanceRequest(user_id=user),
+        metadata=(("authorization", f"Bearer {credits.admin_token}"),),
+        timeout=30,
+    )
+    try:
+        await asyncio.wait_for(stream.read(), 10)
+        await credits.deduct(other, USD)
+        await credits.deduct(user, USD // 2)
+        # The next message is the user's own change, not a wake-up for the other account.
+        nxt = await asyncio.wait_for(stream.read(), 10)
+        assert nxt.balance.balance_nanos == 2 * USD - USD // 2
+    finally:
+        stream.cancel()
+
+
+async def test_users_cannot_watch_someone_else_and_anonymous_callers_are_refused(credits: Credits) -> None:
+    owner = new_user("watch")
+    intruder = credits.keys.token(new_user("watch"), "user")
+    for metadata, code, reason in (
+        ((("authorization", f"Bearer {intruder}"),), grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN"),
+        ((), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING"),
+    ):
+        stream = credits.stub.WatchBalance(pb.WatchBalanceRequest(user_id=owner), metadata=metadata, timeout=10)
+        try:
+            await stream.read()
+        except grpc.aio.AioRpcError as error:
+            info = error_info_from(error)
+            assert error.code() == code
+            assert info is not None and info.reason == reason
+        else:
+            raise AssertionError("the stream was opened for a caller who may not watch")
