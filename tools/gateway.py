@@ -13,6 +13,7 @@ import json
 import string
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from services.common.config import AuthSettings, ConfigError, Env
@@ -68,6 +69,19 @@ def _jwks(auth: AuthSettings) -> tuple[str, str]:
     return f"local_jwks: {json.dumps({'filename': str(Path(auth.jwks_file).resolve())})}", ""
 
 
+def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
+    """A plain HTTP/1 upstream cluster."""
+    return {
+        "name": name,
+        "type": "STRICT_DNS",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
+        },
+    }
+
+
 def render(
     *,
     auth: AuthSettings,
@@ -76,8 +90,27 @@ def render(
     admin_port: int,
     upstreams: dict[str, tuple[str, int]],
     descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
+    web_routes: list[dict[str, Any]] | None = None,
+    dev_signin: tuple[str, int] | None = None,
 ) -> str:
+    """The Envoy config. ``web_routes`` (tools.web.routes) serve the dashboard; ``dev_signin``
+    routes /dev/ to the development sign-in server, which only tools.stack ever passes, and
+    only when it generated its own development signing keys — never the Kubernetes form."""
     source, clusters = _jwks(auth)
+    extra_routes = list(web_routes or [])
+    if dev_signin is not None:
+        extra_routes.insert(0, {"match": {"prefix": "/dev/"}, "route": {"cluster": "dev_signin", "timeout": "10s"}})
+        clusters += "\n  - " + json.dumps(_cluster("dev_signin", *dev_signin))
+    # The transcoder refuses paths it cannot map to an RPC: not the dashboard's business.
+    bypass = {
+        "envoy.filters.http.grpc_json_transcoder": {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "disabled": True,
+        }
+    }
+    web = "\n              ".join(
+        "- " + json.dumps({**route, "typed_per_filter_config": bypass}) for route in extra_routes
+    )
     return string.Template(TEMPLATE.read_text()).substitute(
         ADMIN_PORT=admin_port,
         GATEWAY_HOST=gateway_host,
@@ -87,6 +120,8 @@ def render(
         JWKS_SOURCE=source,
         EXTRA_CLUSTERS=clusters,
         DESCRIPTOR_FILE=descriptor,
+        WEB_ROUTES=web,
+        MAX_DIRECT_RESPONSE_BYTES=16 * 1024 * 1024,
         **{f"{name.upper()}_HOST": host for name, (host, _) in upstreams.items()},
         **{f"{name.upper()}_PORT": port for name, (_, port) in upstreams.items()},
     )
