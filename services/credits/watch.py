@@ -47,11 +47,11 @@ class BalanceWatchers:
                 if not watchers:
                     del self._watchers[user_id]
 
-    async def ready(self, timeout: float = 5.0) -> None:
+    async def ready(self, wait_seconds: float = 5.0) -> None:
         """Waits until the listener is connected, so no change after this call is missed."""
         self._ensure_listening()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await asyncio.wait_for(self._connected.wait(), wait_seconds)
 
     def _notify(self, connection: object, pid: int, channel: str, payload: str) -> None:
         for event in self._watchers.get(payload, ()):
@@ -73,7 +73,9 @@ class BalanceWatchers:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, server_settings={"application_name": "creditmeter-credits-watch"})
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": "creditmeter-credits-watch"}
+                )
                 await conn.add_listener(self._channel, self._notify)
                 self._connected.set()
                 self._wake_all()

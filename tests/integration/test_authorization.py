@@ -76,6 +76,14 @@ async def _accounts_req(c: Credits, user: str) -> Any:
     return pb.ListAccountsRequest(page_size=1)
 
 
+async def _watch_req(c: Credits, user: str) -> Any:
+    return pb.WatchBalanceRequest(user_id=user)
+
+
+async def _report_req(c: Credits, user: str) -> Any:
+    return pb.GetPlatformReportRequest(top_users_count=1)
+
+
 async def _reset_req(c: Credits, user: str) -> Any:
     return pb.ResetPeriodsRequest(user_id=user, request_id=request_id())
 
@@ -98,6 +106,8 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
     "ListAccounts": (_accounts_req, expect({"admin"}), False),
     "ResetPeriods": (_reset_req, expect(PRIVILEGED), True),
     "ChargeUsage": (_usage_req, expect({"service"}), True),
+    "WatchBalance": (_watch_req, expect(READERS), False),
+    "GetPlatformReport": (_report_req, expect({"admin"}), False),
 }
 
 
@@ -115,7 +125,13 @@ async def test_authorization(credits: Credits, method: str, caller: str) -> None
     before = await credits.balance(target)
     token = token_for(credits.keys, caller, target)
     try:
-        await credits.call(method, request, token)
+        if method == "WatchBalance":  # server-streaming: the first message (or the refusal) decides
+            metadata = (("authorization", f"Bearer {token}"),) if token else ()
+            watch = credits.stub.WatchBalance(request, metadata=metadata, timeout=30)
+            await watch.read()
+            watch.cancel()
+        else:
+            await credits.call(method, request, token)
         code = OK
     except grpc.aio.AioRpcError as error:
         code = error.code()

@@ -66,3 +66,39 @@ async def test_users_cannot_watch_someone_else_and_anonymous_callers_are_refused
             assert info is not None and info.reason == reason
         else:
             raise AssertionError("the stream was opened for a caller who may not watch")
+
+
+async def test_admins_search_accounts_by_prefix_and_see_platform_revenue(credits: Credits) -> None:
+    spender = await credits.funded_user(5 * USD, prefix="platrep")
+    await credits.deduct(spender, 2 * USD, model="openai/gpt-test")
+    charge = (await credits.deduct(spender, USD, model="openai/gpt-test")).transaction
+    await credits.as_admin(
+        "Refund",
+        pb.RefundRequest(
+            user_id=spender,
+            transaction_id=charge.transaction_id,
+            amount_nanos=USD // 2,
+            reason="r",
+            request_id=new_user("r"),
+        ),
+    )
+    found = await credits.as_admin("ListAccounts", pb.ListAccountsRequest(user_id_prefix=spender[:-2], page_size=500))
+    assert spender in [a.user_id for a in found.accounts]
+    assert all(a.user_id.startswith(spender[:-2]) for a in found.accounts)
+    none = await credits.as_admin("ListAccounts", pb.ListAccountsRequest(user_id_prefix="%"))
+    assert list(none.accounts) == []  # % is a character, not a wildcard
+
+    report = await credits.as_admin("GetPlatformReport", pb.GetPlatformReportRequest(top_users_count=100))
+    mine = [u for u in report.top_users if u.user_id == spender]
+    assert mine and mine[0].usage_revenue_nanos == 3 * USD - USD // 2
+    model = next(m for m in report.by_model if m.model == "openai/gpt-test")
+    assert model.usage_revenue_nanos >= 3 * USD - USD // 2 and model.charge_count >= 2
+    assert sum(d.usage_revenue_nanos for d in report.by_date) == sum(m.usage_revenue_nanos for m in report.by_model)
+    assert [t.tier for t in report.by_tier] == ["trial", "starter", "professional", "enterprise"]
+
+    bad = await credits.fail(
+        "GetPlatformReport",
+        pb.GetPlatformReportRequest(top_users_count=101),
+        credits.admin_token,
+    )
+    assert (bad.code, bad.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_SIZE")

@@ -90,6 +90,11 @@ class CreditsServiceStub:
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierResponse.FromString,
                 _registered_method=True)
+        self.GetPlatformReport = channel.unary_unary(
+                '/creditmeter.credits.v1.CreditsService/GetPlatformReport',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportResponse.FromString,
+                _registered_method=True)
         self.ListAccounts = channel.unary_unary(
                 '/creditmeter.credits.v1.CreditsService/ListAccounts',
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsRequest.SerializeToString,
@@ -225,6 +230,19 @@ class CreditsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPlatformReport(self, request, context):
+        """Usage revenue and grants across all users in a time range, for the admin
+        dashboard's Platform page: by date, by model, by tier, and the top
+        spenders. Usage revenue is what usage charges (deductions and hold
+        captures) took from users, less refunds of them. Admin only; returns
+        INVALID_ARGUMENT (reason INVALID_TIME_RANGE) when the range is empty or
+        longer than 400 days, and (reason INVALID_PAGE_SIZE) for a top-user count
+        outside 0 to 100.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAccounts(self, request, context):
         """Lists accounts, ordered by user id, paged. Admin only.
         """
@@ -315,6 +333,11 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     servicer.SetTier,
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierRequest.FromString,
                     response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierResponse.SerializeToString,
+            ),
+            'GetPlatformReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlatformReport,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportResponse.SerializeToString,
             ),
             'ListAccounts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAccounts,
@@ -630,6 +653,33 @@ class CreditsService:
             '/creditmeter.credits.v1.CreditsService/SetTier',
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierRequest.SerializeToString,
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlatformReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/GetPlatformReport',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
