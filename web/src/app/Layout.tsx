@@ -17,6 +17,7 @@ import Divider from "@mui/material/Divider";
 import Drawer from "@mui/material/Drawer";
 import IconButton from "@mui/material/IconButton";
 import List from "@mui/material/List";
+import ListItem from "@mui/material/ListItem";
 import ListItemButton from "@mui/material/ListItemButton";
 import ListItemIcon from "@mui/material/ListItemIcon";
 import ListItemText from "@mui/material/ListItemText";
@@ -59,17 +60,18 @@ function NavList({ items, onNavigate }: { items: NavItem[]; onNavigate: () => vo
   return (
     <>
       {items.map((item) => (
+        <ListItem key={item.to} disablePadding>
         <ListItemButton
-          key={item.to}
           component={NavLink}
           to={item.to}
           end={item.end}
           onClick={onNavigate}
-          sx={{ borderRadius: 2, mx: 1, "&.active": { bgcolor: "rgba(31,79,209,0.10)", color: "primary.main", "& svg": { color: "primary.main" } } }}
+          sx={{ borderRadius: 2, mx: 1, my: 0.25, "&.active": { bgcolor: "rgba(31,79,209,0.10)", color: "primary.main", "& svg": { color: "primary.main" } } }}
         >
           <ListItemIcon sx={{ minWidth: 38 }}>{item.icon}</ListItemIcon>
           <ListItemText primary={item.label} />
         </ListItemButton>
+        </ListItem>
       ))}
     </>
   );
@@ -93,7 +95,7 @@ export function Layout() {
       {isAdmin ? (
         <>
           <Divider sx={{ my: 1 }} />
-          <List subheader={<ListSubheader component="div">Administration</ListSubheader>}>
+          <List subheader={<ListSubheader>Administration</ListSubheader>}>
             <NavList items={adminNav} onNavigate={close} />
           </List>
         </>

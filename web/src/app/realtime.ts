@@ -32,8 +32,14 @@ export function useLiveBalance(user: string, enabled: boolean): LiveState {
             client.setQueryData(keys.balance(user), message.balance);
             const moved = lastBalance !== null && lastBalance !== message.balance.balanceNanos;
             if (moved || (!first && lastBalance === null)) {
-              void client.invalidateQueries({ queryKey: ["usage", user] });
-              void client.invalidateQueries({ queryKey: ["transactions", user] });
+              const refresh = () => {
+                void client.invalidateQueries({ queryKey: ["usage", user] });
+                void client.invalidateQueries({ queryKey: ["transactions", user] });
+              };
+              refresh();
+              // Metering settles its own report rows just after the ledger commits the charge
+              // that woke us; one more refresh shortly after picks those up.
+              setTimeout(refresh, 1500);
             }
             first = false;
             lastBalance = message.balance.balanceNanos;

@@ -18,6 +18,8 @@ export const theme = createTheme({
   components: {
     MuiCard: { defaultProps: { variant: "outlined" }, styleOverrides: { root: { borderColor: "#e3e7f0" } } },
     MuiButton: { defaultProps: { disableElevation: true }, styleOverrides: { root: { textTransform: "none", fontWeight: 600 } } },
+    // The default unselected toggle text is too faint on white (axe color-contrast).
+    MuiToggleButton: { styleOverrides: { root: { color: "#4a5370", textTransform: "none", fontWeight: 600 } } },
     MuiTableCell: { styleOverrides: { head: { fontWeight: 650, color: "#4a5370" } } },
   },
 });

@@ -80,13 +80,13 @@ export function AccountOverview({ user }: { user: string }) {
       ) : null}
       <Grid container spacing={2}>
         <Grid size={{ xs: 12, sm: 6, lg: 3 }}>
-          <Stat label="Balance" value={formatUsd(b.balanceNanos)} testId="balance" hint="Credits you own, held ones included" />
+          <Stat label="Balance" value={formatUsd(b.balanceNanos, { precise: true })} testId="balance" hint="Credits you own, held ones included" />
         </Grid>
         <Grid size={{ xs: 12, sm: 6, lg: 3 }}>
-          <Stat label="Available" value={formatUsd(b.availableNanos)} testId="available" hint="Balance minus holds" />
+          <Stat label="Available" value={formatUsd(b.availableNanos, { precise: true })} testId="available" hint="Balance minus holds" />
         </Grid>
         <Grid size={{ xs: 12, sm: 6, lg: 3 }}>
-          <Stat label="Held" value={formatUsd(b.heldNanos)} testId="held" hint="Reserved by calls in progress" />
+          <Stat label="Held" value={formatUsd(b.heldNanos, { precise: true })} testId="held" hint="Reserved by calls in progress" />
         </Grid>
         <Grid size={{ xs: 12, sm: 6, lg: 3 }}>
           <Stat label="Tier" value={tier?.displayName ?? tierLabel(b.tier)} testId="tier" hint={`Period ends ${formatDate(b.periodEnd)}`} />
