@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,7 +72,8 @@ def main() -> int:
     parser.add_argument("--key", required=True, type=Path, help="the development signing key (PEM)")
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--audience", required=True)
-    parser.add_argument("--port", type=int, default=0)
+    # The stack pins the port through the environment so that a restart comes back on it.
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DEV_SIGNIN_PORT") or 0))
     opts = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", opts.port), _handler(opts.key, opts.issuer, opts.audience))
     print(json.dumps({"event": "listening", "service": "dev-signin", "port": server.server_address[1]}), flush=True)

@@ -3,13 +3,17 @@
 Starts the embedded PostgreSQL unless DATABASE_URL is set, each service as a
 child process (each applies its own migrations on start), then Envoy with the
 gateway config rendered for the ports actually in use. Prints the URLs and a
-``ready`` line, and stops everything (by PID) on Ctrl-C / SIGTERM, or as soon as
-any child dies. Data lives under .local/ and is reused on the next start.
+``ready`` line, then supervises: a child that dies is restarted on the same port
+with exponential backoff (logged), while the others keep serving. Only Ctrl-C /
+SIGTERM stops everything (by PID). Children also get SIGTERM from the kernel if
+this process itself dies, so none outlives it. Data lives under .local/ and is
+reused on the next start.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import secrets
@@ -48,12 +52,26 @@ SERVICES = (
 )
 
 
+# Restart backoff: first retry after RESTART_MIN_DELAY, doubling to RESTART_MAX_DELAY;
+# a child that stayed up for STABLE_AFTER seconds starts again from the minimum.
+RESTART_MIN_DELAY = 0.5
+RESTART_MAX_DELAY = 30.0
+STABLE_AFTER = 60.0
+
+
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen[str]
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    # The environment variable that pins the child's port on a restart (empty: none).
+    port_env: str = ""
     port: int = 0
-    lines: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    delay: float = RESTART_MIN_DELAY
+    restart_at: float | None = None
 
 
 def _log(message: str) -> None:
@@ -75,8 +93,17 @@ def _pump(child: Child, stream: IO[str], ready: threading.Event) -> None:
     ready.set()
 
 
-def _start(name: str, args: list[str], env: dict[str, str], wait_for_port: bool) -> Child:
-    process = subprocess.Popen(
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Asks the kernel to SIGTERM this child when the stack process dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         args,
         cwd=ROOT,
         env=env,
@@ -85,15 +112,56 @@ def _start(name: str, args: list[str], env: dict[str, str], wait_for_port: bool)
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
-    child = Child(name, process)
+
+
+def _watch(child: Child) -> threading.Event:
     ready = threading.Event()
-    assert process.stdout is not None
-    threading.Thread(target=_pump, args=(child, process.stdout, ready), daemon=True).start()
+    assert child.process.stdout is not None
+    threading.Thread(target=_pump, args=(child, child.process.stdout, ready), daemon=True).start()
+    return ready
+
+
+def _start(name: str, args: list[str], env: dict[str, str], wait_for_port: bool, port_env: str = "") -> Child:
+    child = Child(name, _spawn(args, env), args=args, env=env, port_env=port_env)
+    ready = _watch(child)
     if wait_for_port:
         if not ready.wait(60) or not child.port:
-            raise RuntimeError(f"{name} did not start (exit code {process.poll()}); see its log above")
+            raise RuntimeError(f"{name} did not start (exit code {child.process.poll()}); see its log above")
+        if port_env:
+            # A restart must come back on the port Envoy and the other services were given.
+            child.env = {**env, port_env: str(child.port)}
     return child
+
+
+def _supervise(children: list[Child], now: float) -> None:
+    """Restarts every child that died, on its own port, with exponential backoff; never blocks."""
+    for child in children:
+        code = child.process.poll()
+        if code is None:
+            if now - child.started_at >= STABLE_AFTER:
+                child.delay = RESTART_MIN_DELAY
+            continue
+        if child.restart_at is None:
+            child.restart_at = now + child.delay
+            _log(
+                f"{child.name} (pid {child.process.pid}) exited with {code};"
+                f" restarting in {child.delay:g}s (restart #{child.restarts + 1})"
+            )
+            child.delay = min(child.delay * 2, RESTART_MAX_DELAY)
+        elif now >= child.restart_at:
+            try:
+                child.process = _spawn(child.args, child.env)
+            except OSError as error:
+                _log(f"{child.name} could not be restarted: {error}")
+                child.restart_at = now + child.delay
+                continue
+            child.restarts += 1
+            child.started_at = now
+            child.restart_at = None
+            _watch(child)
+            _log(f"{child.name} restarted (pid {child.process.pid})")
 
 
 def _stop(children: list[Child], grace: float = 10.0) -> None:
@@ -186,6 +254,8 @@ def main() -> int:
                 base_env,
                 wait_for_port=True,
             )
+            # A restarted fake comes back on the same port (its keys live in memory and are gone).
+            fake.args = [*fake.args, "--port", str(fake.port)]
             children.append(fake)
             base_env["OPENROUTER_MANAGEMENT_KEY"] = management_key
             base_env["OPENROUTER_BASE_URL"] = f"http://127.0.0.1:{fake.port}"
@@ -200,8 +270,11 @@ def main() -> int:
             for started in (c for c in children if c.name != "fake-openrouter"):
                 env[f"{spec.name.upper()}_{started.name.upper()}_ADDR"] = f"127.0.0.1:{started.port}"
             env.setdefault("COUPONS_DEV_SEED", "true")
-            children.append(_start(spec.name, [sys.executable, "-m", spec.module], env, wait_for_port=True))
-            _log(f"{spec.name} gRPC on 127.0.0.1:{children[-1].port}")
+            port_env = f"{spec.name.upper()}_GRPC_PORT"
+            children.append(
+                _start(spec.name, [sys.executable, "-m", spec.module], env, wait_for_port=True, port_env=port_env)
+            )
+            _log(f"{spec.name} gRPC on 127.0.0.1:{children[-1].port} (pid {children[-1].process.pid})")
         dev_signin = None
         if dev_keys:
             signer = _start(
@@ -219,6 +292,7 @@ def main() -> int:
                 ],
                 base_env,
                 wait_for_port=True,
+                port_env="DEV_SIGNIN_PORT",
             )
             children.append(signer)
             dev_signin = ("127.0.0.1", signer.port)
@@ -253,6 +327,7 @@ def main() -> int:
             )
         )
         public = f"http://{'127.0.0.1' if gateway_host in ('0.0.0.0', '::') else gateway_host}:{gateway_port}"
+        _log(f"envoy (pid {children[-1].process.pid})")
         _wait_gateway(public, children)
         if (web.DIST / "index.html").exists():
             _log(f"dashboard: {public}/" + ("  (development sign-in: pick any user and role)" if dev_signin else ""))
@@ -261,13 +336,10 @@ def main() -> int:
         _log(f"gateway (REST): {public}/api/v1/...")
         _log(f"try: curl {public}/api/v1/credits/tiers/compare")
         _log("tokens: make token USER=alice ROLE=user  (roles: user, admin, service)")
-        _log("ready; Ctrl-C stops everything")
+        _log("ready; a child that dies is restarted; Ctrl-C stops everything")
         while not stopping.is_set():
-            for child in children:
-                if child.process.poll() is not None:
-                    _log(f"{child.name} exited with {child.process.returncode}; stopping the stack")
-                    stopping.set()
-            stopping.wait(0.5)
+            _supervise(children, time.monotonic())
+            stopping.wait(0.2)
         return 0
     except RuntimeError as error:
         _log(f"error: {error}")

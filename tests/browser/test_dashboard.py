@@ -76,7 +76,7 @@ def test_sign_in_redeem_and_watch_a_charge_arrive_without_reloading(app: App) ->
 
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("table", name="Usage by model")).to_contain_text(PAID)
-    expect(page.get_by_test_id("usage-totals")).to_contain_text("1 calls")
+    expect(page.get_by_test_id("usage-totals")).to_contain_text("1 call ·")
     app.screenshot("usage")
 
     page.get_by_role("link", name="Transactions").click()

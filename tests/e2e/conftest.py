@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,8 @@ class Stack:
     database_url: str
     local_dir: Path
     env: dict[str, str]
+    # Everything tools.stack printed so far (its own lines and its children's, prefixed).
+    output: list[str] = field(default_factory=list)
 
     def token(self, user: str, role: str, ttl: int = 3600) -> str:
         key = self.local_dir / "dev-auth" / "signing-key.pem"
@@ -98,7 +100,7 @@ def run_stack(database_url: str, local: Path, **overrides: str) -> Iterator[Stac
     try:
         if not ready.wait(120) or process.poll() is not None:
             raise RuntimeError("the stack did not start:\n" + "".join(output[-40:]))
-        yield Stack(f"http://127.0.0.1:{port}", database_url, local, env)
+        yield Stack(f"http://127.0.0.1:{port}", database_url, local, env, output)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -25,6 +25,8 @@ export function enumLabel(desc: DescEnum, value: number): string {
   for (const prefix of [desc.sharedPrefix?.toUpperCase() ?? "", typePrefix]) {
     if (prefix && name.startsWith(prefix)) name = name.slice(prefix.length);
   }
+  // Short names are acronyms (LLM, TTS, STT): keep them in capitals.
+  if (name.length <= 3) return name;
   const words = name.toLowerCase().replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }

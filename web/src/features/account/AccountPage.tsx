@@ -7,7 +7,7 @@ import TextField from "@mui/material/TextField";
 import Typography from "@mui/material/Typography";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
-import { ApiError, call } from "../../api/client";
+import { ApiError, call, requestId } from "../../api/client";
 import { formatUsd } from "../../api/money";
 import { EmptyState } from "../../components/EmptyState";
 import { ErrorAlert } from "../../components/ErrorAlert";
@@ -60,13 +60,13 @@ export default function AccountPage() {
   const create = useMutation({ mutationFn: () => call(OpenRouterService.method.createAccount, {}), onSuccess: refresh });
   const sync = useMutation({ mutationFn: () => call(OpenRouterService.method.syncBalance, {}), onSuccess: (r) => client.setQueryData(KEY, { account: r.account }) });
   const setByok = useMutation({
-    mutationFn: (key: string) => call(OpenRouterService.method.setByokKey, { apiKey: key }),
+    mutationFn: (key: string) => call(OpenRouterService.method.setByokKey, { apiKey: key, requestId: requestId() }),
     onSuccess: () => {
       setApiKey(""); // the key is sent once and never kept or shown again
       refresh();
     },
   });
-  const removeByok = useMutation({ mutationFn: () => call(OpenRouterService.method.deleteByokKey, {}), onSuccess: refresh });
+  const removeByok = useMutation({ mutationFn: () => call(OpenRouterService.method.deleteByokKey, { requestId: requestId() }), onSuccess: refresh });
   const missing = account.error instanceof ApiError && account.error.reason === "ACCOUNT_NOT_FOUND";
   const data = account.data?.account;
 

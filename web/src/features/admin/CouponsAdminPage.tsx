@@ -241,10 +241,14 @@ export default function CouponsAdminPage() {
     queryKey: KEY,
     queryFn: ({ signal }) => call(CouponsService.method.listCoupons, { includeDisabled: true, pageSize: 200 }, signal),
   });
+  // One request id per confirmation dialog: a double click disables once.
+  const [disableId, setDisableId] = useState(requestId);
   const disable = useMutation({
-    mutationFn: (code: string) => call(CouponsService.method.disableCoupon, { code, reason: "disabled in the admin dashboard" }),
+    mutationFn: (code: string) =>
+      call(CouponsService.method.disableCoupon, { code, reason: "disabled in the admin dashboard", requestId: disableId }),
     onSuccess: () => {
       setConfirming(null);
+      setDisableId(requestId());
       void client.invalidateQueries({ queryKey: KEY });
     },
   });

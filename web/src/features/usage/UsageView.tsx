@@ -100,7 +100,7 @@ export function UsageView({ user }: { user: string }) {
         </ToggleButtonGroup>
         {summary.data?.totals ? (
           <Box sx={{ ml: { sm: "auto" }, color: "text.secondary" }} data-testid="usage-totals">
-            {formatCount(summary.data.totals.eventCount)} calls · {formatUsdAuto(summary.data.totals.chargedNanos)} charged
+            {formatCount(summary.data.totals.eventCount)} {summary.data.totals.eventCount === 1n ? "call" : "calls"} · {formatUsdAuto(summary.data.totals.chargedNanos)} charged
           </Box>
         ) : null}
       </Box>
