@@ -108,7 +108,12 @@ def test_every_coupon_refusal_reads_as_a_sentence(app: App) -> None:
     coupon(f"ENT{suffix}", eligible_tiers=["enterprise"])
     coupon(f"NEW{suffix}", first_time_only=True)
     coupon(f"OFF{suffix}")
-    assert app.api("POST", f"/api/v1/coupons/OFF{suffix}/disable", **admin, reason="test").status_code == 200
+    assert (
+        app.api(
+            "POST", f"/api/v1/coupons/OFF{suffix}/disable", **admin, reason="test", request_id=uuid.uuid4().hex
+        ).status_code
+        == 200
+    )
     other = new_user("first")
     assert (
         app.api(
