@@ -268,7 +268,10 @@ def routes(
     found.append(
         {"match": {"prefix": "/assets/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such file"}}}
     )
-    found.append(respond("/", dist / "index.html", "no-cache", exact=False))
+    fallback = respond("/", dist / "index.html", "no-cache", exact=False)
+    # Only page loads get the app; a POST to an unknown path stays a 404.
+    fallback["match"]["headers"] = [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}]
+    found.append(fallback)
     return found
 
 

@@ -121,8 +121,14 @@ class JwtVerifier:
         except jwt.PyJWTError:
             raise AuthError("TOKEN_INVALID", "the bearer token is malformed") from None
         try:
-            if self._jwks_client is not None:
-                key: Any = self._jwks_client.get_signing_key_from_jwt(token).key
+            if self._jwks_client is not None and header.get("kid") is None:
+                # Some providers leave out `kid` when they have one key; use it only then.
+                signing = self._jwks_client.get_signing_keys()
+                if len(signing) != 1:
+                    raise AuthError("TOKEN_INVALID", "the token does not name its signing key")
+                key: Any = signing[0].key
+            elif self._jwks_client is not None:
+                key = self._jwks_client.get_signing_key_from_jwt(token).key
             else:
                 key = self._key_from_file(header.get("kid"))
             claims = jwt.decode(

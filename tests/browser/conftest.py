@@ -31,8 +31,15 @@ expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")
-async def browser_database(postgres: Postgres) -> str:
-    return await postgres.database("browser")
+async def browser_databases(postgres: Postgres) -> dict[str, str]:
+    """Both browser stacks' databases, created before Playwright's loop starts in this thread
+    (an async fixture cannot run once the sync API is up)."""
+    return {"main": await postgres.database("browser"), "oidc": await postgres.database("browser_oidc")}
+
+
+@pytest.fixture(scope="session")
+def browser_database(browser_databases: dict[str, str]) -> str:
+    return browser_databases["main"]
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +52,7 @@ def web_stack(browser_database: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
+def playwright(browser_databases: dict[str, str]) -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 

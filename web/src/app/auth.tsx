@@ -36,6 +36,17 @@ export function decodeClaims(token: string): Claims {
   }
 }
 
+/**
+ * The bearer token for the API: the access token when it is a JWT (Keycloak's are);
+ * otherwise the ID token, whose audience is this dashboard's client — the gateway
+ * verifies JWTs only, and some providers issue opaque access tokens.
+ */
+function apiToken(user: User): string {
+  const isJwt = (t: string | undefined) => !!t && t.split(".").length === 3;
+  if (isJwt(user.access_token)) return user.access_token;
+  return user.id_token ?? user.access_token;
+}
+
 function sessionFrom(token: string, via: Session["via"]): Session {
   const claims = decodeClaims(token);
   const roles = Array.isArray(claims.realm_access?.roles)
@@ -106,7 +117,7 @@ export function AuthProvider({ config, children }: { config: AppConfig; children
 
   useEffect(() => {
     if (!manager) return;
-    const loaded = (user: User) => adopt(sessionFrom(user.access_token, "oidc"));
+    const loaded = (user: User) => adopt(sessionFrom(apiToken(user), "oidc"));
     const failed = () => expire("Your session could not be renewed. Please sign in again.");
     manager.events.addUserLoaded(loaded);
     manager.events.addSilentRenewError(failed);
@@ -153,7 +164,7 @@ export function AuthProvider({ config, children }: { config: AppConfig; children
       async completeOidc() {
         if (!manager) throw new Error("No OIDC issuer is configured.");
         const user = await manager.signinRedirectCallback();
-        adopt(sessionFrom(user.access_token, "oidc"));
+        adopt(sessionFrom(apiToken(user), "oidc"));
         return typeof user.state === "string" && user.state.startsWith("/") ? user.state : "/credits";
       },
       async signOut() {
