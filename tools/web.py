@@ -89,7 +89,8 @@ def ensure_node_modules() -> None:
     lock = WEB / "package-lock.json"
     marker = WEB / "node_modules" / ".creditmeter-lock"
     wanted = hashlib.sha256(lock.read_bytes()).hexdigest()
-    if marker.exists() and marker.read_text() == wanted:
+    tools = [WEB / "node_modules" / ".bin" / name for name in ("protoc-gen-es", "vite", "tsc", "vitest")]
+    if marker.exists() and marker.read_text() == wanted and all(t.exists() for t in tools):
         return
     print("[web] npm ci", file=sys.stderr, flush=True)
     subprocess.run([_npm(), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB, env=_env(), check=True)
