@@ -60,6 +60,13 @@ function RequireAdmin({ children }: { children: ReactNode }) {
   return <RequireAuth>{isAdmin ? children : <Forbidden />}</RequireAuth>;
 }
 
+/** Users land on their overview; admin-only sessions (no credit account) on the accounts list. */
+function Home() {
+  const { session, isAdmin } = useAuth();
+  const adminOnly = isAdmin && !(session?.roles.includes("user") ?? false);
+  return <Navigate to={adminOnly ? "/admin/credits" : "/credits"} replace />;
+}
+
 function SessionWiring() {
   const { expire } = useAuth();
   useEffect(() => {
@@ -86,7 +93,7 @@ export function App({ config }: { config: AppConfig }) {
                 <Route path="/signin" element={<SignIn />} />
                 <Route path="/auth/callback" element={<OidcCallback />} />
                 <Route element={<Layout />}>
-                  <Route path="/" element={<Navigate to="/credits" replace />} />
+                  <Route path="/" element={<Home />} />
                   <Route path="/credits" element={<RequireAuth><Overview /></RequireAuth>} />
                   <Route path="/credits/usage" element={<RequireAuth><Usage /></RequireAuth>} />
                   <Route path="/credits/transactions" element={<RequireAuth><Transactions /></RequireAuth>} />

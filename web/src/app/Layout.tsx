@@ -83,14 +83,17 @@ export function Layout() {
   const navigate = useNavigate();
   const location = useLocation();
   const signedIn = session !== null;
-  const live = useLiveBalance("", signedIn);
-  const balance = useBalance("", signedIn);
+  // Only people with the user role have a credit account of their own; an admin-only
+  // session must not open one just by looking at the dashboard.
+  const hasAccount = signedIn && session.roles.includes("user");
+  const live = useLiveBalance("", hasAccount);
+  const balance = useBalance("", hasAccount);
   const close = () => setOpen(false);
 
   const nav = (
     <Box component="nav" aria-label="Main" sx={{ py: 1 }}>
       <List dense={false}>
-        <NavList items={signedIn ? userNav : userNav.filter((i) => i.to === "/credits/tiers")} onNavigate={close} />
+        <NavList items={hasAccount ? userNav : userNav.filter((i) => i.to === "/credits/tiers")} onNavigate={close} />
       </List>
       {isAdmin ? (
         <>
@@ -114,7 +117,7 @@ export function Layout() {
           <Typography variant="h6" component="p" sx={{ fontWeight: 750, flexGrow: 1 }}>
             creditmeter
           </Typography>
-          {signedIn && balance.data ? (
+          {hasAccount && balance.data ? (
             <Tooltip title={live === "live" ? "Updates live" : "Reconnecting…"}>
               <Chip
                 color={live === "live" ? "success" : "default"}

@@ -46,7 +46,7 @@ const no = <CloseIcon color="disabled" aria-label="No" fontSize="small" />;
 export default function PlansPage() {
   const { session, config } = useAuth();
   const tiers = useTiers();
-  const balance = useBalance("", session !== null);
+  const balance = useBalance("", session?.roles.includes("user") ?? false);
   const current = balance.data?.tier ?? "";
   const [explain, setExplain] = useState<Tier | null>(null);
 

@@ -19,7 +19,7 @@ import { errorText } from "../../components/ErrorAlert";
 
 function safeNext(raw: string | null): string {
   // Only paths of this app: never an open redirect to another site.
-  return raw && raw.startsWith("/") && !raw.startsWith("//") && !raw.startsWith("/signin") ? raw : "/credits";
+  return raw && raw.startsWith("/") && !raw.startsWith("//") && !raw.startsWith("/signin") ? raw : "/";
 }
 
 export default function SignInPage() {
