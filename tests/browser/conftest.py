@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's chromium through Playwright) against the real stack.
 
-One stack (tools.stack, exactly what `make run` runs, on free ports) and one
-browser serve the whole session; each test gets its own browser context, so
+One stack (tools.stack, exactly what `make run` runs, on free ports) serves the
+whole session and one browser each module; each test gets its own browser context, so
 sign-ins never leak between tests. The dashboard is built first when its
 sources changed (`make test` has already built it).
 """
@@ -51,13 +51,16 @@ def web_stack(browser_database: str, tmp_path_factory: pytest.TempPathFactory) -
         yield running
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is up it owns an event loop in
+# this thread, and the async fixtures and tests that pytest runs after the browser
+# modules could not run their own.
+@pytest.fixture(scope="module")
 def playwright(browser_databases: dict[str, str]) -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is missing: `make test` installs it (make browser-deps)")
