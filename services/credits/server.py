@@ -26,7 +26,7 @@ RunningServer = RunningService
 async def create_server(settings: CreditsSettings) -> RunningService:
     pool = await bootstrap.open_database(settings.common, MIGRATIONS)
     ledger = Ledger(pool)
-    watchers = BalanceWatchers(settings.common.database_url, settings.common.db_schema)
+    watchers = BalanceWatchers(settings.common.database_url, settings.common.db_schema, pool)
     running = await bootstrap.start(
         settings.common,
         pool,

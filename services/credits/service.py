@@ -6,6 +6,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import math
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -196,7 +198,12 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             raise Forbidden("WATCH_UNAVAILABLE", "balance streaming is not enabled on this server")
         with self._watchers.watch(user_id) as changed:
             await self._watchers.ready()
+            renewed = -math.inf
             while True:
+                # Renewed once per heartbeat, valid for three: a lapse needs three missed renewals.
+                if time.monotonic() - renewed >= self._heartbeat_seconds:
+                    await self._watchers.mark_watched(user_id, self._heartbeat_seconds * 3)
+                    renewed = time.monotonic()
                 changed.clear()
                 current = await self._balance_pb(user_id, who)
                 # A heartbeat resends an unchanged balance so idle proxies keep the stream open.

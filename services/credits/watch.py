@@ -1,7 +1,8 @@
 """Balance change notifications for WatchBalance: one LISTEN connection per process, fanned out.
 
 The ledger's trigger (migration 0003) sends ``pg_notify('balance_<schema>',
-user_id)`` when an account's balance, holds or tier change, at commit. This
+user_id)`` when a watched account's balance, holds or tier change, at commit
+(an account is watched while a row in ``balance_watches`` says so). This
 process keeps a single dedicated connection listening on that channel and
 wakes the watchers of that user; each watcher then reads the balance once, so
 a burst of changes costs one read per watcher, not one per change. Watchers in
@@ -25,8 +26,10 @@ log = logging.getLogger(__name__)
 class BalanceWatchers:
     """Who is watching which user's balance, and the listener that wakes them."""
 
-    def __init__(self, dsn: str, schema: str) -> None:
+    def __init__(self, dsn: str, schema: str, pool: asyncpg.Pool | None = None) -> None:
         self._dsn = dsn
+        self._schema = schema
+        self._pool = pool
         self._channel = f"balance_{schema}"
         self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
@@ -46,6 +49,25 @@ class BalanceWatchers:
                 watchers.discard(event)
                 if not watchers:
                     del self._watchers[user_id]
+
+    async def mark_watched(self, user_id: str, seconds: float) -> None:
+        """Tells the ledger's trigger that ``user_id`` is watched for ``seconds`` from now.
+
+        Watchers renew it at every heartbeat; it lapses by itself when the last one
+        leaves (in any replica), so nothing needs cleaning up on disconnect.
+        """
+        if self._pool is None:
+            return
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """
+                INSERT INTO balance_watches (user_id, expires_at) VALUES ($1, now() + make_interval(secs => $2))
+                ON CONFLICT (user_id)
+                DO UPDATE SET expires_at = greatest(balance_watches.expires_at, EXCLUDED.expires_at)
+                """,
+                user_id,
+                seconds,
+            )
 
     async def ready(self, wait_seconds: float = 5.0) -> None:
         """Waits until the listener is connected, so no change after this call is missed."""

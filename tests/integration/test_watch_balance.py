@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as pb
 
@@ -102,3 +103,32 @@ async def test_admins_search_accounts_by_prefix_and_see_platform_revenue(credits
         credits.admin_token,
     )
     assert (bad.code, bad.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_SIZE")
+
+
+async def test_only_watched_accounts_notify(credits: Credits, db: asyncpg.Pool) -> None:
+    """NOTIFY serialises commits, so accounts nobody watches must not send any."""
+    quiet = await credits.funded_user(2 * USD, prefix="watch")
+    watched = await credits.funded_user(2 * USD, prefix="watch")
+    heard: list[str] = []
+
+    def hear(connection: object, pid: int, channel: str, payload: str) -> None:
+        heard.append(payload)
+
+    async with db.acquire() as listener:
+        await listener.add_listener("balance_credits", hear)
+        token = credits.keys.token(watched, "user")
+        stream = credits.stub.WatchBalance(
+            pb.WatchBalanceRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
+        )
+        try:
+            await asyncio.wait_for(stream.read(), 10)
+            await credits.deduct(quiet, USD // 10)
+            await credits.deduct(watched, USD // 10)
+            await asyncio.wait_for(stream.read(), 10)
+            await asyncio.sleep(0.2)
+            assert watched in heard and quiet not in heard
+            until = await db.fetchval("SELECT expires_at - now() FROM balance_watches WHERE user_id = $1", watched)
+            assert until.total_seconds() > 30
+        finally:
+            stream.cancel()
+            await listener.remove_listener("balance_credits", hear)

@@ -1,12 +1,23 @@
--- Real-time balance for WatchBalance: every committed change to an account's
--- balance, holds or tier sends a notification on channel "balance_<schema>"
--- whose payload is the user id. PostgreSQL delivers it at commit (never for a
--- rolled-back change) and folds repeats within one transaction into one, so a
--- coalesced batch of charges costs one notification. Each credits process
--- keeps one LISTEN connection and fans out to its watchers; nobody polls.
+-- Real-time balance for WatchBalance. While someone watches an account (a row
+-- in balance_watches that has not expired), every committed change to its
+-- balance, holds, tier or period sends a notification on channel
+-- "balance_<schema>" whose payload is the user id. PostgreSQL delivers it at
+-- commit (never for a rolled-back change) and folds repeats within one
+-- transaction into one. Unwatched accounts send nothing: NOTIFY serialises the
+-- commits of notifying transactions, which the ledger's throughput must not pay
+-- for accounts nobody is looking at; the check is one primary-key lookup.
+-- Each credits process keeps one LISTEN connection and fans out to its watchers.
+CREATE TABLE balance_watches (
+    user_id text PRIMARY KEY,
+    -- Watchers renew this while their stream is open; past it, nobody is watching.
+    expires_at timestamptz NOT NULL
+);
+
 CREATE FUNCTION accounts_notify_balance() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('balance_' || current_schema(), NEW.user_id);
+  IF EXISTS (SELECT 1 FROM balance_watches w WHERE w.user_id = NEW.user_id AND w.expires_at > now()) THEN
+    PERFORM pg_notify('balance_' || current_schema(), NEW.user_id);
+  END IF;
   RETURN NULL;
 END $$;
 
