@@ -8,6 +8,8 @@ sources changed (`make test` has already built it).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,13 @@ from tests.e2e.conftest import Stack, run_stack
 from tools import web
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# The README's screenshots are refreshed with `UPDATE_SCREENSHOTS=1 make test`; ordinary
+# runs still take them (same code path) but keep them out of the working tree.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "creditmeter-screenshots"
+)
 CHROMIUM = "/usr/bin/chromium"
 USD = 1_000_000_000
 
