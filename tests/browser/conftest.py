@@ -105,6 +105,7 @@ class App:
             return http.request(method, path, headers=self.stack.headers(user, role), json=body or None)
 
     def screenshot(self, name: str) -> None:
+        expect(self.page.locator("[aria-busy=true]")).to_have_count(0)  # every panel loaded
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 

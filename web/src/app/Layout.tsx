@@ -122,8 +122,8 @@ export function Layout() {
               <Chip
                 color={live === "live" ? "success" : "default"}
                 variant="outlined"
-                label={formatUsd(balance.data.availableNanos)}
-                aria-label={`Available balance ${formatUsd(balance.data.availableNanos)}${live === "live" ? ", live" : ""}`}
+                label={formatUsd(balance.data.availableNanos, { precise: true })}
+                aria-label={`Available balance ${formatUsd(balance.data.availableNanos, { precise: true })}${live === "live" ? ", live" : ""}`}
                 sx={{ fontWeight: 650, display: { xs: "none", sm: "inline-flex" } }}
               />
             </Tooltip>

@@ -14,13 +14,15 @@ interface PanelProps {
   error?: unknown;
   children?: ReactNode;
   id?: string;
+  /** Stretch to the height of its row (side-by-side panels in a grid). */
+  fill?: boolean;
 }
 
 /** A titled card with the loading and error states every panel needs. */
-export function Panel({ title, action, loading, error, children, id }: PanelProps) {
+export function Panel({ title, action, loading, error, children, id, fill }: PanelProps) {
   const headingId = id ? `${id}-title` : undefined;
   return (
-    <Card component="section" aria-labelledby={headingId} sx={{ height: "100%" }}>
+    <Card component="section" aria-labelledby={headingId} sx={fill ? { height: "100%" } : undefined}>
       <CardContent>
         <Box sx={{ display: "flex", alignItems: "center", gap: 1, mb: 1.5, flexWrap: "wrap" }}>
           <Typography variant="h6" component="h2" id={headingId} sx={{ flexGrow: 1, fontSize: "1.05rem" }}>

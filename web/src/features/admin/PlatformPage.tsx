@@ -73,14 +73,14 @@ export default function PlatformPage() {
       <Box sx={{ display: "grid", gap: 2.5 }}>
         <Grid container spacing={2}>
           <Grid size={{ xs: 12, sm: 6 }}>
-            <Panel title="Usage revenue in range" loading={report.isPending} error={report.error} id="platform-total">
+            <Panel title="Usage revenue in range" loading={report.isPending} error={report.error} id="platform-total" fill>
               <Typography variant="h4" component="p" data-testid="platform-revenue">
-                {formatUsd(total)}
+                {formatUsdAuto(total)}
               </Typography>
             </Panel>
           </Grid>
           <Grid size={{ xs: 12, sm: 6 }}>
-            <Panel title="Subscriptions per period (at list price)" loading={report.isPending} error={report.error} id="platform-subs">
+            <Panel title="Subscriptions per period (at list price)" loading={report.isPending} error={report.error} id="platform-subs" fill>
               <Typography variant="h4" component="p">
                 {formatUsd(subscriptions)}
               </Typography>
@@ -134,7 +134,7 @@ export default function PlatformPage() {
         </Panel>
         <Grid container spacing={2.5}>
           <Grid size={{ xs: 12, lg: 6 }}>
-            <Panel title="By model" loading={report.isPending} error={report.error} id="platform-by-model">
+            <Panel title="By model" loading={report.isPending} error={report.error} id="platform-by-model" fill>
               {r && r.byModel.length === 0 ? <EmptyState title="No usage charges in this range" /> : null}
               {r && r.byModel.length ? (
                 <Table size="small" aria-labelledby="platform-by-model-title">
@@ -159,7 +159,7 @@ export default function PlatformPage() {
             </Panel>
           </Grid>
           <Grid size={{ xs: 12, lg: 6 }}>
-            <Panel title="By tier" loading={report.isPending} error={report.error} id="platform-by-tier">
+            <Panel title="By tier" loading={report.isPending} error={report.error} id="platform-by-tier" fill>
               {r ? (
                 <Table size="small" aria-labelledby="platform-by-tier-title">
                   <TableHead>

@@ -94,7 +94,7 @@ export function AccountOverview({ user }: { user: string }) {
       </Grid>
       <Grid container spacing={2}>
         <Grid size={{ xs: 12, md: 6 }}>
-          <Panel title="API calls this period" loading={summary.isPending} error={summary.error} id="quota">
+          <Panel title="API calls this period" loading={summary.isPending} error={summary.error} id="quota" fill>
             {limit > 0n ? (
               <>
                 <Typography variant="body1" sx={{ mb: 1 }}>
@@ -116,7 +116,7 @@ export function AccountOverview({ user }: { user: string }) {
           </Panel>
         </Grid>
         <Grid size={{ xs: 12, md: 6 }}>
-          <Panel title="Spend this period" loading={summary.isPending} error={summary.error} id="spend">
+          <Panel title="Spend this period" loading={summary.isPending} error={summary.error} id="spend" fill>
             <Typography variant="h5" component="p" data-testid="spend">
               {formatUsdAuto(spent)}
             </Typography>

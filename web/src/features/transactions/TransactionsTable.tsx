@@ -158,7 +158,7 @@ export function TransactionsTable({ user, rowAction }: { user: string; rowAction
                     <TableCell align="right" sx={{ color: amount < 0n ? "error.main" : "success.main", fontWeight: 600, whiteSpace: "nowrap" }}>
                       {formatUsdAuto(amount, { signed: true })}
                     </TableCell>
-                    <TableCell align="right">{formatUsd(tx.balanceAfterNanos)}</TableCell>
+                    <TableCell align="right">{formatUsd(tx.balanceAfterNanos, { precise: true })}</TableCell>
                     <TableCell sx={{ maxWidth: 320, overflowWrap: "anywhere" }}>{reference(tx)}</TableCell>
                     {rowAction ? <TableCell>{rowAction(tx)}</TableCell> : null}
                   </TableRow>

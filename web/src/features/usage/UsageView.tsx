@@ -174,7 +174,7 @@ export function UsageView({ user }: { user: string }) {
 
       <Grid container spacing={2.5}>
         <Grid size={{ xs: 12, lg: 7 }}>
-          <Panel title="Cost by model" loading={byModel.isPending} error={byModel.error} id="by-model">
+          <Panel title="Cost by model" loading={byModel.isPending} error={byModel.error} id="by-model" fill>
             {models.length === 0 ? (
               noUsage
             ) : (
@@ -220,7 +220,7 @@ export function UsageView({ user }: { user: string }) {
           </Panel>
         </Grid>
         <Grid size={{ xs: 12, lg: 5 }}>
-          <Panel title="Cost by service" loading={summary.isPending} error={summary.error} id="by-service">
+          <Panel title="Cost by service" loading={summary.isPending} error={summary.error} id="by-service" fill>
             {services.length === 0 ? (
               noUsage
             ) : (
