@@ -33,7 +33,15 @@ async def create_server(settings: CreditsSettings) -> RunningService:
         domain=DOMAIN,
         policies=POLICIES,
         service_names=[SERVICE_NAME],
-        register=lambda server: pb_grpc.add_CreditsServiceServicer_to_server(CreditsServicer(ledger, watchers), server),
+        register=lambda server: pb_grpc.add_CreditsServiceServicer_to_server(
+            CreditsServicer(
+                ledger,
+                watchers=watchers,
+                coupon_grant_max_nanos=settings.coupon_grant_max_nanos,
+                coupon_tiers=settings.coupon_tiers,
+            ),
+            server,
+        ),
     )
     running.closers.append(watchers.close)
     if settings.maintenance_interval_seconds > 0:

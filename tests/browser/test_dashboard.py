@@ -27,7 +27,7 @@ def _track(app: App, user: str, model: str = PAID) -> dict[str, object]:
         "input_tokens": "1000",
         "output_tokens": "500",
     }
-    response = app.api("POST", "/api/v1/metering/track", user="svc-web-test", role="service", event=event)
+    response = app.api("POST", "/api/v1/metering/track", user="svc-platform", role="svc-platform", event=event)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
