@@ -243,7 +243,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 log.info("rpc refused", extra={"rpc": method, "reason": err.reason, "code": err.code.name})
             status = grpc.StatusCode[err.code.name]
             trailer = status_details(status, err.reason, error_domain, err.message, err.metadata)
-            await context.abort(status, err.message, trailing_metadata=((DETAILS_KEY, trailer),))
+            trailers: tuple[tuple[str, str | bytes], ...] = ((DETAILS_KEY, trailer),)
+            if err.metadata.get("retry_after_seconds", "").isdigit():
+                # Through the gateway this becomes the HTTP Retry-After header of the 429.
+                trailers += (("retry-after", err.metadata["retry_after_seconds"]),)
+            await context.abort(status, err.message, trailing_metadata=trailers)
 
         return _wrap(handler, around)
 

@@ -94,6 +94,15 @@ def request_id_reused(request_id: str) -> DomainError:
     )
 
 
+def tier_changed_since(user_id: str, expected_change_id: str) -> DomainError:
+    return precondition(
+        "TIER_CHANGED_SINCE",
+        "the account's tier was changed after the expected change; nothing was changed",
+        user_id=user_id,
+        expected_change_id=expected_change_id,
+    )
+
+
 def account_not_found(user_id: str) -> DomainError:
     return not_found("ACCOUNT_NOT_FOUND", "no account exists for this user", user_id=user_id)
 

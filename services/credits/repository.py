@@ -569,6 +569,40 @@ async def find_request(conn: asyncpg.Connection, scope: str, request_id: str) ->
     return None if row is None else (row["operation"], row["fingerprint"], bytes(row["response"]))
 
 
+async def record_tier_change(
+    conn: asyncpg.Connection,
+    *,
+    user_id: str,
+    change_id: str,
+    previous_tier: str,
+    tier: str,
+    request_id: str,
+    actor: str,
+    reason: str,
+) -> None:
+    """Makes ``change_id`` the locked account's latest tier change and appends it to the history."""
+    await conn.execute("UPDATE accounts SET tier_change_id = $2 WHERE user_id = $1", user_id, change_id)
+    await conn.execute(
+        """
+        INSERT INTO tier_changes (user_id, change_id, previous_tier, tier, request_id, actor, reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        user_id,
+        change_id,
+        previous_tier,
+        tier,
+        request_id,
+        actor,
+        reason,
+    )
+
+
+async def get_tier_change(conn: asyncpg.Connection, user_id: str, change_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT previous_tier, tier, actor FROM tier_changes WHERE user_id = $1 AND change_id = $2", user_id, change_id
+    )
+
+
 async def save_request(
     conn: asyncpg.Connection, scope: str, request_id: str, operation: str, fp: str, response: bytes
 ) -> None:

@@ -18,6 +18,7 @@ from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 from services.common.auth import Forbidden, Principal
 from services.common.errors import invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.idempotency import ID_PATTERN
 from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
@@ -47,7 +48,9 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "CaptureHold": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "ReleaseHold": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "SetTier": MethodPolicy.allow(
-        "admin", "svc-coupons", limits={"svc-coupons": "coupon trials: tiers in CREDITS_COUPON_TIERS"}
+        "admin",
+        "svc-coupons",
+        limits={"svc-coupons": "coupon trials: tiers in CREDITS_COUPON_TIERS, or undoing its own trial"},
     ),
     _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
     _SERVICE + "GetPlatformReport": MethodPolicy.allow("admin"),
@@ -396,14 +399,23 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
         request_id = domain.validate_request_id(request.request_id)
         reason = domain.validate_reason(request.reason, required=False)
-        if who.service_identity == "svc-coupons" and request.tier not in self._coupon_tiers:
+        expected = request.expected_change_id
+        if expected and not ID_PATTERN.match(expected):
+            raise invalid("INVALID_CHANGE_ID", "expected_change_id is not a change id", field="expected_change_id")
+        # The coupons identity sets only the coupon tiers — except to undo its own trial: a conditional
+        # change back to exactly the tier its own change replaced (checked by the ledger under the lock)
+        # gives nothing the user did not have, e.g. an enterprise user's professional trial ending.
+        revert_only = who.service_identity == "svc-coupons" and request.tier not in self._coupon_tiers
+        if revert_only and not expected:
             raise Forbidden(
                 "TIER_NOT_ALLOWED_FOR_COUPONS",
                 f"coupon trials may set only the tiers {', '.join(sorted(self._coupon_tiers))}",
                 metadata={"tier": request.tier},
             )
-        account, previous = await self._ledger.set_tier(user_id, request.tier, request_id, _actor(who), reason)
-        return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous)
+        account, previous, change_id = await self._ledger.set_tier(
+            user_id, request.tier, request_id, _actor(who), reason, expected, revert_only=revert_only
+        )
+        return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous, change_id=change_id)
 
     async def ListAccounts(
         self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext

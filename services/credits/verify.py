@@ -123,6 +123,16 @@ CHECKS = [
         """,
         "SELECT 1",
     ),
+    Check(
+        "tier_matches_latest_change",
+        "every account's tier is the one its latest recorded tier change set, and that change is its own",
+        """
+        SELECT a.user_id, a.tier_id, c.tier AS changed_to
+          FROM accounts a LEFT JOIN tier_changes c ON c.user_id = a.user_id AND c.change_id = a.tier_change_id
+         WHERE a.tier_change_id <> '' AND (c.change_id IS NULL OR c.tier <> a.tier_id)
+        """,
+        "SELECT count(*) FROM tier_changes",
+    ),
 ]
 
 

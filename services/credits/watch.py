@@ -1,6 +1,6 @@
 """Balance change notifications for WatchBalance: one LISTEN connection per process, fanned out.
 
-The ledger's trigger (migration 0003) sends ``pg_notify('balance_<schema>',
+The ledger's trigger (migration 0004) sends ``pg_notify('balance_<schema>',
 user_id)`` when a watched account's balance, holds or tier change, at commit
 (an account is watched while a row in ``balance_watches`` says so). This
 process keeps a single dedicated connection listening on that channel and

@@ -325,7 +325,7 @@ class OpenRouter:
             await self._delete_orphans(orphan)
         try:
             tier, limit_usd, reset = await self._tier_limit(user_id)
-            plaintext, data = await self._api.create_key(name, limit_usd, reset)
+            plaintext, data = await self._create_key(name, limit_usd, reset)
         except BaseException:
             async with self._pool.acquire() as conn:
                 await repo.release_claim(conn, user_id, name)
@@ -368,11 +368,40 @@ class OpenRouter:
             domain=domain.DOMAIN,
         )
 
+    async def _create_key(
+        self, name: str, limit_usd: Decimal | None, reset: str | None, attempts: int = 3
+    ) -> tuple[str, dict[str, Any]]:
+        """Creates the key called ``name`` exactly once at OpenRouter, across retries.
+
+        A create that failed ambiguously (5xx, timeout, unreadable answer) may have made the key at
+        OpenRouter without our ever seeing its secret, which OpenRouter shows only once. So before
+        creating again we look the name up (it is unique to this claim) over every page of the key list
+        and delete what we find: at most one key of ours lives on, and its secret is the one we store.
+        """
+        for attempt in range(attempts):
+            try:
+                return await self._api.create_key(name, limit_usd, reset)
+            except OpenRouterError as error:
+                ambiguous = error.code is Code.UNAVAILABLE and error.metadata.get("http_status") != "429"
+                if not ambiguous or attempt == attempts - 1:
+                    raise
+                log.warning(
+                    "openrouter key creation failed ambiguously; looking the key up before retrying",
+                    extra={"reason": error.reason, "attempt": attempt + 1},
+                )
+            await self._delete_orphans(name)
+            await asyncio.sleep(0.2 * (2**attempt))
+        raise AssertionError("unreachable")
+
     async def _delete_orphans(self, name: str) -> None:
-        for key in await self._api.list_keys():
-            if key.get("name") == name and isinstance(key.get("hash"), str):
+        """Deletes every key called ``name`` at OpenRouter (all pages, disabled keys included)."""
+        for key in await self._api.keys_named(name):
+            try:
                 await self._api.delete_key(key["hash"])
-                log.info("deleted an orphaned openrouter key")
+            except OpenRouterError as error:
+                if error.reason != "OPENROUTER_NOT_FOUND":  # gone already: what we wanted
+                    raise
+            log.info("deleted an orphaned openrouter key")
 
     async def sync_balance(self, user_id: str) -> AccountView:
         """Reads usage from OpenRouter and brings the key's limit in line with the user's tier."""

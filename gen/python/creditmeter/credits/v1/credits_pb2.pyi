@@ -407,24 +407,28 @@ class ReleaseHoldResponse(_message.Message):
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
 
 class SetTierRequest(_message.Message):
-    __slots__ = ("user_id", "tier", "request_id", "reason")
+    __slots__ = ("user_id", "tier", "request_id", "reason", "expected_change_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     tier: str
     request_id: str
     reason: str
-    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    expected_change_id: str
+    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., expected_change_id: _Optional[str] = ...) -> None: ...
 
 class SetTierResponse(_message.Message):
-    __slots__ = ("account", "previous_tier")
+    __slots__ = ("account", "previous_tier", "change_id")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_TIER_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     account: Account
     previous_tier: str
-    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., previous_tier: _Optional[str] = ...) -> None: ...
+    change_id: str
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., previous_tier: _Optional[str] = ..., change_id: _Optional[str] = ...) -> None: ...
 
 class GetPlatformReportRequest(_message.Message):
     __slots__ = ("start_time", "end_time", "interval", "top_users_count")

@@ -224,7 +224,14 @@ class CreditsServiceServicer:
         """Moves a user to another tier. A new billing period of the new tier starts
         now: what is left of the old tier allocation expires and the new tier's
         allocation is granted. Admin and service only. Returns INVALID_ARGUMENT
-        (reason UNKNOWN_TIER) for a tier that is not in the catalog.
+        (reason UNKNOWN_TIER) for a tier that is not in the catalog. Changes of
+        one account are serialised (also for a user who has no account yet): the
+        final tier is always the one of the last change to commit, and each
+        response's `previous_tier` is the tier that change replaced. Every change
+        gets a `change_id`; with `expected_change_id` the change is conditional
+        (compare-and-set), which is how a trial is reverted only while it is still
+        the account's latest tier change: FAILED_PRECONDITION (reason
+        TIER_CHANGED_SINCE) otherwise, and nothing changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
