@@ -15,7 +15,7 @@ ROLE ?= user
 # USER is also the login name in most shells: only a USER given on the make command line is used.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),--user "$(USER)")
 
-.PHONY: help setup protos protos-check protos-lint protos-baseline run test test-fast lint fmt token tokens authz-matrix verify bench bench-hot bench-auth bench-reports deploy-config clean
+.PHONY: help setup protos protos-check protos-lint protos-baseline run test test-fast lint fmt token tokens authz-matrix verify bench bench-hot bench-auth bench-reports deploy-config clean web web-test browser-deps
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,10 +44,21 @@ protos-baseline: $(STAMP) ## Accept a breaking contract change on purpose: regen
 	$(BIN)/python -m tools.gen_protos
 	$(BIN)/python -m tools.buf_check baseline --accept-breaking
 
-run: $(STAMP) ## Run the whole stack: embedded PostgreSQL (unless DATABASE_URL), services, Envoy on :8080.
+run: $(STAMP) web ## Run the whole stack: embedded PostgreSQL (unless DATABASE_URL), services, Envoy on :8080 with the dashboard at /.
 	$(BIN)/python -m tools.stack
 
-test: $(STAMP) protos-check protos-lint lint ## Run every test: unit, integration (real PostgreSQL), e2e (real Envoy).
+web: $(STAMP) ## Build the dashboard (web/) when its sources changed: npm ci, API client from protos/, vite build.
+	$(BIN)/python -m tools.web build
+
+web-test: $(STAMP) ## Dashboard unit tests (Vitest: money formatting, API client).
+	$(BIN)/python -m tools.web test
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
+browser-deps:
+	@test -x /usr/bin/chromium || { apt-get update -q >&2 && \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q chromium fonts-dejavu-core >&2; }
+
+test: $(STAMP) protos-check protos-lint lint web web-test browser-deps ## Run every test: unit, integration (real PostgreSQL), e2e (real Envoy), dashboard (Vitest, real browser).
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP) ## Unit tests only.

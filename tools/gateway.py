@@ -14,6 +14,7 @@ import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from services.common.config import AuthSettings, ConfigError, Env
@@ -67,6 +68,21 @@ def _jwks(auth: AuthSettings) -> tuple[str, str]:
         return f"remote_jwks: {json.dumps(source['remote_jwks'])}", f"- {json.dumps(cluster)}"
     assert auth.jwks_file is not None
     return f"local_jwks: {json.dumps({'filename': str(Path(auth.jwks_file).resolve())})}", ""
+
+
+def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
+    """A plain HTTP/1 upstream cluster."""
+    return {
+        "name": name,
+        "type": "STRICT_DNS",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
+            ],
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -160,10 +176,29 @@ def render(
     admin_port: int,
     upstreams: dict[str, tuple[str, int]],
     descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
+    web_routes: list[dict[str, Any]] | None = None,
+    dev_signin: tuple[str, int] | None = None,
     limits: RateLimits | None = None,
     upstream_tls: UpstreamTls | None = None,
 ) -> str:
+    """The Envoy config. ``web_routes`` (tools.web.routes) serve the dashboard; ``dev_signin``
+    routes /dev/ to the development sign-in server, which only tools.stack ever passes, and
+    only when it generated its own development signing keys — never the Kubernetes form."""
     source, clusters = _jwks(auth)
+    extra_routes = list(web_routes or [])
+    if dev_signin is not None:
+        extra_routes.insert(0, {"match": {"prefix": "/dev/"}, "route": {"cluster": "dev_signin", "timeout": "10s"}})
+        clusters += "\n  - " + json.dumps(_cluster("dev_signin", *dev_signin))
+    # The transcoder refuses paths it cannot map to an RPC: not the dashboard's business.
+    bypass = {
+        "envoy.filters.http.grpc_json_transcoder": {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "disabled": True,
+        }
+    }
+    web = "\n              ".join(
+        "- " + json.dumps({**route, "typed_per_filter_config": bypass}) for route in extra_routes
+    )
     if limits is None:
         limits = RateLimits.from_env(Env())
     return string.Template(TEMPLATE.read_text()).substitute(
@@ -178,6 +213,8 @@ def render(
         JWKS_SOURCE=source,
         EXTRA_CLUSTERS=clusters,
         DESCRIPTOR_FILE=descriptor,
+        WEB_ROUTES=web,
+        MAX_DIRECT_RESPONSE_BYTES=16 * 1024 * 1024,
         XFF_TRUSTED_HOPS=limits.xff_trusted_hops,
         API_RATE_LIMIT=_bucket("api", limits.api_per_second, limits.api_burst),
         COUPON_RATE_LIMIT=_bucket("coupons", limits.coupon_per_second, limits.coupon_burst),

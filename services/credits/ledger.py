@@ -324,9 +324,16 @@ class Ledger:
             async with conn.transaction():
                 await self._lock_or_create(conn, user_id, create=True)
 
-    async def list_accounts(self, after: str, tier: str, limit: int) -> list[Account]:
+    async def list_accounts(self, after: str, tier: str, limit: int, prefix: str = "") -> list[Account]:
         async with self._pool.acquire() as conn:
-            return await repo.list_accounts(conn, after, tier, limit)
+            return await repo.list_accounts(conn, after, tier, limit, prefix)
+
+    async def platform_report(
+        self, start: datetime, end: datetime, *, monthly: bool, top: int
+    ) -> dict[str, list[asyncpg.Record]]:
+        """Usage revenue and grants across all users (admin reporting; read-only)."""
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+            return await repo.platform_report(conn, start, end, monthly, top)
 
     async def list_transactions(
         self,

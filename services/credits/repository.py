@@ -198,16 +198,18 @@ async def insert_account(conn: asyncpg.Connection, user_id: str, tier: Tier) -> 
     )
 
 
-async def list_accounts(conn: asyncpg.Connection, after: str, tier: str, limit: int) -> list[Account]:
+async def list_accounts(conn: asyncpg.Connection, after: str, tier: str, limit: int, prefix: str = "") -> list[Account]:
+    # The prefix is matched with starts_with(), so % and _ in it are plain characters.
     rows = await conn.fetch(
         """
         SELECT * FROM accounts
-         WHERE user_id > $1 AND ($2 = '' OR tier_id = $2)
+         WHERE user_id > $1 AND ($2 = '' OR tier_id = $2) AND ($4 = '' OR starts_with(user_id, $4))
          ORDER BY user_id LIMIT $3
         """,
         after,
         tier,
         limit,
+        prefix,
     )
     return [to_account(r) for r in rows]
 
@@ -664,3 +666,73 @@ async def account_states(conn: asyncpg.Connection, user_ids: list[str]) -> dict[
         "SELECT user_id, tier_id, period_start, period_end FROM accounts WHERE user_id = ANY ($1::text[])", user_ids
     )
     return {r["user_id"]: r for r in rows}
+
+
+# Platform report (admin dashboard). One pass over the range's transactions per
+# grouping; refunds count against the model of the charge they refund.
+_PLATFORM_MOVES = """
+    WITH moves AS (
+      SELECT t.user_id, t.created_at,
+             CASE WHEN t.kind IN ('DEDUCTION', 'HOLD_CAPTURE') THEN t.amount_nanos
+                  WHEN t.kind = 'REFUND' THEN -t.amount_nanos ELSE 0 END AS usage,
+             CASE WHEN t.kind IN ('TIER_ALLOCATION', 'ALLOCATION') THEN t.amount_nanos ELSE 0 END AS granted,
+             t.kind IN ('DEDUCTION', 'HOLD_CAPTURE') AS is_charge,
+             coalesce(nullif(o.model, ''), t.model) AS model
+        FROM transactions t
+        LEFT JOIN transactions o ON o.transaction_id = t.related_transaction_id
+       WHERE t.created_at >= $1 AND t.created_at < $2
+    )
+"""
+
+
+async def platform_report(
+    conn: asyncpg.Connection, start: datetime, end: datetime, monthly: bool, top: int
+) -> dict[str, list[asyncpg.Record]]:
+    unit, fmt = ("month", "YYYY-MM") if monthly else ("day", "YYYY-MM-DD")
+    by_date = await conn.fetch(
+        _PLATFORM_MOVES
+        + """
+        SELECT to_char(date_trunc($3, created_at AT TIME ZONE 'UTC'), $4) AS bucket,
+               sum(usage)::bigint AS usage, sum(granted)::bigint AS granted,
+               count(DISTINCT user_id) FILTER (WHERE is_charge) AS active, count(*) FILTER (WHERE is_charge) AS charges
+          FROM moves GROUP BY 1 HAVING sum(usage) <> 0 OR sum(granted) <> 0 ORDER BY 1
+        """,
+        start,
+        end,
+        unit,
+        fmt,
+    )
+    by_model = await conn.fetch(
+        _PLATFORM_MOVES
+        + """
+        SELECT model, sum(usage)::bigint AS usage, count(*) FILTER (WHERE is_charge) AS charges
+          FROM moves WHERE usage <> 0 GROUP BY model ORDER BY 2 DESC, 1 LIMIT 100
+        """,
+        start,
+        end,
+    )
+    by_tier = await conn.fetch(
+        _PLATFORM_MOVES
+        + """
+        , spend AS (SELECT user_id, sum(usage)::bigint AS usage FROM moves GROUP BY user_id)
+        SELECT ti.tier_id, ti.price_cents, count(a.user_id) AS accounts, coalesce(sum(sp.usage), 0)::bigint AS usage
+          FROM tiers ti
+          LEFT JOIN accounts a ON a.tier_id = ti.tier_id
+          LEFT JOIN spend sp ON sp.user_id = a.user_id
+         GROUP BY ti.tier_id, ti.price_cents, ti.sort_order ORDER BY ti.sort_order
+        """,
+        start,
+        end,
+    )
+    top_users = await conn.fetch(
+        _PLATFORM_MOVES
+        + """
+        SELECT m.user_id, a.tier_id, sum(m.usage)::bigint AS usage
+          FROM moves m JOIN accounts a ON a.user_id = m.user_id
+         GROUP BY m.user_id, a.tier_id HAVING sum(m.usage) > 0 ORDER BY 3 DESC, 1 LIMIT $3
+        """,
+        start,
+        end,
+        top,
+    )
+    return {"by_date": by_date, "by_model": by_model, "by_tier": by_tier, "top_users": top_users}

@@ -14,6 +14,7 @@ from services.credits.config import CreditsSettings
 from services.credits.domain import DOMAIN
 from services.credits.ledger import Ledger
 from services.credits.service import POLICIES, CreditsServicer
+from services.credits.watch import BalanceWatchers
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = "creditmeter.credits.v1.CreditsService"
@@ -25,6 +26,7 @@ RunningServer = RunningService
 async def create_server(settings: CreditsSettings) -> RunningService:
     pool = await bootstrap.open_database(settings.common, MIGRATIONS)
     ledger = Ledger(pool)
+    watchers = BalanceWatchers(settings.common.database_url, settings.common.db_schema, pool)
     running = await bootstrap.start(
         settings.common,
         pool,
@@ -33,11 +35,15 @@ async def create_server(settings: CreditsSettings) -> RunningService:
         service_names=[SERVICE_NAME],
         register=lambda server: pb_grpc.add_CreditsServiceServicer_to_server(
             CreditsServicer(
-                ledger, coupon_grant_max_nanos=settings.coupon_grant_max_nanos, coupon_tiers=settings.coupon_tiers
+                ledger,
+                watchers=watchers,
+                coupon_grant_max_nanos=settings.coupon_grant_max_nanos,
+                coupon_tiers=settings.coupon_tiers,
             ),
             server,
         ),
     )
+    running.closers.append(watchers.close)
     if settings.maintenance_interval_seconds > 0:
         # Period resets and expiries, in every replica: each reset happens under the
         # account's row lock and re-checks that the period is still due.

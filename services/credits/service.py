@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import math
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as pb
@@ -18,6 +23,7 @@ from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
 from services.credits.ledger import Ledger
+from services.credits.watch import BalanceWatchers
 
 _SERVICE = "/creditmeter.credits.v1.CreditsService/"
 
@@ -28,6 +34,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "GetBalance": MethodPolicy.allow(
         "user", "admin", "svc-metering", "svc-coupons", "svc-openrouter", limits=_OWN
     ),
+    _SERVICE + "WatchBalance": MethodPolicy.allow("user", "admin", limits=_OWN),
     _SERVICE + "ListTransactions": MethodPolicy.allow("user", "admin", limits=_OWN),
     _SERVICE + "CompareTiers": MethodPolicy.anyone(),
     _SERVICE + "Allocate": MethodPolicy.allow(
@@ -46,6 +53,7 @@ POLICIES: dict[str, MethodPolicy] = {
         limits={"svc-coupons": "coupon trials: tiers in CREDITS_COUPON_TIERS, or undoing its own trial"},
     ),
     _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
+    _SERVICE + "GetPlatformReport": MethodPolicy.allow("admin"),
     _SERVICE + "ResetPeriods": MethodPolicy.allow("admin"),
     _SERVICE + "ChargeUsage": MethodPolicy.allow("svc-metering"),
     _SERVICE + "ChargeUsageBatch": MethodPolicy.allow("svc-metering"),
@@ -160,10 +168,14 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         self,
         ledger: Ledger,
         *,
+        watchers: BalanceWatchers | None = None,
+        heartbeat_seconds: float = 30.0,
         coupon_grant_max_nanos: int = 10_000 * 1_000_000_000,
         coupon_tiers: tuple[str, ...] = ("trial", "starter", "professional"),
     ) -> None:
         self._ledger = ledger
+        self._watchers = watchers
+        self._heartbeat_seconds = heartbeat_seconds
         self._coupon_grant_max = coupon_grant_max_nanos
         self._coupon_tiers = frozenset(coupon_tiers)
 
@@ -179,11 +191,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             await self._ledger.ensure_account(user_id)
         return user_id
 
-    async def GetBalance(
-        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetBalanceResponse:
-        who = principal()
-        user_id = await self._target_user(request.user_id, who)
+    async def _balance_pb(self, user_id: str, who: Principal) -> pb.GetBalanceResponse:
         account, expiring = await self._ledger.get_balance(user_id, create=user_id == who.subject)
         return pb.GetBalanceResponse(
             user_id=account.user_id,
@@ -203,6 +211,34 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
                 for g in expiring
             ],
         )
+
+    async def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBalanceResponse:
+        who = principal()
+        user_id = await self._target_user(request.user_id, who)
+        return await self._balance_pb(user_id, who)
+
+    async def WatchBalance(self, request: pb.WatchBalanceRequest, context: grpc.aio.ServicerContext) -> None:
+        """Writes the balance now and after every notified change (see services.credits.watch)."""
+        who = principal()
+        user_id = await self._target_user(request.user_id, who)
+        if self._watchers is None:
+            raise Forbidden("WATCH_UNAVAILABLE", "balance streaming is not enabled on this server")
+        with self._watchers.watch(user_id) as changed:
+            await self._watchers.ready()
+            renewed = -math.inf
+            while True:
+                # Renewed once per heartbeat, valid for three: a lapse needs three missed renewals.
+                if time.monotonic() - renewed >= self._heartbeat_seconds:
+                    await self._watchers.mark_watched(user_id, self._heartbeat_seconds * 3)
+                    renewed = time.monotonic()
+                changed.clear()
+                current = await self._balance_pb(user_id, who)
+                # A heartbeat resends an unchanged balance so idle proxies keep the stream open.
+                await context.write(pb.WatchBalanceResponse(balance=current))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self._heartbeat_seconds)
 
     async def ListTransactions(
         self, request: pb.ListTransactionsRequest, context: grpc.aio.ServicerContext
@@ -396,10 +432,59 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         after = _decode_token(request.page_token) if request.page_token else ""
         if request.tier:
             await self._ledger.tier(request.tier)
-        rows = await self._ledger.list_accounts(after, request.tier, size + 1)
+        rows = await self._ledger.list_accounts(after, request.tier, size + 1, request.user_id_prefix)
         page = rows[:size]
         token = _encode_token(page[-1].user_id) if len(rows) > size else ""
         return pb.ListAccountsResponse(accounts=[_account_pb(a) for a in page], next_page_token=token)
+
+    async def GetPlatformReport(
+        self, request: pb.GetPlatformReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPlatformReportResponse:
+        end = field_time(request, "end_time") or datetime.now(UTC)
+        start = field_time(request, "start_time") or end - timedelta(days=30)
+        if end <= start or end - start > timedelta(days=400):
+            raise invalid(
+                "INVALID_TIME_RANGE", "the range must be non-empty and at most 400 days long", field="end_time"
+            )
+        if request.top_users_count < 0 or request.top_users_count > 100:
+            raise invalid("INVALID_PAGE_SIZE", "top_users_count must be from 0 to 100", field="top_users_count")
+        report = await self._ledger.platform_report(
+            start,
+            end,
+            monthly=request.interval == pb.REPORT_INTERVAL_MONTH,
+            top=request.top_users_count or 10,
+        )
+        return pb.GetPlatformReportResponse(
+            by_date=[
+                pb.PlatformDateRow(
+                    date=r["bucket"],
+                    usage_revenue_nanos=r["usage"],
+                    granted_nanos=r["granted"],
+                    active_user_count=r["active"],
+                    charge_count=r["charges"],
+                )
+                for r in report["by_date"]
+            ],
+            by_model=[
+                pb.PlatformModelRow(model=r["model"], usage_revenue_nanos=r["usage"], charge_count=r["charges"])
+                for r in report["by_model"]
+            ],
+            by_tier=[
+                pb.PlatformTierRow(
+                    tier=r["tier_id"],
+                    account_count=r["accounts"],
+                    usage_revenue_nanos=r["usage"],
+                    price_cents=r["price_cents"],
+                )
+                for r in report["by_tier"]
+            ],
+            top_users=[
+                pb.PlatformUserRow(user_id=r["user_id"], tier=r["tier_id"], usage_revenue_nanos=r["usage"])
+                for r in report["top_users"]
+            ],
+            start_time=to_timestamp(start),
+            end_time=to_timestamp(end),
+        )
 
     async def ChargeUsage(
         self, request: pb.ChargeUsageRequest, context: grpc.aio.ServicerContext

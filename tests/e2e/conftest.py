@@ -61,9 +61,12 @@ async def e2e_database(postgres: Postgres) -> str:
 
 
 @contextlib.contextmanager
-def run_stack(database_url: str, local: Path, **overrides: str) -> Iterator[Stack]:
-    """Runs tools.stack (what `make run` runs) on free ports until the block ends; stops it by PID."""
-    port = free_port()
+def run_stack(database_url: str, local: Path, port: int = 0, **overrides: str) -> Iterator[Stack]:
+    """Runs tools.stack (what `make run` runs) on free ports until the block ends; stops it by PID.
+
+    ``port`` fixes the gateway's port when the caller must know it in advance (an OIDC redirect URI).
+    """
+    port = port or free_port()
     env = dict(
         os.environ,
         DATABASE_URL=database_url,

@@ -85,6 +85,14 @@ async def _accounts_req(c: Credits, user: str) -> Any:
     return pb.ListAccountsRequest(page_size=1)
 
 
+async def _watch_req(c: Credits, user: str) -> Any:
+    return pb.WatchBalanceRequest(user_id=user)
+
+
+async def _report_req(c: Credits, user: str) -> Any:
+    return pb.GetPlatformReportRequest(top_users_count=1)
+
+
 async def _reset_req(c: Credits, user: str) -> Any:
     return pb.ResetPeriodsRequest(user_id=user, request_id=request_id())
 
@@ -114,6 +122,8 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
     "ChargeUsage": (_usage_req, expect({"svc-metering"}), True),
     "ChargeUsageBatch": (_usage_batch_req, expect({"svc-metering"}), True),
     "GetAccountStates": (_states_req, expect({"admin", "svc-metering"}), False),
+    "WatchBalance": (_watch_req, expect({"user_self", "admin"}), False),
+    "GetPlatformReport": (_report_req, expect({"admin"}), False),
 }
 
 
@@ -131,7 +141,13 @@ async def test_authorization(credits: Credits, method: str, caller: str) -> None
     before = await credits.balance(target)
     token = token_for(credits.keys, caller, target)
     try:
-        await credits.call(method, request, token)
+        if method == "WatchBalance":  # server-streaming: the first message (or the refusal) decides
+            metadata = (("authorization", f"Bearer {token}"),) if token else ()
+            watch = credits.stub.WatchBalance(request, metadata=metadata, timeout=30)
+            await watch.read()
+            watch.cancel()
+        else:
+            await credits.call(method, request, token)
         code = OK
     except grpc.aio.AioRpcError as error:
         code = error.code()

@@ -38,6 +38,12 @@ class HoldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOLD_STATUS_RELEASED: _ClassVar[HoldStatus]
     HOLD_STATUS_EXPIRED: _ClassVar[HoldStatus]
 
+class ReportInterval(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_INTERVAL_UNSPECIFIED: _ClassVar[ReportInterval]
+    REPORT_INTERVAL_DAY: _ClassVar[ReportInterval]
+    REPORT_INTERVAL_MONTH: _ClassVar[ReportInterval]
+
 class UsageOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     USAGE_OUTCOME_UNSPECIFIED: _ClassVar[UsageOutcome]
@@ -61,6 +67,9 @@ HOLD_STATUS_ACTIVE: HoldStatus
 HOLD_STATUS_CAPTURED: HoldStatus
 HOLD_STATUS_RELEASED: HoldStatus
 HOLD_STATUS_EXPIRED: HoldStatus
+REPORT_INTERVAL_UNSPECIFIED: ReportInterval
+REPORT_INTERVAL_DAY: ReportInterval
+REPORT_INTERVAL_MONTH: ReportInterval
 USAGE_OUTCOME_UNSPECIFIED: UsageOutcome
 USAGE_OUTCOME_CHARGED: UsageOutcome
 USAGE_OUTCOME_SHORTFALL: UsageOutcome
@@ -157,6 +166,18 @@ class GetBalanceResponse(_message.Message):
     period_end: _timestamp_pb2.Timestamp
     expiring: _containers.RepeatedCompositeFieldContainer[GrantSummary]
     def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., balance_nanos: _Optional[int] = ..., available_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expiring: _Optional[_Iterable[_Union[GrantSummary, _Mapping]]] = ...) -> None: ...
+
+class WatchBalanceRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class WatchBalanceResponse(_message.Message):
+    __slots__ = ("balance",)
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    balance: GetBalanceResponse
+    def __init__(self, balance: _Optional[_Union[GetBalanceResponse, _Mapping]] = ...) -> None: ...
 
 class GrantSummary(_message.Message):
     __slots__ = ("grant_id", "source", "remaining_nanos", "expires_at")
@@ -420,15 +441,91 @@ class SetTierResponse(_message.Message):
     change_id: str
     def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., previous_tier: _Optional[str] = ..., change_id: _Optional[str] = ...) -> None: ...
 
+class GetPlatformReportRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "interval", "top_users_count")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TOP_USERS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    interval: ReportInterval
+    top_users_count: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval: _Optional[_Union[ReportInterval, str]] = ..., top_users_count: _Optional[int] = ...) -> None: ...
+
+class PlatformDateRow(_message.Message):
+    __slots__ = ("date", "usage_revenue_nanos", "granted_nanos", "active_user_count", "charge_count")
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_REVENUE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_USER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    usage_revenue_nanos: int
+    granted_nanos: int
+    active_user_count: int
+    charge_count: int
+    def __init__(self, date: _Optional[str] = ..., usage_revenue_nanos: _Optional[int] = ..., granted_nanos: _Optional[int] = ..., active_user_count: _Optional[int] = ..., charge_count: _Optional[int] = ...) -> None: ...
+
+class PlatformModelRow(_message.Message):
+    __slots__ = ("model", "usage_revenue_nanos", "charge_count")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_REVENUE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    usage_revenue_nanos: int
+    charge_count: int
+    def __init__(self, model: _Optional[str] = ..., usage_revenue_nanos: _Optional[int] = ..., charge_count: _Optional[int] = ...) -> None: ...
+
+class PlatformTierRow(_message.Message):
+    __slots__ = ("tier", "account_count", "usage_revenue_nanos", "price_cents")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_REVENUE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_CENTS_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    account_count: int
+    usage_revenue_nanos: int
+    price_cents: int
+    def __init__(self, tier: _Optional[str] = ..., account_count: _Optional[int] = ..., usage_revenue_nanos: _Optional[int] = ..., price_cents: _Optional[int] = ...) -> None: ...
+
+class PlatformUserRow(_message.Message):
+    __slots__ = ("user_id", "tier", "usage_revenue_nanos")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    USAGE_REVENUE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    tier: str
+    usage_revenue_nanos: int
+    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., usage_revenue_nanos: _Optional[int] = ...) -> None: ...
+
+class GetPlatformReportResponse(_message.Message):
+    __slots__ = ("by_date", "by_model", "by_tier", "top_users", "start_time", "end_time")
+    BY_DATE_FIELD_NUMBER: _ClassVar[int]
+    BY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BY_TIER_FIELD_NUMBER: _ClassVar[int]
+    TOP_USERS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    by_date: _containers.RepeatedCompositeFieldContainer[PlatformDateRow]
+    by_model: _containers.RepeatedCompositeFieldContainer[PlatformModelRow]
+    by_tier: _containers.RepeatedCompositeFieldContainer[PlatformTierRow]
+    top_users: _containers.RepeatedCompositeFieldContainer[PlatformUserRow]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, by_date: _Optional[_Iterable[_Union[PlatformDateRow, _Mapping]]] = ..., by_model: _Optional[_Iterable[_Union[PlatformModelRow, _Mapping]]] = ..., by_tier: _Optional[_Iterable[_Union[PlatformTierRow, _Mapping]]] = ..., top_users: _Optional[_Iterable[_Union[PlatformUserRow, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class ListAccountsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "tier")
+    __slots__ = ("page_size", "page_token", "tier", "user_id_prefix")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     tier: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tier: _Optional[str] = ...) -> None: ...
+    user_id_prefix: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tier: _Optional[str] = ..., user_id_prefix: _Optional[str] = ...) -> None: ...
 
 class ListAccountsResponse(_message.Message):
     __slots__ = ("accounts", "next_page_token")

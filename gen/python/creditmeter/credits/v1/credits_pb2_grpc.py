@@ -40,6 +40,11 @@ class CreditsServiceStub:
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.WatchBalance = channel.unary_stream(
+                '/creditmeter.credits.v1.CreditsService/WatchBalance',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceResponse.FromString,
+                _registered_method=True)
         self.ListTransactions = channel.unary_unary(
                 '/creditmeter.credits.v1.CreditsService/ListTransactions',
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListTransactionsRequest.SerializeToString,
@@ -85,6 +90,11 @@ class CreditsServiceStub:
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierResponse.FromString,
                 _registered_method=True)
+        self.GetPlatformReport = channel.unary_unary(
+                '/creditmeter.credits.v1.CreditsService/GetPlatformReport',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportResponse.FromString,
+                _registered_method=True)
         self.ListAccounts = channel.unary_unary(
                 '/creditmeter.credits.v1.CreditsService/ListAccounts',
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListAccountsRequest.SerializeToString,
@@ -123,6 +133,19 @@ class CreditsServiceServicer:
         authenticated call creates their account on the trial tier. Returns
         PERMISSION_DENIED (reason FORBIDDEN) for another user's account and
         NOT_FOUND (reason ACCOUNT_NOT_FOUND) when an admin names an unknown user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchBalance(self, request, context):
+        """Streams a user's balance: the current one at once, then a new message
+        within a moment of every change to it (a charge, grant, hold, expiry or
+        tier change made anywhere), and the unchanged balance again every
+        `heartbeat` so idle connections stay open. The dashboard reads it through
+        the gateway as newline-delimited JSON instead of polling. Same access
+        rules and errors as GetBalance; the stream ends when the caller cancels it
+        or the server shuts down (clients reconnect).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -224,6 +247,19 @@ class CreditsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPlatformReport(self, request, context):
+        """Usage revenue and grants across all users in a time range, for the admin
+        dashboard's Platform page: by date, by model, by tier, and the top
+        spenders. Usage revenue is what usage charges (deductions and hold
+        captures) took from users, less refunds of them. Admin only; returns
+        INVALID_ARGUMENT (reason INVALID_TIME_RANGE) when the range is empty or
+        longer than 400 days, and (reason INVALID_PAGE_SIZE) for a top-user count
+        outside 0 to 100.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAccounts(self, request, context):
         """Lists accounts, ordered by user id, paged. Admin only.
         """
@@ -302,6 +338,11 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceRequest.FromString,
                     response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceResponse.SerializeToString,
             ),
+            'WatchBalance': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBalance,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceResponse.SerializeToString,
+            ),
             'ListTransactions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTransactions,
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ListTransactionsRequest.FromString,
@@ -346,6 +387,11 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     servicer.SetTier,
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierRequest.FromString,
                     response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierResponse.SerializeToString,
+            ),
+            'GetPlatformReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlatformReport,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportResponse.SerializeToString,
             ),
             'ListAccounts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAccounts,
@@ -401,6 +447,33 @@ class CreditsService:
             '/creditmeter.credits.v1.CreditsService/GetBalance',
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceRequest.SerializeToString,
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/WatchBalance',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.WatchBalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -644,6 +717,33 @@ class CreditsService:
             '/creditmeter.credits.v1.CreditsService/SetTier',
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierRequest.SerializeToString,
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.SetTierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlatformReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/GetPlatformReport',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetPlatformReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

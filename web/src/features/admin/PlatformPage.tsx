@@ -1,0 +1,214 @@
+import Box from "@mui/material/Box";
+import FormControl from "@mui/material/FormControl";
+import Grid from "@mui/material/Grid";
+import InputLabel from "@mui/material/InputLabel";
+import MenuItem from "@mui/material/MenuItem";
+import Select from "@mui/material/Select";
+import Table from "@mui/material/Table";
+import TableBody from "@mui/material/TableBody";
+import TableCell from "@mui/material/TableCell";
+import TableHead from "@mui/material/TableHead";
+import TableRow from "@mui/material/TableRow";
+import ToggleButton from "@mui/material/ToggleButton";
+import ToggleButtonGroup from "@mui/material/ToggleButtonGroup";
+import Typography from "@mui/material/Typography";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { useQuery } from "@tanstack/react-query";
+import { useMemo, useState } from "react";
+import { Bar } from "react-chartjs-2";
+import { Link as RouterLink } from "react-router";
+import { call } from "../../api/client";
+import { formatUsd, formatUsdAuto, nanosForChart } from "../../api/money";
+import { palette } from "../../components/charts";
+import { EmptyState } from "../../components/EmptyState";
+import { enumOf, formatCount, tierLabel } from "../../components/format";
+import { PageHeader } from "../../components/PageHeader";
+import { Panel } from "../../components/Panel";
+import { CreditsService, GetPlatformReportRequestSchema } from "../../gen/creditmeter/credits/v1/credits_pb";
+
+const intervalEnum = enumOf(GetPlatformReportRequestSchema, "interval");
+const DAY = intervalEnum.values.find((v) => v.name.endsWith("DAY"))?.number ?? 1;
+const MONTH = intervalEnum.values.find((v) => v.name.endsWith("MONTH"))?.number ?? 2;
+
+/** Usage revenue and grants across all users (credits.GetPlatformReport, admin only). */
+export default function PlatformPage() {
+  const [days, setDays] = useState(30);
+  const [monthly, setMonthly] = useState(false);
+  const range = useMemo(() => {
+    const end = new Date(Date.now() + 60_000);
+    return { startTime: timestampFromDate(new Date(end.getTime() - days * 86_400_000)), endTime: timestampFromDate(end) };
+  }, [days]);
+  const report = useQuery({
+    queryKey: ["platform", days, monthly],
+    queryFn: ({ signal }) =>
+      call(CreditsService.method.getPlatformReport, { ...range, interval: monthly ? MONTH : DAY, topUsersCount: 10 }, signal),
+  });
+  const r = report.data;
+  const total = r ? r.byDate.reduce((sum, d) => sum + d.usageRevenueNanos, 0n) : 0n;
+  const subscriptions = r ? r.byTier.reduce((sum, t) => sum + t.priceCents * t.accountCount * 10_000_000n, 0n) : 0n;
+
+  return (
+    <>
+      <PageHeader
+        title="Platform"
+        subtitle="Usage revenue across all users, by date, model and tier, and the top spenders."
+        action={
+          <Box sx={{ display: "flex", gap: 1.5, flexWrap: "wrap" }}>
+            <FormControl size="small" sx={{ minWidth: 160 }}>
+              <InputLabel id="platform-range-label">Range</InputLabel>
+              <Select labelId="platform-range-label" label="Range" value={days} onChange={(e) => setDays(Number(e.target.value))}>
+                <MenuItem value={7}>Last 7 days</MenuItem>
+                <MenuItem value={30}>Last 30 days</MenuItem>
+                <MenuItem value={90}>Last 90 days</MenuItem>
+                <MenuItem value={365}>Last 12 months</MenuItem>
+              </Select>
+            </FormControl>
+            <ToggleButtonGroup size="small" exclusive value={monthly ? "month" : "day"} onChange={(_, v: string | null) => v && setMonthly(v === "month")} aria-label="Group by">
+              <ToggleButton value="day">By day</ToggleButton>
+              <ToggleButton value="month">By month</ToggleButton>
+            </ToggleButtonGroup>
+          </Box>
+        }
+      />
+      <Box sx={{ display: "grid", gap: 2.5 }}>
+        <Grid container spacing={2}>
+          <Grid size={{ xs: 12, sm: 6 }}>
+            <Panel title="Usage revenue in range" loading={report.isPending} error={report.error} id="platform-total" fill>
+              <Typography variant="h4" component="p" data-testid="platform-revenue">
+                {formatUsdAuto(total)}
+              </Typography>
+            </Panel>
+          </Grid>
+          <Grid size={{ xs: 12, sm: 6 }}>
+            <Panel title="Subscriptions per period (at list price)" loading={report.isPending} error={report.error} id="platform-subs" fill>
+              <Typography variant="h4" component="p">
+                {formatUsd(subscriptions)}
+              </Typography>
+            </Panel>
+          </Grid>
+        </Grid>
+        <Panel title="Revenue by date" loading={report.isPending} error={report.error} id="platform-by-date">
+          {r && r.byDate.length === 0 ? (
+            <EmptyState title="No money moved in this range">Charges and grants across all users appear here.</EmptyState>
+          ) : r ? (
+            <>
+              <Box sx={{ height: 260 }}>
+                <Bar
+                  role="img"
+                  aria-label="Bar chart of usage revenue and grants by date"
+                  data={{
+                    labels: r.byDate.map((d) => d.date),
+                    datasets: [
+                      { label: "Usage revenue", data: r.byDate.map((d) => nanosForChart(d.usageRevenueNanos)), backgroundColor: palette[0] },
+                      { label: "Granted", data: r.byDate.map((d) => nanosForChart(d.grantedNanos)), backgroundColor: palette[2] },
+                    ],
+                  }}
+                />
+              </Box>
+              <Box sx={{ overflowX: "auto", mt: 2 }}>
+                <Table size="small" aria-label="Revenue by date">
+                  <TableHead>
+                    <TableRow>
+                      <TableCell>Date</TableCell>
+                      <TableCell align="right">Usage revenue</TableCell>
+                      <TableCell align="right">Granted</TableCell>
+                      <TableCell align="right">Active users</TableCell>
+                      <TableCell align="right">Charges</TableCell>
+                    </TableRow>
+                  </TableHead>
+                  <TableBody>
+                    {r.byDate.map((d) => (
+                      <TableRow key={d.date}>
+                        <TableCell>{d.date}</TableCell>
+                        <TableCell align="right">{formatUsdAuto(d.usageRevenueNanos)}</TableCell>
+                        <TableCell align="right">{formatUsd(d.grantedNanos)}</TableCell>
+                        <TableCell align="right">{formatCount(d.activeUserCount)}</TableCell>
+                        <TableCell align="right">{formatCount(d.chargeCount)}</TableCell>
+                      </TableRow>
+                    ))}
+                  </TableBody>
+                </Table>
+              </Box>
+            </>
+          ) : null}
+        </Panel>
+        <Grid container spacing={2.5}>
+          <Grid size={{ xs: 12, lg: 6 }}>
+            <Panel title="By model" loading={report.isPending} error={report.error} id="platform-by-model" fill>
+              {r && r.byModel.length === 0 ? <EmptyState title="No usage charges in this range" /> : null}
+              {r && r.byModel.length ? (
+                <Table size="small" aria-labelledby="platform-by-model-title">
+                  <TableHead>
+                    <TableRow>
+                      <TableCell>Model</TableCell>
+                      <TableCell align="right">Charges</TableCell>
+                      <TableCell align="right">Revenue</TableCell>
+                    </TableRow>
+                  </TableHead>
+                  <TableBody>
+                    {r.byModel.map((m) => (
+                      <TableRow key={m.model}>
+                        <TableCell sx={{ overflowWrap: "anywhere" }}>{m.model || "(none)"}</TableCell>
+                        <TableCell align="right">{formatCount(m.chargeCount)}</TableCell>
+                        <TableCell align="right">{formatUsdAuto(m.usageRevenueNanos)}</TableCell>
+                      </TableRow>
+                    ))}
+                  </TableBody>
+                </Table>
+              ) : null}
+            </Panel>
+          </Grid>
+          <Grid size={{ xs: 12, lg: 6 }}>
+            <Panel title="By tier" loading={report.isPending} error={report.error} id="platform-by-tier" fill>
+              {r ? (
+                <Table size="small" aria-labelledby="platform-by-tier-title">
+                  <TableHead>
+                    <TableRow>
+                      <TableCell>Tier</TableCell>
+                      <TableCell align="right">Accounts</TableCell>
+                      <TableCell align="right">Usage revenue</TableCell>
+                    </TableRow>
+                  </TableHead>
+                  <TableBody>
+                    {r.byTier.map((t) => (
+                      <TableRow key={t.tier}>
+                        <TableCell>{tierLabel(t.tier)}</TableCell>
+                        <TableCell align="right">{formatCount(t.accountCount)}</TableCell>
+                        <TableCell align="right">{formatUsdAuto(t.usageRevenueNanos)}</TableCell>
+                      </TableRow>
+                    ))}
+                  </TableBody>
+                </Table>
+              ) : null}
+            </Panel>
+          </Grid>
+        </Grid>
+        <Panel title="Top users" loading={report.isPending} error={report.error} id="platform-top">
+          {r && r.topUsers.length === 0 ? <EmptyState title="Nobody spent credits in this range" /> : null}
+          {r && r.topUsers.length ? (
+            <Table size="small" aria-labelledby="platform-top-title">
+              <TableHead>
+                <TableRow>
+                  <TableCell>User</TableCell>
+                  <TableCell>Tier</TableCell>
+                  <TableCell align="right">Spent</TableCell>
+                </TableRow>
+              </TableHead>
+              <TableBody>
+                {r.topUsers.map((u) => (
+                  <TableRow key={u.userId}>
+                    <TableCell>
+                      <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(u.userId)}`}>{u.userId}</RouterLink>
+                    </TableCell>
+                    <TableCell>{tierLabel(u.tier)}</TableCell>
+                    <TableCell align="right">{formatUsdAuto(u.usageRevenueNanos)}</TableCell>
+                  </TableRow>
+                ))}
+              </TableBody>
+            </Table>
+          ) : null}
+        </Panel>
+      </Box>
+    </>
+  );
+}
