@@ -2,7 +2,8 @@
 
 Interceptors wrap each unary handler's behaviour. Order, outermost first:
 telemetry (span per RPC, trace context from metadata) → errors (domain and
-database errors to google.rpc.Status) → auth (token → Principal, role policy).
+database errors to google.rpc.Status) → auth (token → Principal, role policy)
+→ validation (the request's ``buf.validate`` constraints, services.common.validation).
 """
 
 from __future__ import annotations
@@ -269,11 +270,15 @@ def build_server(
     extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A grpc.aio server with the standard interceptors and the health service registered."""
+    # Imported here: the validation module builds on this one's handler plumbing.
+    from services.common.validation import ValidationInterceptor
+
     server = grpc.aio.server(
         interceptors=[
             TelemetryInterceptor(service),
             ErrorInterceptor(domain),
             AuthInterceptor(verifier, policies),
+            ValidationInterceptor(),
             *extra_interceptors,
         ],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],

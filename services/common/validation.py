@@ -1,0 +1,95 @@
+"""Input at the door: every request is checked against the constraints its proto declares.
+
+The limits live in the contract itself, as protovalidate ``buf.validate``
+annotations on the request messages (lengths, charsets, ranges, bounded
+times), so the protos document every limit and no service re-implements them.
+One server interceptor checks each request with the pinned ``protovalidate``
+package before the servicer runs: a violation becomes INVALID_ARGUMENT with
+reason ``INVALID_FIELD`` and metadata ``field`` (the dotted path of the first
+offending field), ``rule`` (protovalidate's rule id, e.g. ``string.pattern``)
+and ``violations`` (how many were found), and nothing changes.
+
+Domain checks that give a more specific reason (``INVALID_PAGE_TOKEN``,
+``INVALID_TIME_RANGE``, ...) stay in the services; they run after this one for
+whatever the contract cannot express.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+import protovalidate
+from google.protobuf.message import Message
+
+from services.common.errors import DomainError, invalid
+from services.common.grpcserver import HEALTH_PREFIX, REFLECTION_PREFIX, Behaviour, _wrap
+
+log = logging.getLogger(__name__)
+
+INVALID_FIELD = "INVALID_FIELD"
+
+# One validator for the process: it caches the compiled rules of every message type it has seen.
+_validator = protovalidate.Validator()
+
+
+def _path(violation: protovalidate.Violation) -> str:
+    """``charges[2].request_id`` from a violation's field path."""
+    parts: list[str] = []
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
+        name = element.field_name
+        subscript = element.subscript
+        if subscript is not None:
+            index = getattr(subscript, "value", None)
+            name = f"{name}[{index}]" if index is not None else f"{name}[]"
+        parts.append(name)
+    return ".".join(parts)
+
+
+def violation_error(message: Message) -> DomainError | None:
+    """The INVALID_FIELD error for ``message``, or None when it satisfies its declared constraints."""
+    try:
+        violations = _validator.collect_violations(message)
+    except (protovalidate.CompilationError, protovalidate.EvaluationError):
+        # A rule that does not compile is our bug, not the caller's: refuse loudly rather than let input through.
+        log.exception("protovalidate rules failed", extra={"message_type": message.DESCRIPTOR.full_name})
+        raise
+    if not violations:
+        return None
+    first = violations[0].proto
+    field = _path(violations[0]) or message.DESCRIPTOR.name
+    text = first.message or "is invalid"
+    return invalid(
+        INVALID_FIELD,
+        f"{field}: {text}",
+        field=field,
+        rule=first.rule_id,
+        violations=str(len(violations)),
+    )
+
+
+class ValidationInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses a request that breaks its message's ``buf.validate`` constraints, before the servicer runs.
+
+    Placed after authentication, so an anonymous caller learns nothing about
+    the shape of a method it may not call.
+    """
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        method = details.method
+        if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX):
+            return handler
+
+        def wrapper(behaviour: Behaviour) -> Behaviour:
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                error = violation_error(request)
+                if error is not None:
+                    raise error
+                return await behaviour(request, context)
+
+            return run
+
+        return _wrap(handler, wrapper)
