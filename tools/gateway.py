@@ -19,6 +19,20 @@ from services.common.config import AuthSettings, ConfigError, Env
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "gateway" / "envoy.template.yaml"
+STRICT_JSON = ROOT / "gateway" / "strict_json.lua"
+LOCAL_DESCRIPTOR = ROOT / "gen" / "descriptors" / "creditmeter.pb"
+
+
+def _strict_json_source() -> str:
+    """gateway/strict_json.lua with its route and message tables, as a one-line YAML (JSON) value.
+
+    The tables come from the local descriptor set, the same content Envoy loads
+    from wherever it is mounted (see tools/openapi.py).
+    """
+    from tools.openapi import strict_json_tables
+
+    lua = STRICT_JSON.read_text().replace("--GENERATED-TABLES--", strict_json_tables(LOCAL_DESCRIPTOR))
+    return json.dumps({"inline_string": lua})
 
 
 def _jwks(auth: AuthSettings) -> tuple[str, str]:
@@ -75,7 +89,8 @@ def render(
     gateway_port: int,
     admin_port: int,
     upstreams: dict[str, tuple[str, int]],
-    descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
+    descriptor: str = str(LOCAL_DESCRIPTOR),
+    openapi: str = str(ROOT / "docs" / "openapi.yaml"),
 ) -> str:
     source, clusters = _jwks(auth)
     return string.Template(TEMPLATE.read_text()).substitute(
@@ -87,6 +102,8 @@ def render(
         JWKS_SOURCE=source,
         EXTRA_CLUSTERS=clusters,
         DESCRIPTOR_FILE=descriptor,
+        OPENAPI_FILE=openapi,
+        STRICT_JSON_LUA=_strict_json_source(),
         **{f"{name.upper()}_HOST": host for name, (host, _) in upstreams.items()},
         **{f"{name.upper()}_PORT": port for name, (_, port) in upstreams.items()},
     )
@@ -111,6 +128,7 @@ def main() -> int:
                 "metering": (env.text("METERING_UPSTREAM_HOST", "metering"), 50052),
             },
             descriptor="/etc/creditmeter/creditmeter.pb",
+            openapi="/etc/creditmeter/openapi.yaml",
         )
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)

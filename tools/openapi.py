@@ -368,3 +368,72 @@ def render(descriptor_set: Path) -> str:
             document(descriptor_set), sort_keys=False, allow_unicode=True, width=100, default_flow_style=False
         )
     )
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _lua_pattern(template: str) -> str:
+    """A Lua pattern matching the path template exactly; each {variable} is one non-empty segment."""
+    out = []
+    for piece in re.split(r"({[^}]*})", template):
+        if piece.startswith("{"):
+            out.append("[^/]+")
+        else:
+            out.append(re.sub(r"([%^$().\[\]*+\-?])", r"%\1", piece))
+    return "^" + "".join(out) + "$"
+
+
+def strict_json_tables(descriptor_set: Path) -> str:
+    """The ROUTES and MESSAGES tables gateway/strict_json.lua checks bodies against (Lua source)."""
+    pool, fds = load_pool(descriptor_set)
+    by_verb: dict[str, list[tuple[str, str]]] = {}
+    messages: dict[str, dict[str, str | int]] = {}
+
+    def kind_of(field: FieldDescriptor) -> str | int:
+        message = field.message_type
+        if message is None or message.full_name.startswith("google.protobuf."):
+            return 0
+        if message.GetOptions().map_entry:
+            value = message.fields_by_name["value"].message_type
+            if value is None or value.full_name.startswith("google.protobuf."):
+                return 0
+            add(value)
+            return f"map:{value.full_name}"
+        add(message)
+        return message.full_name
+
+    def add(message: Descriptor) -> None:
+        if message.full_name in messages:
+            return
+        fields: dict[str, str | int] = {}
+        messages[message.full_name] = fields
+        for field in message.fields:
+            fields[field.name] = fields[field.json_name] = kind_of(field)
+
+    for route in routes(pool, fds):
+        if route.body == "":
+            continue
+        target: Descriptor = route.method.input_type
+        if route.body != "*":
+            body_field = target.fields_by_name[route.body]
+            if body_field.message_type is None:
+                continue
+            target = body_field.message_type
+        add(target)
+        by_verb.setdefault(route.verb.upper(), []).append((_lua_pattern(route.path), target.full_name))
+    lines = ["ROUTES = {"]
+    for verb, entries in sorted(by_verb.items()):
+        lines.append(f"  [{_lua_string(verb)}] = {{")
+        lines.extend(f"    {{ {_lua_string(p)}, {_lua_string(m)} }}," for p, m in entries)
+        lines.append("  },")
+    lines.append("}")
+    lines.append("MESSAGES = {")
+    for name, fields in sorted(messages.items()):
+        entries = ", ".join(
+            f"[{_lua_string(k)}] = {v if isinstance(v, int) else _lua_string(v)}" for k, v in sorted(fields.items())
+        )
+        lines.append(f"  [{_lua_string(name)}] = {{ {entries} }},")
+    lines.append("}")
+    return "\n".join(lines)
