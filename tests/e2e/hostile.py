@@ -145,9 +145,10 @@ def _field_cases(message: Descriptor, skip: set[str]) -> Iterator[tuple[str, dic
                     continue
                 for value in values_for(inner):
                     nested = {inner.name: value}
-                    yield f"{field.name}.{inner.name}={value!r:.40}", {
-                        field.name: [nested] if field.is_repeated else nested
-                    }
+                    yield (
+                        f"{field.name}.{inner.name}={value!r:.40}",
+                        {field.name: [nested] if field.is_repeated else nested},
+                    )
             yield f"{field.name}=string", {field.name: "x"}
             if field.is_repeated:
                 yield f"{field.name}=10k items", {field.name: [{}] * 10_000}
