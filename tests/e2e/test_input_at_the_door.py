@@ -126,7 +126,7 @@ async def test_unknown_json_fields_are_refused_at_the_edge_and_change_nothing(st
     ],
 )
 async def test_crafted_page_tokens_get_400_invalid_page_token(stack: Stack, path: str, role: str) -> None:
-    crafted = ["%%%", "AAAA.AAAA", "eyJ4IjoxfQ", "x" * 400, "WyJib2IiXQ.AAAAAAAAAAAAAAAA", "2024|x".encode().hex()]
+    crafted = ["%%%", "AAAA.AAAA", "eyJ4IjoxfQ", "x" * 400, "WyJib2IiXQ.AAAAAAAAAAAAAAAA", b"2024|x".hex()]
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
         for token in crafted:
             response = await http.get(path, params={"page_token": token}, headers=stack.headers("pager", role))
