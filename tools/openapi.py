@@ -402,7 +402,7 @@ def strict_json_tables(descriptor_set: Path) -> str:
             add(value)
             return f"map:{value.full_name}"
         add(message)
-        return message.full_name
+        return str(message.full_name)
 
     def add(message: Descriptor) -> None:
         if message.full_name in messages:
@@ -430,10 +430,10 @@ def strict_json_tables(descriptor_set: Path) -> str:
         lines.append("  },")
     lines.append("}")
     lines.append("MESSAGES = {")
-    for name, fields in sorted(messages.items()):
-        entries = ", ".join(
+    for message_name, fields in sorted(messages.items()):
+        listed = ", ".join(
             f"[{_lua_string(k)}] = {v if isinstance(v, int) else _lua_string(v)}" for k, v in sorted(fields.items())
         )
-        lines.append(f"  [{_lua_string(name)}] = {{ {entries} }},")
+        lines.append(f"  [{_lua_string(message_name)}] = {{ {listed} }},")
     lines.append("}")
     return "\n".join(lines)

@@ -17,18 +17,30 @@ whatever the contract cannot express.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import protovalidate
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from services.common.errors import DomainError, invalid
-from services.common.grpcserver import HEALTH_PREFIX, REFLECTION_PREFIX, Behaviour, _wrap
+from services.common.grpcserver import HEALTH_PREFIX, REFLECTION_PREFIX
 
 log = logging.getLogger(__name__)
 
 INVALID_FIELD = "INVALID_FIELD"
+MALFORMED_REQUEST = "MALFORMED_REQUEST"
+# Fields whose refusals had a reason of their own before the constraints moved into the protos:
+# clients switch on reasons, so a violation on these keeps that reason (the metadata still names the rule).
+_STABLE_REASONS = {
+    "user_id": "INVALID_USER_ID",
+    "request_id": "INVALID_REQUEST_ID",
+    "page_size": "INVALID_PAGE_SIZE",
+    "page_token": "INVALID_PAGE_TOKEN",
+    "code": "INVALID_CODE",
+    "hold_id": "INVALID_HOLD_ID",
+}
 
 # One validator for the process: it caches the compiled rules of every message type it has seen.
 _validator = protovalidate.Validator()
@@ -61,8 +73,9 @@ def violation_error(message: Message) -> DomainError | None:
     first = violations[0].proto
     field = _path(violations[0]) or message.DESCRIPTOR.name
     text = first.message or "is invalid"
+    leaf = field.rsplit(".", 1)[-1].split("[", 1)[0]
     return invalid(
-        INVALID_FIELD,
+        _STABLE_REASONS.get(leaf, INVALID_FIELD),
         f"{field}: {text}",
         field=field,
         rule=first.rule_id,
@@ -70,11 +83,33 @@ def violation_error(message: Message) -> DomainError | None:
     )
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message (the servicer never sees it)."""
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands corrupt input to the interceptor instead of failing the call with UNKNOWN."""
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return _Undecodable()
+
+    return deserialize
+
+
 class ValidationInterceptor(grpc.aio.ServerInterceptor):
     """Refuses a request that breaks its message's ``buf.validate`` constraints, before the servicer runs.
 
     Placed after authentication, so an anonymous caller learns nothing about
-    the shape of a method it may not call.
+    the shape of a method it may not call. A request whose bytes do not parse
+    at all (which Envoy's transcoder can produce from odd JSON, e.g. an object
+    where a map expects a string) is refused here too, with MALFORMED_REQUEST,
+    instead of grpc's UNKNOWN (a 500 at the gateway).
     """
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
@@ -82,14 +117,20 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX):
             return handler
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behaviour = handler.unary_unary
 
-        def wrapper(behaviour: Behaviour) -> Behaviour:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                error = violation_error(request)
-                if error is not None:
-                    raise error
-                return await behaviour(request, context)
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                raise invalid(MALFORMED_REQUEST, "the request is not a valid message of this method's type")
+            error = violation_error(request)
+            if error is not None:
+                raise error
+            return await behaviour(request, context)
 
-            return run
-
-        return _wrap(handler, wrapper)
+        return grpc.unary_unary_rpc_method_handler(
+            run,
+            request_deserializer=_lenient(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )

@@ -134,16 +134,37 @@ def _is_plain_message(field: FieldDescriptor) -> bool:
     )
 
 
+MAP_VALUES: list[Any] = [
+    {"k": {}},
+    {"k": [1]},
+    {"k": 1},
+    {"k": "line\n"},
+    {"\u0000": "v"},
+    {"k" * 300: "v"},
+    {f"k{i}": "v" for i in range(1000)},
+    [],
+    "x",
+]
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
 def _field_cases(message: Descriptor, skip: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(label, JSON body) pairs: each field hostile in turn, nested messages one level down."""
     for field in message.fields:
         if field.name in skip:
             continue
+        if _is_map(field):
+            for value in MAP_VALUES:
+                yield f"{field.name}={value!r:.40}", {field.name: value}
+            continue
         if _is_plain_message(field):
             for inner in field.message_type.fields:
                 if _is_plain_message(inner):
                     continue
-                for value in values_for(inner):
+                for value in MAP_VALUES if _is_map(inner) else values_for(inner):
                     nested = {inner.name: value}
                     yield (
                         f"{field.name}.{inner.name}={value!r:.40}",
