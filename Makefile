@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 USER ?= alice
 ROLE ?= user
 
-.PHONY: help setup protos protos-check run test test-fast lint fmt token verify bench bench-reports deploy-config clean
+.PHONY: help setup protos protos-check protos-lint protos-baseline run test test-fast lint fmt token verify bench bench-reports deploy-config clean
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,16 +29,24 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP) ## Create .venv with the pinned dependencies (the other targets do this themselves).
 
-protos: $(STAMP) ## Generate the Python stubs and the gateway's descriptor set from protos/.
+protos: $(STAMP) ## Generate gen/ from protos/; refresh the buf baseline if the change is compatible.
 	$(BIN)/python -m tools.gen_protos
+	$(BIN)/python -m tools.buf_check baseline
 
 protos-check: $(STAMP) ## Fail if gen/ is stale against protos/.
 	$(BIN)/python -m tools.gen_protos --check
 
+protos-lint: $(STAMP) ## buf lint (STANDARD) and buf breaking against protos/buf.image.binpb.
+	$(BIN)/python -m tools.buf_check check
+
+protos-baseline: $(STAMP) ## Accept a breaking contract change on purpose: regenerate and reset the baseline.
+	$(BIN)/python -m tools.gen_protos
+	$(BIN)/python -m tools.buf_check baseline --accept-breaking
+
 run: $(STAMP) ## Run the whole stack: embedded PostgreSQL (unless DATABASE_URL), services, Envoy on :8080.
 	$(BIN)/python -m tools.stack
 
-test: $(STAMP) protos-check lint ## Run every test: unit, integration (real PostgreSQL), e2e (real Envoy).
+test: $(STAMP) protos-check protos-lint lint ## Run every test: unit, integration (real PostgreSQL), e2e (real Envoy).
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP) ## Unit tests only.

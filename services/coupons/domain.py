@@ -155,7 +155,7 @@ def build_spec(
     if len(description) > MAX_DESCRIPTION:
         raise invalid("INVALID_DESCRIPTION", f"description must be at most {MAX_DESCRIPTION} characters")
     if kind is None:
-        raise invalid("INVALID_KIND", "kind must be CREDIT_GRANT or TIER_TRIAL", field="kind")
+        raise invalid("INVALID_KIND", "kind must be COUPON_KIND_CREDIT_GRANT or COUPON_KIND_TIER_TRIAL", field="kind")
     if kind is Kind.CREDIT_GRANT:
         if not 1 <= credit_amount_nanos <= MAX_AMOUNT_NANOS:
             raise invalid("INVALID_AMOUNT", f"credit_amount_nanos must be from 1 to {MAX_AMOUNT_NANOS}")

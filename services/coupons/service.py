@@ -11,6 +11,7 @@ from creditmeter.coupons.v1 import coupons_pb2_grpc as pb_grpc
 from services.common.auth import Forbidden
 from services.common.errors import invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.idempotency import fingerprint
 from services.common.timestamps import field_time, to_timestamp
 from services.coupons import domain
 from services.coupons.domain import Coupon, Kind, Redemption
@@ -28,12 +29,12 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "ListRedemptions": MethodPolicy.allow("user", "admin"),
 }
 
-_KINDS = {pb.CREDIT_GRANT: Kind.CREDIT_GRANT, pb.TIER_TRIAL: Kind.TIER_TRIAL}
-_KIND_PB = {Kind.CREDIT_GRANT: pb.CREDIT_GRANT, Kind.TIER_TRIAL: pb.TIER_TRIAL}
+_KINDS = {pb.COUPON_KIND_CREDIT_GRANT: Kind.CREDIT_GRANT, pb.COUPON_KIND_TIER_TRIAL: Kind.TIER_TRIAL}
+_KIND_PB = {Kind.CREDIT_GRANT: pb.COUPON_KIND_CREDIT_GRANT, Kind.TIER_TRIAL: pb.COUPON_KIND_TIER_TRIAL}
 _STATUS_PB = {
-    domain.Status.PENDING: pb.REDEMPTION_PENDING,
-    domain.Status.COMPLETED: pb.REDEMPTION_COMPLETED,
-    domain.Status.FAILED: pb.REDEMPTION_FAILED,
+    domain.Status.PENDING: pb.REDEMPTION_STATUS_PENDING,
+    domain.Status.COMPLETED: pb.REDEMPTION_STATUS_COMPLETED,
+    domain.Status.FAILED: pb.REDEMPTION_STATUS_FAILED,
 }
 
 
@@ -166,8 +167,19 @@ class CouponsServicer(pb_grpc.CouponsServiceServicer):
     ) -> pb.DisableCouponResponse:
         if len(request.reason) > domain.MAX_DESCRIPTION:
             raise invalid("INVALID_REASON", f"reason must be at most {domain.MAX_DESCRIPTION} characters")
-        coupon = await self._coupons.disable(request.code, principal().subject, request.reason)
-        return pb.DisableCouponResponse(coupon=_coupon_pb(coupon))
+        who = principal().subject
+
+        async def run() -> pb.DisableCouponResponse:
+            coupon = await self._coupons.disable(request.code, who, request.reason)
+            return pb.DisableCouponResponse(coupon=_coupon_pb(coupon))
+
+        return await self._coupons.responses.once(
+            caller=who,
+            request_id=request.request_id,
+            fingerprint=fingerprint("DisableCoupon", code=domain.normalize_code(request.code), reason=request.reason),
+            response_type=pb.DisableCouponResponse,
+            run=run,
+        )
 
     async def ListRedemptions(
         self, request: pb.ListRedemptionsRequest, context: grpc.aio.ServicerContext

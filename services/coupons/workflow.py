@@ -20,6 +20,7 @@ from creditmeter.credits.v1 import credits_pb2 as credits_pb
 
 from services.common import pagetoken
 from services.common.errors import Code, DomainError, already_exists
+from services.common.idempotency import StoredResponses
 from services.common.ids import uuid7
 from services.common.timestamps import to_timestamp
 from services.coupons import domain
@@ -51,6 +52,8 @@ class Coupons:
         attempt_window_seconds: int,
     ) -> None:
         self._pool = pool
+        #: First responses of the changes that create no row of their own (AIP-155).
+        self.responses = StoredResponses(pool)
         self._credits = credits
         self._max_failed = max_failed_attempts
         self._window = attempt_window_seconds

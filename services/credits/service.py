@@ -48,11 +48,14 @@ _SOURCE_TO_PB = {
     "REFUND": pb.GRANT_SOURCE_REFUND,
 }
 _HOLD_STATUS = {
-    "ACTIVE": pb.HOLD_ACTIVE,
-    "CAPTURED": pb.HOLD_CAPTURED,
-    "RELEASED": pb.HOLD_RELEASED,
-    "EXPIRED": pb.HOLD_EXPIRED,
+    "ACTIVE": pb.HOLD_STATUS_ACTIVE,
+    "CAPTURED": pb.HOLD_STATUS_CAPTURED,
+    "RELEASED": pb.HOLD_STATUS_RELEASED,
+    "EXPIRED": pb.HOLD_STATUS_EXPIRED,
 }
+
+#: Stored kinds are the short names ("DEDUCTION"); the enum values carry the type prefix.
+_KIND_PREFIX = "TRANSACTION_KIND_"
 
 
 def _actor(who: Principal) -> Actor:
@@ -63,7 +66,7 @@ def _transaction_pb(tx: domain.Transaction) -> pb.Transaction:
     return pb.Transaction(
         transaction_id=tx.transaction_id,
         user_id=tx.user_id,
-        kind=pb.TransactionKind.Value(tx.kind),
+        kind=pb.TransactionKind.Value(_KIND_PREFIX + tx.kind),
         amount_nanos=tx.amount_nanos,
         balance_after_nanos=tx.balance_after_nanos,
         debit_account=tx.debit_account,
@@ -172,7 +175,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         if request.kind != pb.TRANSACTION_KIND_UNSPECIFIED:
             if request.kind not in pb.TransactionKind.values():
                 raise invalid("INVALID_KIND", "unknown transaction kind", field="kind")
-            kind = pb.TransactionKind.Name(request.kind)
+            kind = pb.TransactionKind.Name(request.kind).removeprefix(_KIND_PREFIX)
         start = field_time(request, "start_time")
         end = field_time(request, "end_time")
         if start and end and end <= start:

@@ -10,6 +10,7 @@ import grpc
 from creditmeter.metering.v1 import metering_pb2 as pb
 from creditmeter.metering.v1 import metering_pb2_grpc as pb_grpc
 
+from services.common import service_kind
 from services.common.auth import Forbidden
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
@@ -40,14 +41,12 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "ListUsageEvents": _READERS,
 }
 
-_SERVICE_NAMES = {v: k for k, v in pb.ServiceKind.items() if v}
-
 
 def _event(message: pb.UsageEvent, now: datetime) -> Event:
     return domain.validate_event(
         event_id=message.event_id,
         user_id=message.user_id,
-        service=_SERVICE_NAMES.get(message.service),
+        service=service_kind.name_of(message.service),
         model=message.model,
         provider=message.provider,
         input_tokens=message.input_tokens,
@@ -81,7 +80,7 @@ def _recorded_pb(row: asyncpg.Record) -> pb.RecordedEvent:
     event = pb.UsageEvent(
         event_id=row["event_id"],
         user_id=row["user_id"],
-        service=pb.ServiceKind.Value(row["service"]),
+        service=service_kind.value_of(row["service"]),
         model=row["model"],
         provider=row["provider"],
         input_tokens=row["input_tokens"],
@@ -129,7 +128,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         probe = domain.validate_event(
             event_id=f"authorize-{request.request_id}"[:128],
             user_id=request.user_id,
-            service=_SERVICE_NAMES.get(request.service),
+            service=service_kind.name_of(request.service),
             model=request.model,
             provider="",
             input_tokens=request.input_tokens,
@@ -177,7 +176,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
             user_id=user_id,
             totals=_totals_pb(total),
             by_service=[
-                pb.ServiceUsage(service=pb.ServiceKind.Value(s), totals=_totals_pb(t))
+                pb.ServiceUsage(service=service_kind.value_of(s), totals=_totals_pb(t))
                 for s, t in sorted(by_service.items())
             ],
             calls_used=used,
@@ -213,7 +212,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         rows = await self._m.usage(
             _subject(request.user_id), field_time(request, "start_time"), field_time(request, "end_time")
         )
-        monthly = request.granularity == pb.MONTH
+        monthly = request.granularity == pb.GRANULARITY_MONTH
         by_date = summarize(rows, lambda r: month_of(r["day"]) if monthly else r["day"].isoformat())
         return pb.GetUsageByDateResponse(
             rows=[

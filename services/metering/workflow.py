@@ -26,7 +26,7 @@ from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2 as opb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
-from services.common import pagetoken
+from services.common import pagetoken, service_kind
 from services.common.errors import Code, DomainError, invalid
 from services.common.rpcstatus import error_info_from, relay
 from services.credits.client import CreditsClient
@@ -36,14 +36,6 @@ from services.metering.domain import Event
 
 log = logging.getLogger(__name__)
 
-_SERVICE_PB = {
-    "LLM": opb.LLM,
-    "TTS": opb.TTS,
-    "STT": opb.STT,
-    "EMBEDDING": opb.EMBEDDING,
-    "SEARCH": opb.SEARCH,
-    "AGENT": opb.AGENT,
-}
 #: Hold refusals after which the event is charged directly instead.
 _HOLD_UNUSABLE = {"CAPTURE_EXCEEDS_HOLD", "HOLD_EXPIRED", "HOLD_ALREADY_SETTLED", "HOLD_NOT_FOUND"}
 
@@ -131,7 +123,7 @@ class Metering:
     def _quote_request(self, tier: str, event: Event, output_tokens: int | None = None) -> opb.QuotePriceRequest:
         return opb.QuotePriceRequest(
             tier=tier,
-            service=_SERVICE_PB[event.service],
+            service=service_kind.value_of(event.service),
             model=event.model,
             input_tokens=event.input_tokens,
             output_tokens=event.output_tokens if output_tokens is None else output_tokens,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import grpc
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as pb_grpc
 
+from services.common import service_kind
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.idempotency import fingerprint
 from services.common.timestamps import to_timestamp
 from services.openrouter import domain
 from services.openrouter.domain import Service, TierRate, UnitPrice
@@ -31,22 +35,12 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "UpdateRateCard": MethodPolicy.allow("admin"),
 }
 
-_SERVICES = {
-    pb.LLM: Service.LLM,
-    pb.TTS: Service.TTS,
-    pb.STT: Service.STT,
-    pb.EMBEDDING: Service.EMBEDDING,
-    pb.SEARCH: Service.SEARCH,
-    pb.AGENT: Service.AGENT,
-}
-_SERVICES_PB = {v: k for k, v in _SERVICES.items()}
-
 
 def _account_pb(view: AccountView, byok_active: bool) -> pb.Account:
     if byok_active:
-        active = pb.BYOK
+        active = pb.KEY_SOURCE_BYOK
     else:
-        active = pb.PROVISIONED if view.key_hash else pb.KEY_SOURCE_UNSPECIFIED
+        active = pb.KEY_SOURCE_PROVISIONED if view.key_hash else pb.KEY_SOURCE_UNSPECIFIED
     return pb.Account(
         user_id=view.user_id,
         key_hash=view.key_hash,
@@ -77,7 +71,7 @@ def _rate_card_pb(card: RateCard) -> pb.RateCard:
         ],
         unit_prices=[
             pb.UnitPrice(
-                service=_SERVICES_PB[u.service],
+                service=service_kind.value_of(u.service),
                 price_nanos=u.price_nanos,
                 quantity_per_unit=u.quantity_per_unit,
                 unit=u.unit,
@@ -99,8 +93,21 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
     async def CreateAccount(
         self, request: pb.CreateAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateAccountResponse:
-        row, created = await self._or.create_account(principal().subject)
-        return pb.CreateAccountResponse(account=await self._account(row), created=created)
+        user_id = principal().subject
+
+        async def run() -> pb.CreateAccountResponse:
+            row, created = await self._or.create_account(user_id)
+            return pb.CreateAccountResponse(account=await self._account(row), created=created)
+
+        if not request.request_id:  # optional here: provisioning happens once per user anyway
+            return await run()
+        return await self._or.responses.once(
+            caller=user_id,
+            request_id=request.request_id,
+            fingerprint=fingerprint("CreateAccount"),
+            response_type=pb.CreateAccountResponse,
+            run=run,
+        )
 
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext
@@ -110,21 +117,56 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
     async def SyncBalance(
         self, request: pb.SyncBalanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.SyncBalanceResponse:
-        return pb.SyncBalanceResponse(account=await self._account(await self._or.sync_balance(principal().subject)))
+        user_id = principal().subject
+
+        async def run() -> pb.SyncBalanceResponse:
+            return pb.SyncBalanceResponse(account=await self._account(await self._or.sync_balance(user_id)))
+
+        if not request.request_id:  # optional here: a sync converges on OpenRouter's state
+            return await run()
+        return await self._or.responses.once(
+            caller=user_id,
+            request_id=request.request_id,
+            fingerprint=fingerprint("SyncBalance"),
+            response_type=pb.SyncBalanceResponse,
+            run=run,
+        )
 
     async def SetByokKey(
         self, request: pb.SetByokKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetByokKeyResponse:
         user_id = principal().subject
-        hint = await self._or.set_byok(user_id, request.api_key)
-        response = pb.SetByokKeyResponse(byok_hint=hint)
-        response.account.CopyFrom(await self._account(await self._or.get_account(user_id)))
-        return response
+
+        async def run() -> pb.SetByokKeyResponse:
+            hint = await self._or.set_byok(user_id, request.api_key)
+            response = pb.SetByokKeyResponse(byok_hint=hint)
+            response.account.CopyFrom(await self._account(await self._or.get_account(user_id)))
+            return response
+
+        return await self._or.responses.once(
+            caller=user_id,
+            request_id=request.request_id,
+            # Only a digest of the key enters the fingerprint (itself a digest).
+            fingerprint=fingerprint("SetByokKey", api_key_sha256=hashlib.sha256(request.api_key.encode()).hexdigest()),
+            response_type=pb.SetByokKeyResponse,
+            run=run,
+        )
 
     async def DeleteByokKey(
         self, request: pb.DeleteByokKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteByokKeyResponse:
-        return pb.DeleteByokKeyResponse(deleted=await self._or.delete_byok(principal().subject))
+        user_id = principal().subject
+
+        async def run() -> pb.DeleteByokKeyResponse:
+            return pb.DeleteByokKeyResponse(deleted=await self._or.delete_byok(user_id))
+
+        return await self._or.responses.once(
+            caller=user_id,
+            request_id=request.request_id,
+            fingerprint=fingerprint("DeleteByokKey"),
+            response_type=pb.DeleteByokKeyResponse,
+            run=run,
+        )
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -167,11 +209,14 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
         return pb.ListModelsResponse(models=out, tier=tier, price_version=version)
 
     async def _quote(self, request: pb.QuotePriceRequest) -> pb.QuotePriceResponse:
-        if request.service not in _SERVICES:
+        name = service_kind.name_of(request.service)
+        if name is None:
             raise invalid(
-                "UNKNOWN_SERVICE", "service must be LLM, TTS, STT, EMBEDDING, SEARCH or AGENT", field="service"
+                "UNKNOWN_SERVICE",
+                "service must be one of " + ", ".join(service_kind.PREFIX + n for n in service_kind.NAMES),
+                field="service",
             )
-        service = _SERVICES[request.service]
+        service = Service(name)
         if not request.tier:
             raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
         if service is Service.LLM and not request.model:
@@ -218,18 +263,38 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
         if not request.user_id:
             raise invalid("INVALID_USER_ID", "user_id is required", field="user_id")
         key, source = await self._or.provider_key(request.user_id)
-        return pb.GetProviderKeyResponse(api_key=key, source=pb.BYOK if source == "BYOK" else pb.PROVISIONED)
+        return pb.GetProviderKeyResponse(
+            api_key=key, source=pb.KEY_SOURCE_BYOK if source == "BYOK" else pb.KEY_SOURCE_PROVISIONED
+        )
 
     async def RotateEncryptionKeys(
         self, request: pb.RotateEncryptionKeysRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateEncryptionKeysResponse:
-        return pb.RotateEncryptionKeysResponse(rotated_count=await self._or.rotate())
+        async def run() -> pb.RotateEncryptionKeysResponse:
+            return pb.RotateEncryptionKeysResponse(rotated_count=await self._or.rotate())
+
+        return await self._or.responses.once(
+            caller=principal().subject,
+            request_id=request.request_id,
+            fingerprint=fingerprint("RotateEncryptionKeys"),
+            response_type=pb.RotateEncryptionKeysResponse,
+            run=run,
+        )
 
     async def SyncModels(
         self, request: pb.SyncModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SyncModelsResponse:
-        count, version, changed = await self._or.sync_models()
-        return pb.SyncModelsResponse(model_count=count, catalog_version=version, changed=changed)
+        async def run() -> pb.SyncModelsResponse:
+            count, version, changed = await self._or.sync_models()
+            return pb.SyncModelsResponse(model_count=count, catalog_version=version, changed=changed)
+
+        return await self._or.responses.once(
+            caller=principal().subject,
+            request_id=request.request_id,
+            fingerprint=fingerprint("SyncModels"),
+            response_type=pb.SyncModelsResponse,
+            run=run,
+        )
 
     async def GetRateCard(
         self, request: pb.GetRateCardRequest, context: grpc.aio.ServicerContext
@@ -247,8 +312,9 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
         ]
         units = []
         for u in request.unit_prices:
-            if u.service not in _SERVICES or _SERVICES[u.service] is Service.LLM:
-                raise invalid("UNKNOWN_SERVICE", "unit prices are for TTS, STT, EMBEDDING, SEARCH and AGENT")
-            units.append(UnitPrice(_SERVICES[u.service], u.price_nanos, u.quantity_per_unit, u.unit or "units"))
+            name = service_kind.name_of(u.service)
+            if name is None or name == Service.LLM:
+                raise invalid("UNKNOWN_SERVICE", "unit prices are for every service but SERVICE_KIND_LLM")
+            units.append(UnitPrice(Service(name), u.price_nanos, u.quantity_per_unit, u.unit or "units"))
         card = await self._or.update_rate_card(tiers, units, principal().subject, request.request_id)
         return pb.UpdateRateCardResponse(rate_card=_rate_card_pb(card))

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from services.common.errors import Code, DomainError, already_exists, invalid, not_found, precondition
+from services.common.idempotency import StoredResponses
 from services.credits.client import CreditsClient
 from services.openrouter import domain
 from services.openrouter import repository as repo
@@ -85,6 +86,8 @@ def _amount(data: dict[str, Any], field: str) -> int:
 class OpenRouter:
     def __init__(self, pool: asyncpg.Pool, api: OpenRouterClient, credits: CreditsClient, keys: KeyBox) -> None:
         self._pool = pool
+        #: First responses of the changes that create no row of their own (AIP-155).
+        self.responses = StoredResponses(pool)
         self._api = api
         self._credits = credits
         self._keys = keys

@@ -26,7 +26,7 @@ async def test_a_capped_coupon_through_the_gateway(stack: Stack) -> None:
             headers=admin,
             json={
                 "code": code.lower(),
-                "kind": "CREDIT_GRANT",
+                "kind": "COUPON_KIND_CREDIT_GRANT",
                 "credit_amount_nanos": str(5 * USD),
                 "max_redemptions": "3",
                 "request_id": uuid.uuid4().hex,
@@ -37,7 +37,12 @@ async def test_a_capped_coupon_through_the_gateway(stack: Stack) -> None:
         refused = await http.post(
             "/api/v1/coupons/create",
             headers=stack.headers(users[0], "user"),
-            json={"code": "USERMADE", "kind": "CREDIT_GRANT", "credit_amount_nanos": "1", "request_id": "x"},
+            json={
+                "code": "USERMADE",
+                "kind": "COUPON_KIND_CREDIT_GRANT",
+                "credit_amount_nanos": "1",
+                "request_id": "x",
+            },
         )
         assert refused.status_code == 403
         check = await http.post(
@@ -77,7 +82,11 @@ async def test_a_capped_coupon_through_the_gateway(stack: Stack) -> None:
         assert unknown.status_code == 404 and _reason(unknown) == "COUPON_NOT_FOUND"
         history = await http.get(f"/api/v1/coupons/redemptions?code={code}", headers=admin)
         assert sorted(r["user_id"] for r in history.json()["redemptions"]) == sorted(users[:3])
-        disabled = await http.post(f"/api/v1/coupons/{code}/disable", headers=admin, json={"reason": "campaign over"})
+        disabled = await http.post(
+            f"/api/v1/coupons/{code}/disable",
+            headers=admin,
+            json={"reason": "campaign over", "request_id": "disable-1"},
+        )
         assert disabled.status_code == 200 and disabled.json()["coupon"]["disabled"] is True
 
 
@@ -90,7 +99,7 @@ async def test_100_users_racing_for_10_units(stack: Stack) -> None:
             headers=stack.headers("ops-admin", "admin"),
             json={
                 "code": code,
-                "kind": "CREDIT_GRANT",
+                "kind": "COUPON_KIND_CREDIT_GRANT",
                 "credit_amount_nanos": str(USD),
                 "max_redemptions": "10",
                 "request_id": uuid.uuid4().hex,

@@ -49,7 +49,7 @@ async def test_admin_allocation_shows_in_the_users_balance(stack: Stack) -> None
         )
         assert granted.status_code == 200, granted.text
         tx = granted.json()["transaction"]
-        assert tx["amount_nanos"] == str(50 * USD) and tx["kind"] == "ALLOCATION"
+        assert tx["amount_nanos"] == str(50 * USD) and tx["kind"] == "TRANSACTION_KIND_ALLOCATION"
         own = await http.get("/api/v1/credits/balance", headers=stack.headers(user, "user"))
         assert own.status_code == 200
         assert own.json()["balance_nanos"] == str(51 * USD)  # with the trial dollar
@@ -57,8 +57,8 @@ async def test_admin_allocation_shows_in_the_users_balance(stack: Stack) -> None
         assert by_admin.json()["balance_nanos"] == str(51 * USD)
         history = await http.get("/api/v1/credits/transactions", headers=stack.headers(user, "user"))
         assert [t["kind"] for t in history.json()["transactions"]] == [
-            "ALLOCATION",
-            "TIER_ALLOCATION",
+            "TRANSACTION_KIND_ALLOCATION",
+            "TRANSACTION_KIND_TIER_ALLOCATION",
         ]
 
 
@@ -209,7 +209,7 @@ async def test_holds_over_rest(stack: Stack) -> None:
             json={"amount_nanos": str(USD // 10), "request_id": uuid.uuid4().hex},
         )
         assert captured.status_code == 200, captured.text
-        assert captured.json()["hold"]["status"] == "HOLD_CAPTURED"
+        assert captured.json()["hold"]["status"] == "HOLD_STATUS_CAPTURED"
         assert captured.json()["released_nanos"] == str(USD // 2 - USD // 10)
         again = await http.post(
             f"/api/v1/credits/holds/{hold_id}/release",

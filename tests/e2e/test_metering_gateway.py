@@ -17,7 +17,7 @@ def _event(user: str) -> dict[str, object]:
     return {
         "event_id": f"e2e-{uuid.uuid4().hex}",
         "user_id": user,
-        "service": "LLM",
+        "service": "SERVICE_KIND_LLM",
         "model": PAID,
         "input_tokens": "1000",
         "output_tokens": "500",
@@ -46,7 +46,13 @@ async def test_tracking_charges_the_quoted_price_once(stack: Stack) -> None:
         quote = await http.post(
             "/api/v1/openrouter/quote",
             headers=service,
-            json={"tier": "trial", "service": "LLM", "model": PAID, "input_tokens": "1000", "output_tokens": "500"},
+            json={
+                "tier": "trial",
+                "service": "SERVICE_KIND_LLM",
+                "model": PAID,
+                "input_tokens": "1000",
+                "output_tokens": "500",
+            },
         )
         price = int(quote.json()["total_nanos"])
         event = _event(user)
@@ -79,7 +85,7 @@ async def test_50_events_against_a_balance_for_20_and_reports_that_agree(stack: 
         assert balance.json()["balance_nanos"] == "0"
         summary = (await http.get("/api/v1/metering/summary", headers=me)).json()
         by_model = (await http.get("/api/v1/metering/by-model", headers=me)).json()
-        by_date = (await http.get("/api/v1/metering/by-date?granularity=MONTH", headers=me)).json()
+        by_date = (await http.get("/api/v1/metering/by-date?granularity=GRANULARITY_MONTH", headers=me)).json()
         charged = int(summary["totals"]["charged_nanos"])
         assert charged == sum(int(r["charged_nanos"]) for r in by_model["rows"])
         assert charged == sum(int(r["charged_nanos"]) for r in by_date["rows"])
@@ -105,7 +111,7 @@ async def test_the_101st_trial_authorization_of_a_day_is_refused(stack: Stack) -
             response = await http.post(
                 "/api/v1/metering/authorize",
                 headers=service,
-                json={"user_id": user, "service": "SEARCH", "quantity": "1", "request_id": f"{user}-{i}"},
+                json={"user_id": user, "service": "SERVICE_KIND_SEARCH", "quantity": "1", "request_id": f"{user}-{i}"},
             )
             assert response.status_code == 200, response.text
             answers.append(response.json())

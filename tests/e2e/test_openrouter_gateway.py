@@ -32,17 +32,26 @@ async def test_accounts_models_and_byok_through_the_gateway(stack: Stack) -> Non
         by_id = {m["model_id"]: m for m in models.json()["models"]}
         assert by_id["openai/gpt-4o-mini"]["prompt_nanos_per_mtok"] == "165000000"  # trial: +10%
         assert by_id["meta-llama/llama-3.1-8b-instruct:free"]["free"] is True
-        refused = await http.put("/api/v1/openrouter/byok", headers=me, json={"api_key": "sk-or-v1-" + "a" * 40})
+        refused = await http.put(
+            "/api/v1/openrouter/byok", headers=me, json={"api_key": "sk-or-v1-" + "a" * 40, "request_id": "byok-1"}
+        )
         assert refused.status_code == 400
         assert refused.json()["details"][0]["reason"] == "BYOK_NOT_ALLOWED"
         assert "a" * 40 not in refused.text
         quote = await http.post(
             "/api/v1/openrouter/quote",
             headers=stack.headers("svc-metering", "service"),
-            json={"tier": "starter", "service": "LLM", "model": "openai/gpt-4o-mini", "input_tokens": "1000"},
+            json={
+                "tier": "starter",
+                "service": "SERVICE_KIND_LLM",
+                "model": "openai/gpt-4o-mini",
+                "input_tokens": "1000",
+            },
         )
         assert quote.json()["total_nanos"] == "165000"
-        nobody = await http.post("/api/v1/openrouter/quote", headers=me, json={"tier": "starter", "service": "TTS"})
+        nobody = await http.post(
+            "/api/v1/openrouter/quote", headers=me, json={"tier": "starter", "service": "SERVICE_KIND_TTS"}
+        )
         assert nobody.status_code == 403
 
 

@@ -148,8 +148,8 @@ class CouponsClient:
         from creditmeter.coupons.v1 import coupons_pb2 as cpb
 
         fields.setdefault("code", f"C{uuid.uuid4().hex[:10].upper()}")
-        fields.setdefault("kind", cpb.CREDIT_GRANT)
-        if fields["kind"] == cpb.CREDIT_GRANT:
+        fields.setdefault("kind", cpb.COUPON_KIND_CREDIT_GRANT)
+        if fields["kind"] == cpb.COUPON_KIND_CREDIT_GRANT:
             fields.setdefault("credit_amount_nanos", 5 * USD)
         fields.setdefault("request_id", request_id())
         response = await self.call("CreateCoupon", cpb.CreateCouponRequest(**fields), self.admin_token)
@@ -237,7 +237,7 @@ async def openrouter(openrouter_channel: grpc.aio.Channel, keys: Keys) -> AsyncI
     client = OpenRouterCaller(openrouter_channel, keys)
     from creditmeter.openrouter.v1 import openrouter_pb2
 
-    await client.call("SyncModels", openrouter_pb2.SyncModelsRequest(), client.admin)
+    await client.call("SyncModels", openrouter_pb2.SyncModelsRequest(request_id=request_id()), client.admin)
     yield client
 
 

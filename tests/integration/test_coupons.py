@@ -75,7 +75,9 @@ async def test_the_acceptance_story(
     assert again.reason == "COUPON_ALREADY_REDEEMED"
     denied = await coupons.fail(
         "CreateCoupon",
-        cpb.CreateCouponRequest(code="NOPE123", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1, request_id="x"),
+        cpb.CreateCouponRequest(
+            code="NOPE123", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, request_id="x"
+        ),
         coupons.keys.token(users[0], "user"),
     )
     assert denied.code == grpc.StatusCode.PERMISSION_DENIED
@@ -107,7 +109,9 @@ async def test_every_validate_reason(coupons: CouponsClient, credits: Credits, c
     assert await reason(single.code) == "COUPON_EXHAUSTED"
     assert await reason(single.code, other) == "COUPON_ALREADY_REDEEMED"
     off = await coupons.create()
-    await coupons.call("DisableCoupon", cpb.DisableCouponRequest(code=off.code), coupons.admin_token)
+    await coupons.call(
+        "DisableCoupon", cpb.DisableCouponRequest(code=off.code, request_id=request_id()), coupons.admin_token
+    )
     assert await reason(off.code) == "COUPON_DISABLED"
     vip = await coupons.create(eligible_tiers=["enterprise"])
     assert await reason(vip.code) == "COUPON_TIER_NOT_ELIGIBLE"
@@ -129,22 +133,26 @@ async def test_creating_coupons_checks_the_definition(coupons: CouponsClient) ->
         assert failure.code == grpc.StatusCode.INVALID_ARGUMENT, failure
         return failure.reason
 
-    assert await refused(code="x", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1) == "INVALID_CODE"
-    assert await refused(code="BAD CODE", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1) == "INVALID_CODE"
+    assert await refused(code="x", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1) == "INVALID_CODE"
+    assert await refused(code="BAD CODE", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1) == "INVALID_CODE"
     assert await refused(code="NOKIND1") == "INVALID_KIND"
-    assert await refused(code="NOMONEY", kind=cpb.CREDIT_GRANT) == "INVALID_AMOUNT"
-    assert await refused(code="BADTIER", kind=cpb.TIER_TRIAL, trial_tier="gold", trial_days=3) == "UNKNOWN_TIER"
-    assert await refused(code="NODAYS1", kind=cpb.TIER_TRIAL, trial_tier="starter") == "INVALID_TRIAL"
+    assert await refused(code="NOMONEY", kind=cpb.COUPON_KIND_CREDIT_GRANT) == "INVALID_AMOUNT"
+    assert (
+        await refused(code="BADTIER", kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="gold", trial_days=3)
+        == "UNKNOWN_TIER"
+    )
+    assert await refused(code="NODAYS1", kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="starter") == "INVALID_TRIAL"
     past = _ts(datetime.now(UTC) - timedelta(days=1))
     assert (
-        await refused(code="PASTEND", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1, expires_at=past) == "INVALID_WINDOW"
+        await refused(code="PASTEND", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, expires_at=past)
+        == "INVALID_WINDOW"
     )
     assert (
-        await refused(code="NEGCAP1", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1, max_redemptions=-1)
+        await refused(code="NEGCAP1", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, max_redemptions=-1)
         == "INVALID_LIMIT"
     )
     assert (
-        await refused(code="NOREQID", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1, request_id="")
+        await refused(code="NOREQID", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, request_id="")
         == "MISSING_REQUEST_ID"
     )
     first = await coupons.create(code="taken-code", request_id="create-taken")
@@ -153,7 +161,7 @@ async def test_creating_coupons_checks_the_definition(coupons: CouponsClient) ->
     duplicate = await coupons.fail(
         "CreateCoupon",
         cpb.CreateCouponRequest(
-            code="Taken-Code", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1, request_id=request_id()
+            code="Taken-Code", kind=cpb.COUPON_KIND_CREDIT_GRANT, credit_amount_nanos=1, request_id=request_id()
         ),
         coupons.admin_token,
     )
@@ -269,7 +277,7 @@ async def test_a_credits_failure_between_the_steps_heals_without_loss_or_double_
         assert await healthy.recover_pending(older_than_seconds=0) == 0  # nothing left, nothing twice
         # The user's retry with the same request id now returns the completed redemption.
         retried = await coupons.redeem(user, coupon.code, rid="heal-1")
-        assert retried.redemption.status == cpb.REDEMPTION_COMPLETED
+        assert retried.redemption.status == cpb.REDEMPTION_STATUS_COMPLETED
         assert (await credits.balance(user)).balance_nanos == 4 * USD
         assert (await credits.balance(other)).balance_nanos == 4 * USD
         assert await _coupon_grants(db, coupons_db, coupon.code) == 2
@@ -327,7 +335,7 @@ async def test_a_tier_trial_starts_and_reverts(
     credits_server: RunningService,
 ) -> None:
     trial = await coupons.create(
-        kind=cpb.TIER_TRIAL, trial_tier="professional", trial_days=30, eligible_tiers=["trial", "starter"]
+        kind=cpb.COUPON_KIND_TIER_TRIAL, trial_tier="professional", trial_days=30, eligible_tiers=["trial", "starter"]
     )
     user = await credits.funded_user(USD)
     redeemed = await coupons.redeem(user, trial.code)

@@ -18,7 +18,10 @@ Factory = Callable[[CouponsClient, str], Awaitable[Any]]
 
 async def _create(c: CouponsClient, user: str) -> Any:
     return cpb.CreateCouponRequest(
-        code=f"AZ{request_id()[:10].upper()}", kind=cpb.CREDIT_GRANT, credit_amount_nanos=1, request_id=request_id()
+        code=f"AZ{request_id()[:10].upper()}",
+        kind=cpb.COUPON_KIND_CREDIT_GRANT,
+        credit_amount_nanos=1,
+        request_id=request_id(),
     )
 
 
@@ -39,7 +42,7 @@ async def _get(c: CouponsClient, user: str) -> Any:
 
 
 async def _disable(c: CouponsClient, user: str) -> Any:
-    return cpb.DisableCouponRequest(code=(await c.create()).code)
+    return cpb.DisableCouponRequest(code=(await c.create()).code, request_id=request_id())
 
 
 async def _redemptions(c: CouponsClient, user: str) -> Any:

@@ -72,7 +72,7 @@ async def test_first_call_opens_a_trial_account_with_its_weekly_allocation(
     assert period == timedelta(days=7)
     assert [g.source for g in balance.expiring] == [pb.GRANT_SOURCE_TIER]
     txs = await _transactions(credits, user)
-    assert [t.kind for t in txs] == [pb.TIER_ALLOCATION]
+    assert [t.kind for t in txs] == [pb.TRANSACTION_KIND_TIER_ALLOCATION]
     assert txs[0].debit_account == "platform:grants" and txs[0].credit_account == f"user:{user}"
 
 
@@ -125,7 +125,7 @@ async def test_bad_deductions_are_refused_and_change_nothing(
     failure = await credits.fail("Deduct", pb.DeductRequest(**request), credits.service_token)  # type: ignore[arg-type]
     assert (failure.code, failure.reason) == (INVALID, reason)
     assert (await credits.balance(user)).balance_nanos == 5 * USD
-    assert [t.kind for t in await _transactions(credits, user) if t.kind == pb.DEDUCTION] == []
+    assert [t.kind for t in await _transactions(credits, user) if t.kind == pb.TRANSACTION_KIND_DEDUCTION] == []
 
 
 async def test_deducting_more_than_available_is_refused_and_changes_nothing(credits: Credits, db: asyncpg.Pool) -> None:
@@ -198,7 +198,7 @@ async def test_credits_expire_at_their_expiry(credits: Credits, db: asyncpg.Pool
     balance = await credits.balance(user)
     # 3 of the expiring 4 were left: they expire; the non-expiring dollar stays.
     assert balance.balance_nanos == 1 * USD
-    expiries = await _transactions(credits, user, kind=pb.EXPIRY)
+    expiries = await _transactions(credits, user, kind=pb.TRANSACTION_KIND_EXPIRY)
     assert [t.amount_nanos for t in expiries] == [3 * USD]
     assert expiries[0].credit_account == "platform:expired"
     await assert_ledger_ok(db)
@@ -224,9 +224,11 @@ async def test_a_hold_reserves_and_a_capture_charges_the_actual_cost(credits: Cr
     rid = request_id()
     capture = pb.CaptureHoldRequest(hold_id=held.hold_id, amount_nanos=USD + 250, request_id=rid, model="m")
     captured = await credits.as_service("CaptureHold", capture)
-    assert captured.hold.status == pb.HOLD_CAPTURED
+    assert captured.hold.status == pb.HOLD_STATUS_CAPTURED
     assert captured.released_nanos == 3 * USD - 250
-    assert captured.transaction.kind == pb.HOLD_CAPTURE and captured.transaction.amount_nanos == USD + 250
+    assert (
+        captured.transaction.kind == pb.TRANSACTION_KIND_HOLD_CAPTURE and captured.transaction.amount_nanos == USD + 250
+    )
     assert captured.transaction.audit.model == "m"
     balance = await credits.balance(user)
     assert (balance.balance_nanos, balance.held_nanos) == (9 * USD - 250, 0)
@@ -265,7 +267,7 @@ async def test_hold_capture_and_release_errors(credits: Credits, db: asyncpg.Poo
     )
     assert (malformed.code, malformed.reason) == (INVALID, "INVALID_HOLD_ID")
     released = await credits.as_service("ReleaseHold", pb.ReleaseHoldRequest(hold_id=held.hold_id, request_id="r1"))
-    assert released.hold.status == pb.HOLD_RELEASED
+    assert released.hold.status == pb.HOLD_STATUS_RELEASED
     assert (await credits.balance(user)).available_nanos == 10 * USD
     late = await credits.fail(
         "CaptureHold",
@@ -278,7 +280,7 @@ async def test_hold_capture_and_release_errors(credits: Credits, db: asyncpg.Poo
         "CaptureHold",
         pb.CaptureHoldRequest(hold_id=zero.hold_id, amount_nanos=0, request_id=request_id()),
     )
-    assert captured.hold.status == pb.HOLD_CAPTURED and not captured.HasField("transaction")
+    assert captured.hold.status == pb.HOLD_STATUS_CAPTURED and not captured.HasField("transaction")
     assert (await credits.balance(user)).balance_nanos == 10 * USD
     await assert_ledger_ok(db)
 
@@ -299,7 +301,7 @@ async def test_an_uncaptured_hold_expires_after_its_ttl(credits: Credits, db: as
     released = await credits.as_service(
         "ReleaseHold", pb.ReleaseHoldRequest(hold_id=held.hold_id, request_id=request_id())
     )
-    assert released.hold.status == pb.HOLD_EXPIRED
+    assert released.hold.status == pb.HOLD_STATUS_EXPIRED
     await credits.deduct(user, 10 * USD)
     await assert_ledger_ok(db)
 
@@ -324,7 +326,7 @@ async def test_a_hold_keeps_expiring_credits_it_reserved_until_it_settles(credit
     # The 3 expired credits the capture did not use expire once the hold is settled.
     balance = await credits.balance(user)
     assert (balance.balance_nanos, balance.held_nanos) == (5 * USD, 0)
-    assert sum(t.amount_nanos for t in await _transactions(credits, user, kind=pb.EXPIRY)) == 5 * USD
+    assert sum(t.amount_nanos for t in await _transactions(credits, user, kind=pb.TRANSACTION_KIND_EXPIRY)) == 5 * USD
     await assert_ledger_ok(db)
 
 
@@ -367,7 +369,7 @@ async def test_refunds_never_exceed_the_charge(credits: Credits, db: asyncpg.Poo
     )
     assert last.refundable_remaining_nanos == 0
     assert (await credits.balance(user)).balance_nanos == 10 * USD
-    grant = (await _transactions(credits, user, kind=pb.ALLOCATION) or [None])[0]
+    grant = (await _transactions(credits, user, kind=pb.TRANSACTION_KIND_ALLOCATION) or [None])[0]
     if grant is not None:
         not_charge = await credits.fail(
             "Refund",
@@ -419,7 +421,7 @@ async def test_tier_change_starts_a_new_period_of_the_new_tier(credits: Credits,
         credits.admin_token,
     )
     assert (unknown.code, unknown.reason) == (INVALID, "UNKNOWN_TIER")
-    expired = await _transactions(credits, user, kind=pb.EXPIRY)
+    expired = await _transactions(credits, user, kind=pb.TRANSACTION_KIND_EXPIRY)
     assert [t.amount_nanos for t in expired] == [USD // 2]
     await assert_ledger_ok(db)
 
@@ -446,7 +448,7 @@ async def test_period_reset_expires_the_old_allocation_and_grants_the_new(credit
     assert new.period_end.ToDatetime() > datetime.now(UTC).replace(tzinfo=None)
     again = await credits.as_admin("ResetPeriods", pb.ResetPeriodsRequest(user_id=user, request_id=request_id()))
     assert again.reset_count == 0
-    allocations = await _transactions(credits, user, kind=pb.TIER_ALLOCATION)
+    allocations = await _transactions(credits, user, kind=pb.TRANSACTION_KIND_TIER_ALLOCATION)
     assert len(allocations) == 3  # trial at opening, starter on the change, starter for the new period
     await assert_ledger_ok(db)
 
@@ -494,13 +496,19 @@ async def test_transactions_are_paged_newest_first_and_filtered(credits: Credits
         page_token = page.next_page_token
         if not page_token:
             break
-    assert [t.amount_nanos for t in seen if t.kind == pb.ALLOCATION] == [a * USD for a in range(7, 0, -1)]
+    assert [t.amount_nanos for t in seen if t.kind == pb.TRANSACTION_KIND_ALLOCATION] == [
+        a * USD for a in range(7, 0, -1)
+    ]
     ids = [t.transaction_id for t in seen]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
-    only = await credits.call("ListTransactions", pb.ListTransactionsRequest(kind=pb.REFUND), token)
+    only = await credits.call("ListTransactions", pb.ListTransactionsRequest(kind=pb.TRANSACTION_KIND_REFUND), token)
     assert list(only.transactions) == []
-    deductions = await credits.call("ListTransactions", pb.ListTransactionsRequest(kind=pb.DEDUCTION), token)
-    assert [t.kind for t in deductions.transactions] == [pb.DEDUCTION]  # funded_user spent the trial dollar
+    deductions = await credits.call(
+        "ListTransactions", pb.ListTransactionsRequest(kind=pb.TRANSACTION_KIND_DEDUCTION), token
+    )
+    assert [t.kind for t in deductions.transactions] == [
+        pb.TRANSACTION_KIND_DEDUCTION
+    ]  # funded_user spent the trial dollar
     future = datetime.now(UTC) + timedelta(hours=1)
     none = await credits.call("ListTransactions", pb.ListTransactionsRequest(start_time=_ts(future)), token)
     assert list(none.transactions) == []

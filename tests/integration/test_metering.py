@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.metering.v1 import metering_pb2 as pb
 from creditmeter.openrouter.v1 import openrouter_pb2 as opb
@@ -27,8 +28,8 @@ PAID = "openai/gpt-4o-mini"  # $0.15 / $0.60 per million tokens
 
 def _event(user: str, **fields: object) -> pb.UsageEvent:
     fields.setdefault("event_id", f"evt-{uuid.uuid4().hex}")
-    fields.setdefault("service", pb.LLM)
-    if fields["service"] == pb.LLM:
+    fields.setdefault("service", skpb.SERVICE_KIND_LLM)
+    if fields["service"] == skpb.SERVICE_KIND_LLM:
         fields.setdefault("model", PAID)
         fields.setdefault("input_tokens", 1000)
         fields.setdefault("output_tokens", 500)
@@ -98,7 +99,12 @@ async def test_authorize_then_track_captures_the_actual_cost(
     allowed = await metering.call(
         "Authorize",
         pb.AuthorizeRequest(
-            user_id=user, service=pb.LLM, model=PAID, input_tokens=1000, max_output_tokens=4000, request_id=request_id()
+            user_id=user,
+            service=skpb.SERVICE_KIND_LLM,
+            model=PAID,
+            input_tokens=1000,
+            max_output_tokens=4000,
+            request_id=request_id(),
         ),
     )
     assert allowed.allowed and allowed.hold_id
@@ -118,7 +124,12 @@ async def test_usage_beyond_the_hold_is_charged_in_full(
     allowed = await metering.call(
         "Authorize",
         pb.AuthorizeRequest(
-            user_id=user, service=pb.LLM, model=PAID, input_tokens=10, max_output_tokens=10, request_id=request_id()
+            user_id=user,
+            service=skpb.SERVICE_KIND_LLM,
+            model=PAID,
+            input_tokens=10,
+            max_output_tokens=10,
+            request_id=request_id(),
         ),
     )
     tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user, hold_id=allowed.hold_id)))
@@ -132,7 +143,9 @@ async def test_an_abandoned_hold_expires(metering: MeteringCaller, credits: Cred
     user = await credits.funded_user(USD)
     allowed = await metering.call(
         "Authorize",
-        pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=10, hold_ttl_seconds=1, request_id=request_id()),
+        pb.AuthorizeRequest(
+            user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=10, hold_ttl_seconds=1, request_id=request_id()
+        ),
     )
     assert allowed.allowed and (await credits.balance(user)).available_nanos == USD - 50_000_000
     await asyncio.sleep(1.2)
@@ -143,7 +156,8 @@ async def test_the_101st_trial_call_of_a_day_is_refused(metering: MeteringCaller
     user = await credits.funded_user(USD)
     answers = [
         await metering.call(
-            "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=f"q-{i}")
+            "Authorize",
+            pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=f"q-{i}"),
         )
         for i in range(101)
     ]
@@ -152,7 +166,7 @@ async def test_the_101st_trial_call_of_a_day_is_refused(metering: MeteringCaller
     assert (answers[100].allowed, answers[100].reason) == (False, "QUOTA_EXCEEDED")
     assert (await credits.balance(user)).held_nanos == 100 * 5_000_000  # the refused call held nothing
     replay = await metering.call(
-        "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id="q-5")
+        "Authorize", pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id="q-5")
     )
     assert replay.allowed and replay.hold_id == answers[5].hold_id
 
@@ -162,7 +176,8 @@ async def test_enterprise_is_never_refused_for_quota(metering: MeteringCaller, c
     await credits.as_admin("SetTier", cpb.SetTierRequest(user_id=user, tier="enterprise", request_id=request_id()))
     for i in range(120):
         answer = await metering.call(
-            "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=f"e-{i}")
+            "Authorize",
+            pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=f"e-{i}"),
         )
         assert answer.allowed and answer.calls_limit == 0
 
@@ -172,7 +187,8 @@ async def test_authorize_refuses_when_credits_cannot_cover_the_estimate(
 ) -> None:
     user = await credits.funded_user(1000)
     refused = await metering.call(
-        "Authorize", pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=request_id())
+        "Authorize",
+        pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=request_id()),
     )
     assert (refused.allowed, refused.reason) == (False, "INSUFFICIENT_CREDITS")
     assert refused.calls_used == 0  # the refused call is not counted
@@ -205,7 +221,7 @@ async def test_reports_agree_with_each_other_and_the_ledger(
         _event(user),
         _event(user, model="anthropic/claude-3.5-sonnet", input_tokens=2000, output_tokens=100),
         _event(user, occurred_at=stamp),
-        _event(user, service=pb.TTS, quantity=1500),
+        _event(user, service=skpb.SERVICE_KIND_TTS, quantity=1500),
         _event(user, model="meta-llama/llama-3.1-8b-instruct:free", input_tokens=3000, output_tokens=0),
     ]
     await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events))
@@ -213,7 +229,7 @@ async def test_reports_agree_with_each_other_and_the_ledger(
     summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(), token)
     by_model = await metering.call("GetUsageByModel", pb.GetUsageByModelRequest(), token)
     by_day = await metering.call("GetUsageByDate", pb.GetUsageByDateRequest(), token)
-    by_month = await metering.call("GetUsageByDate", pb.GetUsageByDateRequest(granularity=pb.MONTH), token)
+    by_month = await metering.call("GetUsageByDate", pb.GetUsageByDateRequest(granularity=pb.GRANULARITY_MONTH), token)
     total = summary.totals
     assert total.event_count == 5 and total.input_tokens == 7000
     for rows in (by_model.rows, by_day.rows, by_month.rows):
@@ -334,7 +350,7 @@ async def test_usage_recorded_before_a_crash_is_charged_by_recovery_once(
     [
         ({"event_id": ""}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EVENT_ID"),
         ({"event_id": "has space"}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EVENT_ID"),
-        ({"service": pb.SERVICE_KIND_UNSPECIFIED}, grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_SERVICE"),
+        ({"service": skpb.SERVICE_KIND_UNSPECIFIED}, grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_SERVICE"),
         ({"input_tokens": -1}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUANTITY"),
         ({"model": ""}, grpc.StatusCode.INVALID_ARGUMENT, "MISSING_MODEL"),
         ({"model": "no/such-model"}, grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND"),

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.metering.v1 import metering_pb2 as pb
 
 from tests.conftest import request_id
@@ -17,11 +18,11 @@ Factory = Callable[[str], Awaitable[Any]]
 
 
 def _event(user: str) -> pb.UsageEvent:
-    return pb.UsageEvent(event_id=f"az-{request_id()}", user_id=user, service=pb.SEARCH, quantity=1)
+    return pb.UsageEvent(event_id=f"az-{request_id()}", user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1)
 
 
 async def _authorize(user: str) -> Any:
-    return pb.AuthorizeRequest(user_id=user, service=pb.SEARCH, quantity=1, request_id=request_id())
+    return pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=request_id())
 
 
 async def _track(user: str) -> Any:

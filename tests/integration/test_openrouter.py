@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 
@@ -118,30 +119,30 @@ async def test_catalog_sync_detects_free_models_and_skips_variable_pricing(openr
 async def test_a_price_change_makes_a_new_catalog_version(
     openrouter: OpenRouterCaller, fake_openrouter: FakeOpenRouter
 ) -> None:
-    same = await openrouter.call("SyncModels", pb.SyncModelsRequest(), openrouter.admin)
+    same = await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
     assert not same.changed
     before = await openrouter.call(
         "QuotePrice",
-        pb.QuotePriceRequest(tier="starter", service=pb.LLM, model=PAID, input_tokens=1000),
+        pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=1000),
         openrouter.service,
     )
     entry = next(m for m in fake_openrouter.models["data"] if m["id"] == PAID)
     old = entry["pricing"]["prompt"]
     entry["pricing"]["prompt"] = "0.0000002"
     try:
-        changed = await openrouter.call("SyncModels", pb.SyncModelsRequest(), openrouter.admin)
+        changed = await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
         assert changed.changed and changed.catalog_version == same.catalog_version + 1
         await asyncio.sleep(5.1)  # the service caches the current prices for 5 seconds
         after = await openrouter.call(
             "QuotePrice",
-            pb.QuotePriceRequest(tier="starter", service=pb.LLM, model=PAID, input_tokens=1000),
+            pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=1000),
             openrouter.service,
         )
         assert after.price_version != before.price_version
         assert after.total_nanos == 220_000 and before.total_nanos == 165_000
     finally:
         entry["pricing"]["prompt"] = old
-        await openrouter.call("SyncModels", pb.SyncModelsRequest(), openrouter.admin)
+        await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
 
 
 # --- quotes ----------------------------------------------------------------------------------
@@ -159,7 +160,9 @@ async def test_paid_quotes_are_provider_cost_plus_the_tier_markup(
     ) * 10**9
     quote = await openrouter.call(
         "QuotePrice",
-        pb.QuotePriceRequest(tier=tier, service=pb.LLM, model=model, input_tokens=tokens_in, output_tokens=tokens_out),
+        pb.QuotePriceRequest(
+            tier=tier, service=skpb.SERVICE_KIND_LLM, model=model, input_tokens=tokens_in, output_tokens=tokens_out
+        ),
         openrouter.service,
     )
     assert quote.provider_cost_nanos == _round(exact)
@@ -170,7 +173,12 @@ async def test_paid_quotes_are_provider_cost_plus_the_tier_markup(
         byok = await openrouter.call(
             "QuotePrice",
             pb.QuotePriceRequest(
-                tier=tier, service=pb.LLM, model=model, input_tokens=tokens_in, output_tokens=tokens_out, byok=True
+                tier=tier,
+                service=skpb.SERVICE_KIND_LLM,
+                model=model,
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                byok=True,
             ),
             openrouter.service,
         )
@@ -183,7 +191,9 @@ async def test_paid_quotes_are_provider_cost_plus_the_tier_markup(
 async def test_free_models_cost_a_flat_fee_per_1000_tokens(openrouter: OpenRouterCaller, tier: str, model: str) -> None:
     quote = await openrouter.call(
         "QuotePrice",
-        pb.QuotePriceRequest(tier=tier, service=pb.LLM, model=model, input_tokens=1500, output_tokens=1001),
+        pb.QuotePriceRequest(
+            tier=tier, service=skpb.SERVICE_KIND_LLM, model=model, input_tokens=1500, output_tokens=1001
+        ),
         openrouter.service,
     )
     assert quote.free_model and quote.provider_cost_nanos == 0
@@ -191,7 +201,9 @@ async def test_free_models_cost_a_flat_fee_per_1000_tokens(openrouter: OpenRoute
     if tier == "starter":
         exactly_1000 = await openrouter.call(
             "QuotePrice",
-            pb.QuotePriceRequest(tier=tier, service=pb.LLM, model=model, input_tokens=600, output_tokens=400),
+            pb.QuotePriceRequest(
+                tier=tier, service=skpb.SERVICE_KIND_LLM, model=model, input_tokens=600, output_tokens=400
+            ),
             openrouter.service,
         )
         assert exactly_1000.total_nanos == 1_000_000  # $0.001 per 1,000 tokens
@@ -200,11 +212,11 @@ async def test_free_models_cost_a_flat_fee_per_1000_tokens(openrouter: OpenRoute
 @pytest.mark.parametrize(
     ("service", "quantity", "expected"),
     [
-        (pb.TTS, 2_500, _round(Fraction(15_000_000 * 2_500, 1000))),
-        (pb.STT, 90, _round(Fraction(6_000_000 * 90, 60))),
-        (pb.EMBEDDING, 1_234_567, _round(Fraction(100_000 * 1_234_567, 1000))),
-        (pb.SEARCH, 3, 15_000_000),
-        (pb.AGENT, 2, 40_000_000),
+        (skpb.SERVICE_KIND_TTS, 2_500, _round(Fraction(15_000_000 * 2_500, 1000))),
+        (skpb.SERVICE_KIND_STT, 90, _round(Fraction(6_000_000 * 90, 60))),
+        (skpb.SERVICE_KIND_EMBEDDING, 1_234_567, _round(Fraction(100_000 * 1_234_567, 1000))),
+        (skpb.SERVICE_KIND_SEARCH, 3, 15_000_000),
+        (skpb.SERVICE_KIND_AGENT, 2, 40_000_000),
     ],
 )
 async def test_non_llm_services_use_their_unit_prices(
@@ -219,18 +231,20 @@ async def test_non_llm_services_use_their_unit_prices(
 async def test_bad_quotes_are_refused(openrouter: OpenRouterCaller) -> None:
     svc = openrouter.service
     assert await openrouter.reason(
-        "QuotePrice", pb.QuotePriceRequest(tier="starter", service=pb.LLM, model="x/y"), svc
+        "QuotePrice", pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model="x/y"), svc
     ) == (
         grpc.StatusCode.NOT_FOUND,
         "MODEL_NOT_FOUND",
     )
-    assert (await openrouter.reason("QuotePrice", pb.QuotePriceRequest(tier="gold", service=pb.TTS), svc))[
-        1
-    ] == "UNKNOWN_TIER"
+    assert (
+        await openrouter.reason("QuotePrice", pb.QuotePriceRequest(tier="gold", service=skpb.SERVICE_KIND_TTS), svc)
+    )[1] == "UNKNOWN_TIER"
     assert (await openrouter.reason("QuotePrice", pb.QuotePriceRequest(tier="starter"), svc))[1] == "UNKNOWN_SERVICE"
-    negative = pb.QuotePriceRequest(tier="starter", service=pb.LLM, model=PAID, input_tokens=-1)
+    negative = pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=-1)
     assert (await openrouter.reason("QuotePrice", negative, svc))[1] == "INVALID_QUANTITY"
-    trial_byok = pb.QuotePriceRequest(tier="trial", service=pb.LLM, model=PAID, input_tokens=1, byok=True)
+    trial_byok = pb.QuotePriceRequest(
+        tier="trial", service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=1, byok=True
+    )
     assert (await openrouter.reason("QuotePrice", trial_byok, svc)) == (
         grpc.StatusCode.FAILED_PRECONDITION,
         "BYOK_NOT_ALLOWED",
@@ -242,7 +256,9 @@ async def test_a_rate_card_update_makes_a_new_version(openrouter: OpenRouterCall
     rid = request_id()
     update = pb.UpdateRateCardRequest(
         tiers=[pb.TierRate(tier="enterprise", markup_bps=0, byok_markup_bps=0, free_model_fee_per_1k_tokens_nanos=7)],
-        unit_prices=[pb.UnitPrice(service=pb.SEARCH, price_nanos=4_000_000, quantity_per_unit=1, unit="calls")],
+        unit_prices=[
+            pb.UnitPrice(service=skpb.SERVICE_KIND_SEARCH, price_nanos=4_000_000, quantity_per_unit=1, unit="calls")
+        ],
         request_id=rid,
     )
     updated = (await openrouter.call("UpdateRateCard", update, openrouter.admin)).rate_card
@@ -251,7 +267,9 @@ async def test_a_rate_card_update_makes_a_new_version(openrouter: OpenRouterCall
     assert again.version == updated.version
     await asyncio.sleep(5.1)
     quote = await openrouter.call(
-        "QuotePrice", pb.QuotePriceRequest(tier="enterprise", service=pb.SEARCH, quantity=2), openrouter.service
+        "QuotePrice",
+        pb.QuotePriceRequest(tier="enterprise", service=skpb.SERVICE_KIND_SEARCH, quantity=2),
+        openrouter.service,
     )
     assert quote.total_nanos == 8_000_000 and quote.price_version.startswith(f"rc{updated.version}-")
     bad = pb.UpdateRateCardRequest(tiers=[pb.TierRate(tier="gold")], request_id=request_id())
@@ -259,7 +277,9 @@ async def test_a_rate_card_update_makes_a_new_version(openrouter: OpenRouterCall
     # Put the defaults back for the other tests.
     restore = pb.UpdateRateCardRequest(
         tiers=[pb.TierRate(tier="enterprise", markup_bps=0, byok_markup_bps=0, free_model_fee_per_1k_tokens_nanos=0)],
-        unit_prices=[pb.UnitPrice(service=pb.SEARCH, price_nanos=5_000_000, quantity_per_unit=1, unit="calls")],
+        unit_prices=[
+            pb.UnitPrice(service=skpb.SERVICE_KIND_SEARCH, price_nanos=5_000_000, quantity_per_unit=1, unit="calls")
+        ],
         request_id=request_id(),
     )
     await openrouter.call("UpdateRateCard", restore, openrouter.admin)
@@ -310,26 +330,30 @@ async def test_byok_is_validated_stored_encrypted_and_shown_only_as_a_hint(
     token = openrouter.user(user)
     own_key = "sk-or-v1-" + request_id() + request_id()
     fake_openrouter.add_byok(own_key)
-    refused = await openrouter.reason("SetByokKey", pb.SetByokKeyRequest(api_key=own_key), token)
+    refused = await openrouter.reason(
+        "SetByokKey", pb.SetByokKeyRequest(api_key=own_key, request_id=request_id()), token
+    )
     assert refused == (grpc.StatusCode.FAILED_PRECONDITION, "BYOK_NOT_ALLOWED")  # trial
     await credits.as_admin("SetTier", cpb.SetTierRequest(user_id=user, tier="starter", request_id=request_id()))
-    bogus = await openrouter.reason("SetByokKey", pb.SetByokKeyRequest(api_key="sk-or-v1-not-a-real-key"), token)
+    bogus = await openrouter.reason(
+        "SetByokKey", pb.SetByokKeyRequest(api_key="sk-or-v1-not-a-real-key", request_id=request_id()), token
+    )
     assert bogus == (grpc.StatusCode.INVALID_ARGUMENT, "BYOK_KEY_INVALID")
-    assert (await openrouter.reason("SetByokKey", pb.SetByokKeyRequest(api_key="short"), token))[
-        1
-    ] == "BYOK_KEY_INVALID"
-    stored = await openrouter.call("SetByokKey", pb.SetByokKeyRequest(api_key=own_key), token)
+    assert (
+        await openrouter.reason("SetByokKey", pb.SetByokKeyRequest(api_key="short", request_id=request_id()), token)
+    )[1] == "BYOK_KEY_INVALID"
+    stored = await openrouter.call("SetByokKey", pb.SetByokKeyRequest(api_key=own_key, request_id=request_id()), token)
     assert stored.byok_hint == own_key[-4:]
     assert own_key not in str(stored)
     provider = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.service)
-    assert (provider.api_key, provider.source) == (own_key, pb.BYOK)
+    assert (provider.api_key, provider.source) == (own_key, pb.KEY_SOURCE_BYOK)
     account = (await openrouter.call("GetAccount", pb.GetAccountRequest(), token)).account
-    assert account.byok_hint == own_key[-4:] and account.active_key == pb.BYOK
-    deleted = await openrouter.call("DeleteByokKey", pb.DeleteByokKeyRequest(), token)
+    assert account.byok_hint == own_key[-4:] and account.active_key == pb.KEY_SOURCE_BYOK
+    deleted = await openrouter.call("DeleteByokKey", pb.DeleteByokKeyRequest(request_id=request_id()), token)
     assert deleted.deleted
-    assert not (await openrouter.call("DeleteByokKey", pb.DeleteByokKeyRequest(), token)).deleted
+    assert not (await openrouter.call("DeleteByokKey", pb.DeleteByokKeyRequest(request_id=request_id()), token)).deleted
     fallback = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.service)
-    assert fallback.source == pb.PROVISIONED and fallback.api_key != own_key
+    assert fallback.source == pb.KEY_SOURCE_PROVISIONED and fallback.api_key != own_key
     assert fallback.api_key in fake_openrouter.plaintext_keys()
 
 
@@ -348,8 +372,10 @@ async def test_no_plaintext_key_in_any_table_or_log_line(
     await credits.as_admin("SetTier", cpb.SetTierRequest(user_id=user, tier="starter", request_id=request_id()))
     await openrouter.call("CreateAccount", pb.CreateAccountRequest(), token)
     await openrouter.call("SyncBalance", pb.SyncBalanceRequest(), token)
-    await openrouter.call("SetByokKey", pb.SetByokKeyRequest(api_key=own_key), token)
-    await openrouter.reason("SetByokKey", pb.SetByokKeyRequest(api_key="sk-or-v1-" + "f" * 40), token)
+    await openrouter.call("SetByokKey", pb.SetByokKeyRequest(api_key=own_key, request_id=request_id()), token)
+    await openrouter.reason(
+        "SetByokKey", pb.SetByokKeyRequest(api_key="sk-or-v1-" + "f" * 40, request_id=request_id()), token
+    )
     await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.service)
     secrets = [*fake_openrouter.plaintext_keys(), MANAGEMENT_KEY, "sk-or-v1-" + "f" * 40]
     async with openrouter_db.acquire() as conn:
@@ -401,7 +427,9 @@ async def test_rotation_re_encrypts_everything_under_the_primary_key(
         running = await start([new, old])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
             client = OpenRouterCaller(chan, keys)
-            rotated = await client.call("RotateEncryptionKeys", pb.RotateEncryptionKeysRequest(), client.admin)
+            rotated = await client.call(
+                "RotateEncryptionKeys", pb.RotateEncryptionKeysRequest(request_id=request_id()), client.admin
+            )
             assert rotated.rotated_count == len(users)
         await running.stop(1)
 
@@ -436,13 +464,15 @@ async def test_verify_flags_a_key_stored_in_clear(openrouter_db: asyncpg.Pool) -
 
 async def test_batch_quotes_match_single_quotes(openrouter: OpenRouterCaller) -> None:
     items = [
-        pb.QuotePriceRequest(tier="starter", service=pb.LLM, model=PAID, input_tokens=i * 7, output_tokens=i)
+        pb.QuotePriceRequest(
+            tier="starter", service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=i * 7, output_tokens=i
+        )
         for i in range(1, 50)
-    ] + [pb.QuotePriceRequest(tier="trial", service=pb.TTS, quantity=1234)]
+    ] + [pb.QuotePriceRequest(tier="trial", service=skpb.SERVICE_KIND_TTS, quantity=1234)]
     batch = await openrouter.call("QuotePrices", pb.QuotePricesRequest(quotes=items), openrouter.service)
     singles = [await openrouter.call("QuotePrice", item, openrouter.service) for item in items]
     assert list(batch.quotes) == singles
-    bad = [*items[:3], pb.QuotePriceRequest(tier="starter", service=pb.LLM, model="no/such")]
+    bad = [*items[:3], pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model="no/such")]
     try:
         await openrouter.call("QuotePrices", pb.QuotePricesRequest(quotes=bad), openrouter.service)
         raise AssertionError("expected a refusal")

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2 as pb
 
@@ -42,11 +43,11 @@ async def _set_byok(c: Client, credits: Credits, fake: FakeOpenRouter, user: str
     await credits.as_admin("SetTier", cpb.SetTierRequest(user_id=user, tier="starter", request_id=request_id()))
     key = "sk-or-v1-" + request_id()
     fake.add_byok(key)
-    return pb.SetByokKeyRequest(api_key=key)
+    return pb.SetByokKeyRequest(api_key=key, request_id=request_id())
 
 
 async def _delete_byok(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
-    return pb.DeleteByokKeyRequest()
+    return pb.DeleteByokKeyRequest(request_id=request_id())
 
 
 async def _models(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
@@ -54,11 +55,13 @@ async def _models(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) 
 
 
 async def _quote(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
-    return pb.QuotePriceRequest(tier="starter", service=pb.SEARCH, quantity=1)
+    return pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_SEARCH, quantity=1)
 
 
 async def _quotes(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
-    return pb.QuotePricesRequest(quotes=[pb.QuotePriceRequest(tier="starter", service=pb.SEARCH, quantity=1)])
+    return pb.QuotePricesRequest(
+        quotes=[pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_SEARCH, quantity=1)]
+    )
 
 
 async def _provider_key(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
@@ -66,11 +69,11 @@ async def _provider_key(c: Client, credits: Credits, fake: FakeOpenRouter, user:
 
 
 async def _rotate(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
-    return pb.RotateEncryptionKeysRequest()
+    return pb.RotateEncryptionKeysRequest(request_id=request_id())
 
 
 async def _sync_models(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
-    return pb.SyncModelsRequest()
+    return pb.SyncModelsRequest(request_id=request_id())
 
 
 async def _rate_card(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:

@@ -14,22 +14,22 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class CouponKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COUPON_KIND_UNSPECIFIED: _ClassVar[CouponKind]
-    CREDIT_GRANT: _ClassVar[CouponKind]
-    TIER_TRIAL: _ClassVar[CouponKind]
+    COUPON_KIND_CREDIT_GRANT: _ClassVar[CouponKind]
+    COUPON_KIND_TIER_TRIAL: _ClassVar[CouponKind]
 
 class RedemptionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REDEMPTION_STATUS_UNSPECIFIED: _ClassVar[RedemptionStatus]
-    REDEMPTION_PENDING: _ClassVar[RedemptionStatus]
-    REDEMPTION_COMPLETED: _ClassVar[RedemptionStatus]
-    REDEMPTION_FAILED: _ClassVar[RedemptionStatus]
+    REDEMPTION_STATUS_PENDING: _ClassVar[RedemptionStatus]
+    REDEMPTION_STATUS_COMPLETED: _ClassVar[RedemptionStatus]
+    REDEMPTION_STATUS_FAILED: _ClassVar[RedemptionStatus]
 COUPON_KIND_UNSPECIFIED: CouponKind
-CREDIT_GRANT: CouponKind
-TIER_TRIAL: CouponKind
+COUPON_KIND_CREDIT_GRANT: CouponKind
+COUPON_KIND_TIER_TRIAL: CouponKind
 REDEMPTION_STATUS_UNSPECIFIED: RedemptionStatus
-REDEMPTION_PENDING: RedemptionStatus
-REDEMPTION_COMPLETED: RedemptionStatus
-REDEMPTION_FAILED: RedemptionStatus
+REDEMPTION_STATUS_PENDING: RedemptionStatus
+REDEMPTION_STATUS_COMPLETED: RedemptionStatus
+REDEMPTION_STATUS_FAILED: RedemptionStatus
 
 class Coupon(_message.Message):
     __slots__ = ("code", "description", "kind", "credit_amount_nanos", "credit_expiry_days", "trial_tier", "trial_days", "valid_from", "expires_at", "max_redemptions", "per_user_limit", "eligible_tiers", "first_time_only", "disabled", "redemption_count", "created_at", "created_by")
@@ -222,12 +222,14 @@ class GetCouponResponse(_message.Message):
     def __init__(self, coupon: _Optional[_Union[Coupon, _Mapping]] = ...) -> None: ...
 
 class DisableCouponRequest(_message.Message):
-    __slots__ = ("code", "reason")
+    __slots__ = ("code", "reason", "request_id")
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     code: str
     reason: str
-    def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DisableCouponResponse(_message.Message):
     __slots__ = ("coupon",)

@@ -127,7 +127,8 @@ class CouponsServiceServicer:
 
     def DisableCoupon(self, request, context):
         """Disables a coupon: no further redemptions; past ones stand. Admin only.
-        Idempotent. Returns NOT_FOUND (reason COUPON_NOT_FOUND).
+        Idempotent by `request_id` (disabling a disabled coupon also succeeds).
+        Returns NOT_FOUND (reason COUPON_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -15,12 +15,12 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class TransactionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TRANSACTION_KIND_UNSPECIFIED: _ClassVar[TransactionKind]
-    TIER_ALLOCATION: _ClassVar[TransactionKind]
-    ALLOCATION: _ClassVar[TransactionKind]
-    DEDUCTION: _ClassVar[TransactionKind]
-    HOLD_CAPTURE: _ClassVar[TransactionKind]
-    REFUND: _ClassVar[TransactionKind]
-    EXPIRY: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_TIER_ALLOCATION: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_ALLOCATION: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_DEDUCTION: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_HOLD_CAPTURE: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_REFUND: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_EXPIRY: _ClassVar[TransactionKind]
 
 class GrantSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,27 +33,27 @@ class GrantSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 class HoldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HOLD_STATUS_UNSPECIFIED: _ClassVar[HoldStatus]
-    HOLD_ACTIVE: _ClassVar[HoldStatus]
-    HOLD_CAPTURED: _ClassVar[HoldStatus]
-    HOLD_RELEASED: _ClassVar[HoldStatus]
-    HOLD_EXPIRED: _ClassVar[HoldStatus]
+    HOLD_STATUS_ACTIVE: _ClassVar[HoldStatus]
+    HOLD_STATUS_CAPTURED: _ClassVar[HoldStatus]
+    HOLD_STATUS_RELEASED: _ClassVar[HoldStatus]
+    HOLD_STATUS_EXPIRED: _ClassVar[HoldStatus]
 TRANSACTION_KIND_UNSPECIFIED: TransactionKind
-TIER_ALLOCATION: TransactionKind
-ALLOCATION: TransactionKind
-DEDUCTION: TransactionKind
-HOLD_CAPTURE: TransactionKind
-REFUND: TransactionKind
-EXPIRY: TransactionKind
+TRANSACTION_KIND_TIER_ALLOCATION: TransactionKind
+TRANSACTION_KIND_ALLOCATION: TransactionKind
+TRANSACTION_KIND_DEDUCTION: TransactionKind
+TRANSACTION_KIND_HOLD_CAPTURE: TransactionKind
+TRANSACTION_KIND_REFUND: TransactionKind
+TRANSACTION_KIND_EXPIRY: TransactionKind
 GRANT_SOURCE_UNSPECIFIED: GrantSource
 GRANT_SOURCE_TIER: GrantSource
 GRANT_SOURCE_ADMIN: GrantSource
 GRANT_SOURCE_COUPON: GrantSource
 GRANT_SOURCE_REFUND: GrantSource
 HOLD_STATUS_UNSPECIFIED: HoldStatus
-HOLD_ACTIVE: HoldStatus
-HOLD_CAPTURED: HoldStatus
-HOLD_RELEASED: HoldStatus
-HOLD_EXPIRED: HoldStatus
+HOLD_STATUS_ACTIVE: HoldStatus
+HOLD_STATUS_CAPTURED: HoldStatus
+HOLD_STATUS_RELEASED: HoldStatus
+HOLD_STATUS_EXPIRED: HoldStatus
 
 class Audit(_message.Message):
     __slots__ = ("actor_subject", "actor_role", "reason", "service", "model", "reference_id", "price_version")

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from creditmeter.common.v1 import service_kind_pb2 as creditmeter_dot_common_dot_v1_dot_service__kind__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&creditmeter/metering/v1/metering.proto\x12\x17\x63reditmeter.metering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x03\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x35\n\x07service\x18\x03 \x01(\x0e\x32$.creditmeter.metering.v1.ServiceKind\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x10\n\x08quantity\x18\x08 \x01(\x03\x12\x0c\n\x04\x62yok\x18\t \x01(\x08\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12/\n\x0boccurred_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x08metadata\x18\x0c \x03(\x0b\x32\x31.creditmeter.metering.v1.UsageEvent.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\rRecordedEvent\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x15\n\rprice_version\x18\x06 \x01(\t\x12\x0f\n\x07\x63harged\x18\x07 \x01(\x08\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x10\x41uthorizeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x35\n\x07service\x18\x02 \x01(\x0e\x32$.creditmeter.metering.v1.ServiceKind\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\x12\x18\n\x10hold_ttl_seconds\x18\x08 \x01(\x05\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xd0\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07hold_id\x18\x03 \x01(\t\x12\x12\n\nheld_nanos\x18\x04 \x01(\x03\x12\x1c\n\x14\x65stimated_cost_nanos\x18\x05 \x01(\x03\x12\x12\n\ncalls_used\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x07 \x01(\x03\x12\x17\n\x0f\x63\x61lls_remaining\x18\x08 \x01(\x03\x12\x15\n\rprice_version\x18\t \x01(\t\"G\n\x11TrackUsageRequest\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"\xac\x01\n\x12TrackUsageResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x15\n\rprice_version\x18\x07 \x01(\t\"M\n\x16TrackUsageBatchRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"W\n\x17TrackUsageBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditmeter.metering.v1.TrackUsageResponse\"\xa5\x01\n\x0bUsageTotals\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x07 \x01(\x03\"{\n\x0cServiceUsage\x12\x35\n\x07service\x18\x01 \x01(\x0e\x32$.creditmeter.metering.v1.ServiceKind\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\"\x87\x01\n\x16GetUsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x17GetUsageSummaryResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\x12\x39\n\nby_service\x18\x03 \x03(\x0b\x32%.creditmeter.metering.v1.ServiceUsage\x12\x12\n\ncalls_used\x18\x04 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x05 \x01(\x03\x12\x36\n\x12quota_window_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x87\x01\n\x16GetUsageByModelRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"L\n\x17GetUsageByModelResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.ModelUsage\"\xc1\x01\n\x15GetUsageByDateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x0bgranularity\x18\x04 \x01(\x0e\x32$.creditmeter.metering.v1.Granularity\"\x86\x01\n\tDateUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"J\n\x16GetUsageByDateResponse\x12\x30\n\x04rows\x18\x01 \x03(\x0b\x32\".creditmeter.metering.v1.DateUsage\"P\n\x16ListUsageEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x17ListUsageEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*l\n\x0bServiceKind\x12\x1c\n\x18SERVICE_KIND_UNSPECIFIED\x10\x00\x12\x07\n\x03LLM\x10\x01\x12\x07\n\x03TTS\x10\x02\x12\x07\n\x03STT\x10\x03\x12\r\n\tEMBEDDING\x10\x04\x12\n\n\x06SEARCH\x10\x05\x12\t\n\x05\x41GENT\x10\x06*>\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x07\n\x03\x44\x41Y\x10\x01\x12\t\n\x05MONTH\x10\x02\x32\xa9\x08\n\x0fMeteringService\x12\x89\x01\n\tAuthorize\x12).creditmeter.metering.v1.AuthorizeRequest\x1a*.creditmeter.metering.v1.AuthorizeResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/metering/authorize:\x01*\x12\x88\x01\n\nTrackUsage\x12*.creditmeter.metering.v1.TrackUsageRequest\x1a+.creditmeter.metering.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/metering/track:\x01*\x12\x9d\x01\n\x0fTrackUsageBatch\x12/.creditmeter.metering.v1.TrackUsageBatchRequest\x1a\x30.creditmeter.metering.v1.TrackUsageBatchResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/metering/track-batch:\x01*\x12\x96\x01\n\x0fGetUsageSummary\x12/.creditmeter.metering.v1.GetUsageSummaryRequest\x1a\x30.creditmeter.metering.v1.GetUsageSummaryResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/summary\x12\x97\x01\n\x0fGetUsageByModel\x12/.creditmeter.metering.v1.GetUsageByModelRequest\x1a\x30.creditmeter.metering.v1.GetUsageByModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/metering/by-model\x12\x93\x01\n\x0eGetUsageByDate\x12..creditmeter.metering.v1.GetUsageByDateRequest\x1a/.creditmeter.metering.v1.GetUsageByDateResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/by-date\x12\x95\x01\n\x0fListUsageEvents\x12/.creditmeter.metering.v1.ListUsageEventsRequest\x1a\x30.creditmeter.metering.v1.ListUsageEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/eventsB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&creditmeter/metering/v1/metering.proto\x12\x17\x63reditmeter.metering.v1\x1a(creditmeter/common/v1/service_kind.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x33\n\x07service\x18\x03 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x10\n\x08quantity\x18\x08 \x01(\x03\x12\x0c\n\x04\x62yok\x18\t \x01(\x08\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12/\n\x0boccurred_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x08metadata\x18\x0c \x03(\x0b\x32\x31.creditmeter.metering.v1.UsageEvent.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\rRecordedEvent\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x15\n\rprice_version\x18\x06 \x01(\t\x12\x0f\n\x07\x63harged\x18\x07 \x01(\x08\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x01\n\x10\x41uthorizeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x07service\x18\x02 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\x12\x18\n\x10hold_ttl_seconds\x18\x08 \x01(\x05\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xd0\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07hold_id\x18\x03 \x01(\t\x12\x12\n\nheld_nanos\x18\x04 \x01(\x03\x12\x1c\n\x14\x65stimated_cost_nanos\x18\x05 \x01(\x03\x12\x12\n\ncalls_used\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x07 \x01(\x03\x12\x17\n\x0f\x63\x61lls_remaining\x18\x08 \x01(\x03\x12\x15\n\rprice_version\x18\t \x01(\t\"G\n\x11TrackUsageRequest\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"\xac\x01\n\x12TrackUsageResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x15\n\rprice_version\x18\x07 \x01(\t\"M\n\x16TrackUsageBatchRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"W\n\x17TrackUsageBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditmeter.metering.v1.TrackUsageResponse\"\xa5\x01\n\x0bUsageTotals\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x07 \x01(\x03\"y\n\x0cServiceUsage\x12\x33\n\x07service\x18\x01 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\"\x87\x01\n\x16GetUsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x17GetUsageSummaryResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\x12\x39\n\nby_service\x18\x03 \x03(\x0b\x32%.creditmeter.metering.v1.ServiceUsage\x12\x12\n\ncalls_used\x18\x04 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x05 \x01(\x03\x12\x36\n\x12quota_window_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x87\x01\n\x16GetUsageByModelRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"L\n\x17GetUsageByModelResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.ModelUsage\"\xc1\x01\n\x15GetUsageByDateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x0bgranularity\x18\x04 \x01(\x0e\x32$.creditmeter.metering.v1.Granularity\"\x86\x01\n\tDateUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"J\n\x16GetUsageByDateResponse\x12\x30\n\x04rows\x18\x01 \x03(\x0b\x32\".creditmeter.metering.v1.DateUsage\"P\n\x16ListUsageEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x17ListUsageEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*V\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x15\n\x11GRANULARITY_MONTH\x10\x02\x32\xa9\x08\n\x0fMeteringService\x12\x89\x01\n\tAuthorize\x12).creditmeter.metering.v1.AuthorizeRequest\x1a*.creditmeter.metering.v1.AuthorizeResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/metering/authorize:\x01*\x12\x88\x01\n\nTrackUsage\x12*.creditmeter.metering.v1.TrackUsageRequest\x1a+.creditmeter.metering.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/metering/track:\x01*\x12\x9d\x01\n\x0fTrackUsageBatch\x12/.creditmeter.metering.v1.TrackUsageBatchRequest\x1a\x30.creditmeter.metering.v1.TrackUsageBatchResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/metering/track-batch:\x01*\x12\x96\x01\n\x0fGetUsageSummary\x12/.creditmeter.metering.v1.GetUsageSummaryRequest\x1a\x30.creditmeter.metering.v1.GetUsageSummaryResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/summary\x12\x97\x01\n\x0fGetUsageByModel\x12/.creditmeter.metering.v1.GetUsageByModelRequest\x1a\x30.creditmeter.metering.v1.GetUsageByModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/metering/by-model\x12\x93\x01\n\x0eGetUsageByDate\x12..creditmeter.metering.v1.GetUsageByDateRequest\x1a/.creditmeter.metering.v1.GetUsageByDateResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/by-date\x12\x95\x01\n\x0fListUsageEvents\x12/.creditmeter.metering.v1.ListUsageEventsRequest\x1a\x30.creditmeter.metering.v1.ListUsageEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/eventsB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,52 +51,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METERINGSERVICE'].methods_by_name['GetUsageByDate']._serialized_options = b'\202\323\344\223\002\032\022\030/api/v1/metering/by-date'
   _globals['_METERINGSERVICE'].methods_by_name['ListUsageEvents']._loaded_options = None
   _globals['_METERINGSERVICE'].methods_by_name['ListUsageEvents']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/metering/events'
-  _globals['_SERVICEKIND']._serialized_start=3282
-  _globals['_SERVICEKIND']._serialized_end=3390
-  _globals['_GRANULARITY']._serialized_start=3392
-  _globals['_GRANULARITY']._serialized_end=3454
-  _globals['_USAGEEVENT']._serialized_start=131
-  _globals['_USAGEEVENT']._serialized_end=527
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=480
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=527
-  _globals['_RECORDEDEVENT']._serialized_start=530
-  _globals['_RECORDEDEVENT']._serialized_end=778
-  _globals['_AUTHORIZEREQUEST']._serialized_start=781
-  _globals['_AUTHORIZEREQUEST']._serialized_end=1013
-  _globals['_AUTHORIZERESPONSE']._serialized_start=1016
-  _globals['_AUTHORIZERESPONSE']._serialized_end=1224
-  _globals['_TRACKUSAGEREQUEST']._serialized_start=1226
-  _globals['_TRACKUSAGEREQUEST']._serialized_end=1297
-  _globals['_TRACKUSAGERESPONSE']._serialized_start=1300
-  _globals['_TRACKUSAGERESPONSE']._serialized_end=1472
-  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_start=1474
-  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_end=1551
-  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_start=1553
-  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_end=1640
-  _globals['_USAGETOTALS']._serialized_start=1643
-  _globals['_USAGETOTALS']._serialized_end=1808
-  _globals['_SERVICEUSAGE']._serialized_start=1810
-  _globals['_SERVICEUSAGE']._serialized_end=1933
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=1936
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=2071
-  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_start=2074
-  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_end=2326
-  _globals['_GETUSAGEBYMODELREQUEST']._serialized_start=2329
-  _globals['_GETUSAGEBYMODELREQUEST']._serialized_end=2464
-  _globals['_MODELUSAGE']._serialized_start=2467
-  _globals['_MODELUSAGE']._serialized_end=2603
-  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_start=2605
-  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_end=2681
-  _globals['_GETUSAGEBYDATEREQUEST']._serialized_start=2684
-  _globals['_GETUSAGEBYDATEREQUEST']._serialized_end=2877
-  _globals['_DATEUSAGE']._serialized_start=2880
-  _globals['_DATEUSAGE']._serialized_end=3014
-  _globals['_GETUSAGEBYDATERESPONSE']._serialized_start=3016
-  _globals['_GETUSAGEBYDATERESPONSE']._serialized_end=3090
-  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_start=3092
-  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_end=3172
-  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_start=3174
-  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_end=3280
-  _globals['_METERINGSERVICE']._serialized_start=3457
-  _globals['_METERINGSERVICE']._serialized_end=4522
+  _globals['_GRANULARITY']._serialized_start=3318
+  _globals['_GRANULARITY']._serialized_end=3404
+  _globals['_USAGEEVENT']._serialized_start=173
+  _globals['_USAGEEVENT']._serialized_end=567
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=520
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=567
+  _globals['_RECORDEDEVENT']._serialized_start=570
+  _globals['_RECORDEDEVENT']._serialized_end=818
+  _globals['_AUTHORIZEREQUEST']._serialized_start=821
+  _globals['_AUTHORIZEREQUEST']._serialized_end=1051
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1054
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1262
+  _globals['_TRACKUSAGEREQUEST']._serialized_start=1264
+  _globals['_TRACKUSAGEREQUEST']._serialized_end=1335
+  _globals['_TRACKUSAGERESPONSE']._serialized_start=1338
+  _globals['_TRACKUSAGERESPONSE']._serialized_end=1510
+  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_start=1512
+  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_end=1589
+  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_start=1591
+  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_end=1678
+  _globals['_USAGETOTALS']._serialized_start=1681
+  _globals['_USAGETOTALS']._serialized_end=1846
+  _globals['_SERVICEUSAGE']._serialized_start=1848
+  _globals['_SERVICEUSAGE']._serialized_end=1969
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=1972
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=2107
+  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_start=2110
+  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_end=2362
+  _globals['_GETUSAGEBYMODELREQUEST']._serialized_start=2365
+  _globals['_GETUSAGEBYMODELREQUEST']._serialized_end=2500
+  _globals['_MODELUSAGE']._serialized_start=2503
+  _globals['_MODELUSAGE']._serialized_end=2639
+  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_start=2641
+  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_end=2717
+  _globals['_GETUSAGEBYDATEREQUEST']._serialized_start=2720
+  _globals['_GETUSAGEBYDATEREQUEST']._serialized_end=2913
+  _globals['_DATEUSAGE']._serialized_start=2916
+  _globals['_DATEUSAGE']._serialized_end=3050
+  _globals['_GETUSAGEBYDATERESPONSE']._serialized_start=3052
+  _globals['_GETUSAGEBYDATERESPONSE']._serialized_end=3126
+  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_start=3128
+  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_end=3208
+  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_start=3210
+  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_end=3316
+  _globals['_METERINGSERVICE']._serialized_start=3407
+  _globals['_METERINGSERVICE']._serialized_end=4472
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from creditmeter.common.v1 import service_kind_pb2 as _service_kind_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -11,31 +12,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class ServiceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    SERVICE_KIND_UNSPECIFIED: _ClassVar[ServiceKind]
-    LLM: _ClassVar[ServiceKind]
-    TTS: _ClassVar[ServiceKind]
-    STT: _ClassVar[ServiceKind]
-    EMBEDDING: _ClassVar[ServiceKind]
-    SEARCH: _ClassVar[ServiceKind]
-    AGENT: _ClassVar[ServiceKind]
-
 class Granularity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GRANULARITY_UNSPECIFIED: _ClassVar[Granularity]
-    DAY: _ClassVar[Granularity]
-    MONTH: _ClassVar[Granularity]
-SERVICE_KIND_UNSPECIFIED: ServiceKind
-LLM: ServiceKind
-TTS: ServiceKind
-STT: ServiceKind
-EMBEDDING: ServiceKind
-SEARCH: ServiceKind
-AGENT: ServiceKind
+    GRANULARITY_DAY: _ClassVar[Granularity]
+    GRANULARITY_MONTH: _ClassVar[Granularity]
 GRANULARITY_UNSPECIFIED: Granularity
-DAY: Granularity
-MONTH: Granularity
+GRANULARITY_DAY: Granularity
+GRANULARITY_MONTH: Granularity
 
 class UsageEvent(_message.Message):
     __slots__ = ("event_id", "user_id", "service", "model", "provider", "input_tokens", "output_tokens", "quantity", "byok", "hold_id", "occurred_at", "metadata")
@@ -60,7 +44,7 @@ class UsageEvent(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     user_id: str
-    service: ServiceKind
+    service: _service_kind_pb2.ServiceKind
     model: str
     provider: str
     input_tokens: int
@@ -70,7 +54,7 @@ class UsageEvent(_message.Message):
     hold_id: str
     occurred_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., service: _Optional[_Union[ServiceKind, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ..., hold_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., service: _Optional[_Union[_service_kind_pb2.ServiceKind, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ..., hold_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RecordedEvent(_message.Message):
     __slots__ = ("event", "cost_nanos", "charged_nanos", "shortfall_nanos", "transaction_id", "price_version", "charged", "recorded_at")
@@ -104,7 +88,7 @@ class AuthorizeRequest(_message.Message):
     HOLD_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    service: ServiceKind
+    service: _service_kind_pb2.ServiceKind
     model: str
     input_tokens: int
     max_output_tokens: int
@@ -112,7 +96,7 @@ class AuthorizeRequest(_message.Message):
     byok: bool
     hold_ttl_seconds: int
     request_id: str
-    def __init__(self, user_id: _Optional[str] = ..., service: _Optional[_Union[ServiceKind, str]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ..., hold_ttl_seconds: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[str] = ..., service: _Optional[_Union[_service_kind_pb2.ServiceKind, str]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ..., hold_ttl_seconds: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class AuthorizeResponse(_message.Message):
     __slots__ = ("allowed", "reason", "hold_id", "held_nanos", "estimated_cost_nanos", "calls_used", "calls_limit", "calls_remaining", "price_version")
@@ -194,9 +178,9 @@ class ServiceUsage(_message.Message):
     __slots__ = ("service", "totals")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     TOTALS_FIELD_NUMBER: _ClassVar[int]
-    service: ServiceKind
+    service: _service_kind_pb2.ServiceKind
     totals: UsageTotals
-    def __init__(self, service: _Optional[_Union[ServiceKind, str]] = ..., totals: _Optional[_Union[UsageTotals, _Mapping]] = ...) -> None: ...
+    def __init__(self, service: _Optional[_Union[_service_kind_pb2.ServiceKind, str]] = ..., totals: _Optional[_Union[UsageTotals, _Mapping]] = ...) -> None: ...
 
 class GetUsageSummaryRequest(_message.Message):
     __slots__ = ("user_id", "start_time", "end_time")

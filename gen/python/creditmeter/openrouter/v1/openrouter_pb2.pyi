@@ -1,5 +1,6 @@
 import datetime
 
+from creditmeter.common.v1 import service_kind_pb2 as _service_kind_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -11,31 +12,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class ServiceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    SERVICE_KIND_UNSPECIFIED: _ClassVar[ServiceKind]
-    LLM: _ClassVar[ServiceKind]
-    TTS: _ClassVar[ServiceKind]
-    STT: _ClassVar[ServiceKind]
-    EMBEDDING: _ClassVar[ServiceKind]
-    SEARCH: _ClassVar[ServiceKind]
-    AGENT: _ClassVar[ServiceKind]
-
 class KeySource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     KEY_SOURCE_UNSPECIFIED: _ClassVar[KeySource]
-    PROVISIONED: _ClassVar[KeySource]
-    BYOK: _ClassVar[KeySource]
-SERVICE_KIND_UNSPECIFIED: ServiceKind
-LLM: ServiceKind
-TTS: ServiceKind
-STT: ServiceKind
-EMBEDDING: ServiceKind
-SEARCH: ServiceKind
-AGENT: ServiceKind
+    KEY_SOURCE_PROVISIONED: _ClassVar[KeySource]
+    KEY_SOURCE_BYOK: _ClassVar[KeySource]
 KEY_SOURCE_UNSPECIFIED: KeySource
-PROVISIONED: KeySource
-BYOK: KeySource
+KEY_SOURCE_PROVISIONED: KeySource
+KEY_SOURCE_BYOK: KeySource
 
 class Account(_message.Message):
     __slots__ = ("user_id", "key_hash", "key_hint", "limit_nanos", "usage_nanos", "limit_remaining_nanos", "limit_reset", "tier", "byok_hint", "active_key", "synced_at", "created_at")
@@ -66,8 +50,10 @@ class Account(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., key_hash: _Optional[str] = ..., key_hint: _Optional[str] = ..., limit_nanos: _Optional[int] = ..., usage_nanos: _Optional[int] = ..., limit_remaining_nanos: _Optional[int] = ..., limit_reset: _Optional[str] = ..., tier: _Optional[str] = ..., byok_hint: _Optional[str] = ..., active_key: _Optional[_Union[KeySource, str]] = ..., synced_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class CreateAccountResponse(_message.Message):
     __slots__ = ("account", "created")
@@ -88,8 +74,10 @@ class GetAccountResponse(_message.Message):
     def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
 
 class SyncBalanceRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class SyncBalanceResponse(_message.Message):
     __slots__ = ("account",)
@@ -98,10 +86,12 @@ class SyncBalanceResponse(_message.Message):
     def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
 
 class SetByokKeyRequest(_message.Message):
-    __slots__ = ("api_key",)
+    __slots__ = ("api_key", "request_id")
     API_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     api_key: str
-    def __init__(self, api_key: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, api_key: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SetByokKeyResponse(_message.Message):
     __slots__ = ("byok_hint", "account")
@@ -112,8 +102,10 @@ class SetByokKeyResponse(_message.Message):
     def __init__(self, byok_hint: _Optional[str] = ..., account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
 
 class DeleteByokKeyRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteByokKeyResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -177,13 +169,13 @@ class QuotePriceRequest(_message.Message):
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     BYOK_FIELD_NUMBER: _ClassVar[int]
     tier: str
-    service: ServiceKind
+    service: _service_kind_pb2.ServiceKind
     model: str
     input_tokens: int
     output_tokens: int
     quantity: int
     byok: bool
-    def __init__(self, tier: _Optional[str] = ..., service: _Optional[_Union[ServiceKind, str]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ...) -> None: ...
+    def __init__(self, tier: _Optional[str] = ..., service: _Optional[_Union[_service_kind_pb2.ServiceKind, str]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ...) -> None: ...
 
 class QuotePriceResponse(_message.Message):
     __slots__ = ("provider_cost_nanos", "platform_fee_nanos", "total_nanos", "price_version", "free_model")
@@ -226,8 +218,10 @@ class GetProviderKeyResponse(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., source: _Optional[_Union[KeySource, str]] = ...) -> None: ...
 
 class RotateEncryptionKeysRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class RotateEncryptionKeysResponse(_message.Message):
     __slots__ = ("rotated_count",)
@@ -236,8 +230,10 @@ class RotateEncryptionKeysResponse(_message.Message):
     def __init__(self, rotated_count: _Optional[int] = ...) -> None: ...
 
 class SyncModelsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class SyncModelsResponse(_message.Message):
     __slots__ = ("model_count", "catalog_version", "changed")
@@ -267,11 +263,11 @@ class UnitPrice(_message.Message):
     PRICE_NANOS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_PER_UNIT_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
-    service: ServiceKind
+    service: _service_kind_pb2.ServiceKind
     price_nanos: int
     quantity_per_unit: int
     unit: str
-    def __init__(self, service: _Optional[_Union[ServiceKind, str]] = ..., price_nanos: _Optional[int] = ..., quantity_per_unit: _Optional[int] = ..., unit: _Optional[str] = ...) -> None: ...
+    def __init__(self, service: _Optional[_Union[_service_kind_pb2.ServiceKind, str]] = ..., price_nanos: _Optional[int] = ..., quantity_per_unit: _Optional[int] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class RateCard(_message.Message):
     __slots__ = ("version", "tiers", "unit_prices", "created_at", "created_by")

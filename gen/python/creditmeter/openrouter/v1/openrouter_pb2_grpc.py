@@ -110,6 +110,7 @@ class OpenRouterServiceServicer:
         """Provisions the caller's own OpenRouter key (one per user, ever: a second
         call, even racing the first, returns the same account) with a spending
         limit from the caller's tier. Users only. The key itself is never shown.
+        Optionally idempotent by `request_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,6 +127,7 @@ class OpenRouterServiceServicer:
     def SyncBalance(self, request, context):
         """Refreshes usage and limit from OpenRouter (GET /api/v1/key) and brings
         the key's limit in line with the caller's current tier. Users only.
+        Optionally idempotent by `request_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,16 +135,17 @@ class OpenRouterServiceServicer:
 
     def SetByokKey(self, request, context):
         """Stores the caller's own OpenRouter key after checking it with OpenRouter.
-        Users only. Returns INVALID_ARGUMENT (reason BYOK_KEY_INVALID) for a key
-        OpenRouter does not accept and FAILED_PRECONDITION (reason
-        BYOK_NOT_ALLOWED) on a tier without BYOK.
+        Users only. Idempotent by `request_id`. Returns INVALID_ARGUMENT (reason
+        BYOK_KEY_INVALID) for a key OpenRouter does not accept and
+        FAILED_PRECONDITION (reason BYOK_NOT_ALLOWED) on a tier without BYOK.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteByokKey(self, request, context):
-        """Removes the caller's own key. Users only. Idempotent.
+        """Removes the caller's own key. Users only. Idempotent by `request_id`
+        (a query parameter over REST).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,7 +190,7 @@ class OpenRouterServiceServicer:
 
     def RotateEncryptionKeys(self, request, context):
         """Re-encrypts every stored key under the first (primary) Fernet key, so the
-        others can be retired. Admins only.
+        others can be retired. Admins only. Idempotent by `request_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,7 +198,7 @@ class OpenRouterServiceServicer:
 
     def SyncModels(self, request, context):
         """Fetches the model catalog from OpenRouter now (it also syncs on a
-        schedule). Admins only.
+        schedule). Admins only. Idempotent by `request_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,26 @@
+"""The one ServiceKind (creditmeter.common.v1) and the plain names stored in the databases.
+
+Metering records a usage under a service and openrouter prices it under the
+same enum, so the only conversion left is between the proto value and the
+short name kept in rows and domain code ("LLM" for SERVICE_KIND_LLM).
+"""
+
+from __future__ import annotations
+
+from creditmeter.common.v1 import service_kind_pb2 as pb
+
+PREFIX = "SERVICE_KIND_"
+#: Every known service's short name, in declaration order.
+NAMES: tuple[str, ...] = tuple(k.removeprefix(PREFIX) for k, v in pb.ServiceKind.items() if v)
+
+
+def name_of(value: int) -> str | None:
+    """The short name of a proto value; None when unset or unknown (callers refuse it)."""
+    if not value or value not in pb.ServiceKind.values():
+        return None
+    return str(pb.ServiceKind.Name(value)).removeprefix(PREFIX)
+
+
+def value_of(name: str) -> pb.ServiceKind.ValueType:
+    """The proto value of a stored short name."""
+    return pb.ServiceKind.Value(PREFIX + name)
