@@ -6,9 +6,9 @@
 -- routes that take a body, and answers 400 INVALID_ARGUMENT with ErrorInfo
 -- reason UNKNOWN_FIELD and metadata field=<dotted path> instead.
 --
--- ROUTES and MESSAGES are generated from the descriptor set by tools/gateway.py
--- (the same proto descriptors the transcoder loads), replacing the marker line
--- below. A message's field map lists both the proto name and the lowerCamel JSON
+-- ROUTES and MESSAGES are generated from the descriptor set (the same proto
+-- descriptors the transcoder loads) by `make protos`, which writes this file
+-- with the marker line below replaced to gen/gateway/strict_json.lua. A message's field map lists both the proto name and the lowerCamel JSON
 -- name (the transcoder accepts either); a value of 0 means "any JSON value",
 -- a message name means "an object (or array of objects) of that message",
 -- and "map:" plus a name means "an object whose values are that message".

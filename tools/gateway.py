@@ -19,20 +19,7 @@ from services.common.config import AuthSettings, ConfigError, Env
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "gateway" / "envoy.template.yaml"
-STRICT_JSON = ROOT / "gateway" / "strict_json.lua"
-LOCAL_DESCRIPTOR = ROOT / "gen" / "descriptors" / "creditmeter.pb"
-
-
-def _strict_json_source() -> str:
-    """gateway/strict_json.lua with its route and message tables, as a one-line YAML (JSON) value.
-
-    The tables come from the local descriptor set, the same content Envoy loads
-    from wherever it is mounted (see tools/openapi.py).
-    """
-    from tools.openapi import strict_json_tables
-
-    lua = STRICT_JSON.read_text().replace("--GENERATED-TABLES--", strict_json_tables(LOCAL_DESCRIPTOR))
-    return json.dumps({"inline_string": lua})
+LOCAL_STRICT_JSON = ROOT / "gen" / "gateway" / "strict_json.lua"
 
 
 def _jwks(auth: AuthSettings) -> tuple[str, str]:
@@ -89,8 +76,9 @@ def render(
     gateway_port: int,
     admin_port: int,
     upstreams: dict[str, tuple[str, int]],
-    descriptor: str = str(LOCAL_DESCRIPTOR),
+    descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
     openapi: str = str(ROOT / "docs" / "openapi.yaml"),
+    strict_json: str = str(LOCAL_STRICT_JSON),
 ) -> str:
     source, clusters = _jwks(auth)
     return string.Template(TEMPLATE.read_text()).substitute(
@@ -103,7 +91,7 @@ def render(
         EXTRA_CLUSTERS=clusters,
         DESCRIPTOR_FILE=descriptor,
         OPENAPI_FILE=openapi,
-        STRICT_JSON_LUA=_strict_json_source(),
+        STRICT_JSON_LUA=json.dumps({"filename": strict_json}),
         **{f"{name.upper()}_HOST": host for name, (host, _) in upstreams.items()},
         **{f"{name.upper()}_PORT": port for name, (_, port) in upstreams.items()},
     )
@@ -129,6 +117,7 @@ def main() -> int:
             },
             descriptor="/etc/creditmeter/creditmeter.pb",
             openapi="/etc/creditmeter/openapi.yaml",
+            strict_json="/etc/creditmeter/strict_json.lua",
         )
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)

@@ -22,6 +22,7 @@ GEN = ROOT / "gen"
 DESCRIPTOR = "descriptors/creditmeter.pb"
 VALIDATE_PROTO = "buf/validate/validate.proto"
 OPENAPI = ROOT / "docs" / "openapi.yaml"
+STRICT_JSON = "gateway/strict_json.lua"
 
 
 def _validate_descriptor_set(folder: Path) -> Path:
@@ -79,10 +80,20 @@ def generate(out: Path) -> None:
             raise SystemExit("protoc failed")
     finally:
         scratch.cleanup()
+    # The gateway's strict JSON check, with the field tables of these very descriptors.
+    (out / "gateway").mkdir(parents=True, exist_ok=True)
+    (out / STRICT_JSON).write_text(_strict_json(out / DESCRIPTOR))
     # Package markers so the generated tree imports as a regular package.
     for folder in (out / "python").rglob("*"):
-        if folder.is_dir() and folder.name != "__pycache__":
+        if folder.is_dir() and folder.name != "__pycache__" and folder.name != "gateway":
             (folder / "__init__.py").touch()
+
+
+def _strict_json(descriptor_set: Path) -> str:
+    from tools import openapi
+
+    template = (ROOT / "gateway" / "strict_json.lua").read_text()
+    return template.replace("--GENERATED-TABLES--", openapi.strict_json_tables(descriptor_set))
 
 
 def _openapi(descriptor_set: Path) -> str:
