@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditmeter/credits/v1/credits.proto\x12\x16\x63reditmeter.credits.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\x8f\x01\n\x05\x41udit\x12\x15\n\ractor_subject\x18\x01 \x01(\t\x12\x12\n\nactor_role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"\xf2\x02\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x35\n\x04kind\x18\x03 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKind\x12\x14\n\x0c\x61mount_nanos\x18\x04 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x05 \x01(\x03\x12\x15\n\rdebit_account\x18\x06 \x01(\t\x12\x16\n\x0e\x63redit_account\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x1e\n\x16related_transaction_id\x18\t \x01(\t\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12,\n\x05\x61udit\x18\x0b \x01(\x0b\x32\x1d.creditmeter.credits.v1.Audit\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\x07\x41\x63\x63ount\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x91\x02\n\x12GetBalanceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x08\x65xpiring\x18\x08 \x03(\x0b\x32$.creditmeter.credits.v1.GrantSummary\"\x9e\x01\n\x0cGrantSummary\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x33\n\x06source\x18\x02 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSource\x12\x17\n\x0fremaining_nanos\x18\x03 \x01(\x03\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x01\n\x17ListTransactionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x35\n\x04kind\x18\x04 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKind\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x18ListTransactionsResponse\x12\x39\n\x0ctransactions\x18\x01 \x03(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13\x43ompareTiersRequest\"\xcd\x02\n\x04Tier\x12\x0f\n\x07tier_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\x16\n\x0e\x62illing_period\x18\x04 \x01(\t\x12\x15\n\rcredits_nanos\x18\x05 \x01(\x03\x12\x16\n\x0e\x61pi_call_limit\x18\x06 \x01(\x03\x12\x17\n\x0f\x61pi_call_period\x18\x07 \x01(\t\x12\x14\n\x0c\x62yok_allowed\x18\x08 \x01(\x08\x12\x16\n\x0emarkup_percent\x18\t \x01(\x05\x12\x1b\n\x13markup_basis_points\x18\n \x01(\x05\x12 \n\x18\x62yok_markup_basis_points\x18\x0b \x01(\x05\x12*\n\"free_model_fee_per_1k_tokens_nanos\x18\x0c \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\r \x03(\t\"C\n\x14\x43ompareTiersResponse\x12+\n\x05tiers\x18\x01 \x03(\x0b\x32\x1c.creditmeter.credits.v1.Tier\"\xd7\x01\n\x0f\x41llocateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x33\n\x06source\x18\x05 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSource\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creference_id\x18\x07 \x01(\t\"^\n\x10\x41llocateResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x10\n\x08grant_id\x18\x02 \x01(\t\"\x96\x01\n\rDeductRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"i\n\x0e\x44\x65\x64uctResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x1d\n\x15\x61vailable_after_nanos\x18\x02 \x01(\x03\"r\n\rRefundRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\"n\n\x0eRefundResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\"\n\x1arefundable_remaining_nanos\x18\x02 \x01(\x03\"\x8a\x02\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x03 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_nanos\x18\x04 \x01(\x03\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".creditmeter.credits.v1.HoldStatus\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16\x63\x61pture_transaction_id\x18\x08 \x01(\t\"\x89\x01\n\x11\x43reateHoldRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\"p\n\x12\x43reateHoldResponse\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12*\n\x04hold\x18\x02 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x1d\n\x15\x61vailable_after_nanos\x18\x03 \x01(\x03\"\x9b\x01\n\x12\x43\x61ptureHoldRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"\x93\x01\n\x13\x43\x61ptureHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x38\n\x0btransaction\x18\x02 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x16\n\x0ereleased_nanos\x18\x03 \x01(\x03\"9\n\x12ReleaseHoldRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"A\n\x13ReleaseHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\"S\n\x0eSetTierRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"Z\n\x0fSetTierResponse\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x15\n\rprevious_tier\x18\x02 \x01(\t\"J\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\"b\n\x14ListAccountsResponse\x12\x31\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x13ResetPeriodsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"+\n\x14ResetPeriodsResponse\x12\x13\n\x0breset_count\x18\x01 \x01(\x03\"\x83\x01\n\x0bUsageCharge\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0creference_id\x18\x04 \x01(\t\x12\x15\n\rprice_version\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"r\n\x12\x43hargeUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x07\x63harges\x18\x02 \x03(\x0b\x32#.creditmeter.credits.v1.UsageCharge\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x82\x01\n\x11UsageChargeResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rcharged_nanos\x18\x02 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x03 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"n\n\x13\x43hargeUsageResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).creditmeter.credits.v1.UsageChargeResult\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x02 \x01(\x03\"=\n\x10\x45rrorDetailTypes\x12)\n\nerror_info\x18\x01 \x01(\x0b\x32\x15.google.rpc.ErrorInfo*\xf7\x01\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12$\n TRANSACTION_KIND_TIER_ALLOCATION\x10\x01\x12\x1f\n\x1bTRANSACTION_KIND_ALLOCATION\x10\x02\x12\x1e\n\x1aTRANSACTION_KIND_DEDUCTION\x10\x03\x12!\n\x1dTRANSACTION_KIND_HOLD_CAPTURE\x10\x04\x12\x1b\n\x17TRANSACTION_KIND_REFUND\x10\x05\x12\x1b\n\x17TRANSACTION_KIND_EXPIRY\x10\x06*\x8c\x01\n\x0bGrantSource\x12\x1c\n\x18GRANT_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11GRANT_SOURCE_TIER\x10\x01\x12\x16\n\x12GRANT_SOURCE_ADMIN\x10\x02\x12\x17\n\x13GRANT_SOURCE_COUPON\x10\x03\x12\x17\n\x13GRANT_SOURCE_REFUND\x10\x04*\x8e\x01\n\nHoldStatus\x12\x1b\n\x17HOLD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12HOLD_STATUS_ACTIVE\x10\x01\x12\x18\n\x14HOLD_STATUS_CAPTURED\x10\x02\x12\x18\n\x14HOLD_STATUS_RELEASED\x10\x03\x12\x17\n\x13HOLD_STATUS_EXPIRED\x10\x04\x32\x90\x0e\n\x0e\x43reditsService\x12\x84\x01\n\nGetBalance\x12).creditmeter.credits.v1.GetBalanceRequest\x1a*.creditmeter.credits.v1.GetBalanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/credits/balance\x12\x9b\x01\n\x10ListTransactions\x12/.creditmeter.credits.v1.ListTransactionsRequest\x1a\x30.creditmeter.credits.v1.ListTransactionsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/credits/transactions\x12\x90\x01\n\x0c\x43ompareTiers\x12+.creditmeter.credits.v1.CompareTiersRequest\x1a,.creditmeter.credits.v1.CompareTiersResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/credits/tiers/compare\x12\x82\x01\n\x08\x41llocate\x12\'.creditmeter.credits.v1.AllocateRequest\x1a(.creditmeter.credits.v1.AllocateResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/credits/allocate:\x01*\x12z\n\x06\x44\x65\x64uct\x12%.creditmeter.credits.v1.DeductRequest\x1a&.creditmeter.credits.v1.DeductResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/deduct:\x01*\x12z\n\x06Refund\x12%.creditmeter.credits.v1.RefundRequest\x1a&.creditmeter.credits.v1.RefundResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/refund:\x01*\x12\x85\x01\n\nCreateHold\x12).creditmeter.credits.v1.CreateHoldRequest\x1a*.creditmeter.credits.v1.CreateHoldResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/credits/holds:\x01*\x12\x9a\x01\n\x0b\x43\x61ptureHold\x12*.creditmeter.credits.v1.CaptureHoldRequest\x1a+.creditmeter.credits.v1.CaptureHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/capture:\x01*\x12\x9a\x01\n\x0bReleaseHold\x12*.creditmeter.credits.v1.ReleaseHoldRequest\x1a+.creditmeter.credits.v1.ReleaseHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/release:\x01*\x12{\n\x07SetTier\x12&.creditmeter.credits.v1.SetTierRequest\x1a\'.creditmeter.credits.v1.SetTierResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/credits/tier:\x01*\x12\x8b\x01\n\x0cListAccounts\x12+.creditmeter.credits.v1.ListAccountsRequest\x1a,.creditmeter.credits.v1.ListAccountsResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/credits/accounts\x12\x66\n\x0b\x43hargeUsage\x12*.creditmeter.credits.v1.ChargeUsageRequest\x1a+.creditmeter.credits.v1.ChargeUsageResponse\x12\x93\x01\n\x0cResetPeriods\x12+.creditmeter.credits.v1.ResetPeriodsRequest\x1a,.creditmeter.credits.v1.ResetPeriodsResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/api/v1/credits/periods/reset:\x01*B\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditmeter/credits/v1/credits.proto\x12\x16\x63reditmeter.credits.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\x8f\x01\n\x05\x41udit\x12\x15\n\ractor_subject\x18\x01 \x01(\t\x12\x12\n\nactor_role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"\xf2\x02\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x35\n\x04kind\x18\x03 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKind\x12\x14\n\x0c\x61mount_nanos\x18\x04 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x05 \x01(\x03\x12\x15\n\rdebit_account\x18\x06 \x01(\t\x12\x16\n\x0e\x63redit_account\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x1e\n\x16related_transaction_id\x18\t \x01(\t\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12,\n\x05\x61udit\x18\x0b \x01(\x0b\x32\x1d.creditmeter.credits.v1.Audit\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\x07\x41\x63\x63ount\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x11GetBalanceRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"\x91\x02\n\x12GetBalanceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x08\x65xpiring\x18\x08 \x03(\x0b\x32$.creditmeter.credits.v1.GrantSummary\"\x9e\x01\n\x0cGrantSummary\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x33\n\x06source\x18\x02 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSource\x12\x17\n\x0fremaining_nanos\x18\x03 \x01(\x03\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe7\x02\n\x17ListTransactionsRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\x12?\n\x04kind\x18\x04 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12@\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12>\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\"n\n\x18ListTransactionsResponse\x12\x39\n\x0ctransactions\x18\x01 \x03(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13\x43ompareTiersRequest\"\xcd\x02\n\x04Tier\x12\x0f\n\x07tier_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\x16\n\x0e\x62illing_period\x18\x04 \x01(\t\x12\x15\n\rcredits_nanos\x18\x05 \x01(\x03\x12\x16\n\x0e\x61pi_call_limit\x18\x06 \x01(\x03\x12\x17\n\x0f\x61pi_call_period\x18\x07 \x01(\t\x12\x14\n\x0c\x62yok_allowed\x18\x08 \x01(\x08\x12\x16\n\x0emarkup_percent\x18\t \x01(\x05\x12\x1b\n\x13markup_basis_points\x18\n \x01(\x05\x12 \n\x18\x62yok_markup_basis_points\x18\x0b \x01(\x05\x12*\n\"free_model_fee_per_1k_tokens_nanos\x18\x0c \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\r \x03(\t\"C\n\x14\x43ompareTiersResponse\x12+\n\x05tiers\x18\x01 \x03(\x0b\x32\x1c.creditmeter.credits.v1.Tier\"\xbc\x03\n\x0f\x41llocateRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12@\n\x06reason\x18\x03 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12=\n\x06source\x18\x05 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSourceB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12@\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12\x46\n\x0creference_id\x18\x07 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"^\n\x10\x41llocateResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x10\n\x08grant_id\x18\x02 \x01(\t\"\xc3\x03\n\rDeductRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12@\n\x06reason\x18\x03 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12?\n\x05model\x18\x05 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x06 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12G\n\rprice_version\x18\x07 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"i\n\x0e\x44\x65\x64uctResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x1d\n\x15\x61vailable_after_nanos\x18\x02 \x01(\x03\"\x96\x02\n\rRefundRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12@\n\x06reason\x18\x03 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12#\n\x0etransaction_id\x18\x05 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"n\n\x0eRefundResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\"\n\x1arefundable_remaining_nanos\x18\x02 \x01(\x03\"\x8a\x02\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x03 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_nanos\x18\x04 \x01(\x03\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".creditmeter.credits.v1.HoldStatus\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16\x63\x61pture_transaction_id\x18\x08 \x01(\t\"\xdf\x02\n\x11\x43reateHoldRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12 \n\x0bttl_seconds\x18\x03 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\x06reason\x18\x05 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x06 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"p\n\x12\x43reateHoldResponse\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12*\n\x04hold\x18\x02 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x1d\n\x15\x61vailable_after_nanos\x18\x03 \x01(\x03\"\xac\x03\n\x12\x43\x61ptureHoldRequest\x12\x1c\n\x07hold_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12;\n\nrequest_id\x18\x03 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\x06reason\x18\x04 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12?\n\x05model\x18\x05 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x06 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12G\n\rprice_version\x18\x07 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"\x93\x01\n\x13\x43\x61ptureHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x38\n\x0btransaction\x18\x02 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x16\n\x0ereleased_nanos\x18\x03 \x01(\x03\"o\n\x12ReleaseHoldRequest\x12\x1c\n\x07hold_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12;\n\nrequest_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"A\n\x13ReleaseHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\"\xf9\x01\n\x0eSetTierRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12.\n\x04tier\x18\x02 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\x12;\n\nrequest_id\x18\x03 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\x06reason\x18\x04 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"Z\n\x0fSetTierResponse\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x15\n\rprevious_tier\x18\x02 \x01(\t\"\x96\x01\n\x13ListAccountsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\x12.\n\x04tier\x18\x03 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\"b\n\x14ListAccountsResponse\x12\x31\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8c\x01\n\x13ResetPeriodsRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12;\n\nrequest_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"+\n\x14ResetPeriodsResponse\x12\x13\n\x0breset_count\x18\x01 \x01(\x03\"\x87\x03\n\x0bUsageCharge\x12;\n\nrequest_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12?\n\x05model\x18\x03 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x04 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12G\n\rprice_version\x18\x05 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12@\n\x06reason\x18\x06 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"\xa6\x01\n\x12\x43hargeUsageRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12?\n\x07\x63harges\x18\x02 \x03(\x0b\x32#.creditmeter.credits.v1.UsageChargeB\t\xbaH\x06\x92\x01\x03\x10\x90N\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x82\x01\n\x11UsageChargeResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rcharged_nanos\x18\x02 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x03 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"n\n\x13\x43hargeUsageResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).creditmeter.credits.v1.UsageChargeResult\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x02 \x01(\x03\"=\n\x10\x45rrorDetailTypes\x12)\n\nerror_info\x18\x01 \x01(\x0b\x32\x15.google.rpc.ErrorInfo*\xf7\x01\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12$\n TRANSACTION_KIND_TIER_ALLOCATION\x10\x01\x12\x1f\n\x1bTRANSACTION_KIND_ALLOCATION\x10\x02\x12\x1e\n\x1aTRANSACTION_KIND_DEDUCTION\x10\x03\x12!\n\x1dTRANSACTION_KIND_HOLD_CAPTURE\x10\x04\x12\x1b\n\x17TRANSACTION_KIND_REFUND\x10\x05\x12\x1b\n\x17TRANSACTION_KIND_EXPIRY\x10\x06*\x8c\x01\n\x0bGrantSource\x12\x1c\n\x18GRANT_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11GRANT_SOURCE_TIER\x10\x01\x12\x16\n\x12GRANT_SOURCE_ADMIN\x10\x02\x12\x17\n\x13GRANT_SOURCE_COUPON\x10\x03\x12\x17\n\x13GRANT_SOURCE_REFUND\x10\x04*\x8e\x01\n\nHoldStatus\x12\x1b\n\x17HOLD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12HOLD_STATUS_ACTIVE\x10\x01\x12\x18\n\x14HOLD_STATUS_CAPTURED\x10\x02\x12\x18\n\x14HOLD_STATUS_RELEASED\x10\x03\x12\x17\n\x13HOLD_STATUS_EXPIRED\x10\x04\x32\x90\x0e\n\x0e\x43reditsService\x12\x84\x01\n\nGetBalance\x12).creditmeter.credits.v1.GetBalanceRequest\x1a*.creditmeter.credits.v1.GetBalanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/credits/balance\x12\x9b\x01\n\x10ListTransactions\x12/.creditmeter.credits.v1.ListTransactionsRequest\x1a\x30.creditmeter.credits.v1.ListTransactionsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/credits/transactions\x12\x90\x01\n\x0c\x43ompareTiers\x12+.creditmeter.credits.v1.CompareTiersRequest\x1a,.creditmeter.credits.v1.CompareTiersResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/credits/tiers/compare\x12\x82\x01\n\x08\x41llocate\x12\'.creditmeter.credits.v1.AllocateRequest\x1a(.creditmeter.credits.v1.AllocateResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/credits/allocate:\x01*\x12z\n\x06\x44\x65\x64uct\x12%.creditmeter.credits.v1.DeductRequest\x1a&.creditmeter.credits.v1.DeductResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/deduct:\x01*\x12z\n\x06Refund\x12%.creditmeter.credits.v1.RefundRequest\x1a&.creditmeter.credits.v1.RefundResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/refund:\x01*\x12\x85\x01\n\nCreateHold\x12).creditmeter.credits.v1.CreateHoldRequest\x1a*.creditmeter.credits.v1.CreateHoldResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/credits/holds:\x01*\x12\x9a\x01\n\x0b\x43\x61ptureHold\x12*.creditmeter.credits.v1.CaptureHoldRequest\x1a+.creditmeter.credits.v1.CaptureHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/capture:\x01*\x12\x9a\x01\n\x0bReleaseHold\x12*.creditmeter.credits.v1.ReleaseHoldRequest\x1a+.creditmeter.credits.v1.ReleaseHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/release:\x01*\x12{\n\x07SetTier\x12&.creditmeter.credits.v1.SetTierRequest\x1a\'.creditmeter.credits.v1.SetTierResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/credits/tier:\x01*\x12\x8b\x01\n\x0cListAccounts\x12+.creditmeter.credits.v1.ListAccountsRequest\x1a,.creditmeter.credits.v1.ListAccountsResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/credits/accounts\x12\x66\n\x0b\x43hargeUsage\x12*.creditmeter.credits.v1.ChargeUsageRequest\x1a+.creditmeter.credits.v1.ChargeUsageResponse\x12\x93\x01\n\x0cResetPeriods\x12+.creditmeter.credits.v1.ResetPeriodsRequest\x1a,.creditmeter.credits.v1.ResetPeriodsResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/api/v1/credits/periods/reset:\x01*B\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +36,122 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditmeter.credits.v1.cred
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
+  _globals['_GETBALANCEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETBALANCEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['kind']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['start_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['end_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['source']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['source']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['expires_at']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['expires_at']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_DEDUCTREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_DEDUCTREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_DEDUCTREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['price_version']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['price_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_REFUNDREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_REFUNDREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_REFUNDREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_REFUNDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_REFUNDREQUEST'].fields_by_name['transaction_id']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['transaction_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['ttl_seconds']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['ttl_seconds']._serialized_options = b'\272H\010\032\006\030\200\243\005(\000'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['hold_id']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['hold_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['price_version']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['price_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['hold_id']._loaded_options = None
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['hold_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['tier']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['tier']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGECHARGE'].fields_by_name['request_id']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGECHARGE'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_USAGECHARGE'].fields_by_name['model']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGECHARGE'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGECHARGE'].fields_by_name['price_version']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['price_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGECHARGE'].fields_by_name['reason']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['charges']._loaded_options = None
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['charges']._serialized_options = b'\272H\006\222\001\003\020\220N'
   _globals['_CREDITSSERVICE'].methods_by_name['GetBalance']._loaded_options = None
   _globals['_CREDITSSERVICE'].methods_by_name['GetBalance']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/credits/balance'
   _globals['_CREDITSSERVICE'].methods_by_name['ListTransactions']._loaded_options = None
@@ -59,82 +176,82 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREDITSSERVICE'].methods_by_name['ListAccounts']._serialized_options = b'\202\323\344\223\002\032\022\030/api/v1/credits/accounts'
   _globals['_CREDITSSERVICE'].methods_by_name['ResetPeriods']._loaded_options = None
   _globals['_CREDITSSERVICE'].methods_by_name['ResetPeriods']._serialized_options = b'\202\323\344\223\002\"\"\035/api/v1/credits/periods/reset:\001*'
-  _globals['_TRANSACTIONKIND']._serialized_start=4959
-  _globals['_TRANSACTIONKIND']._serialized_end=5206
-  _globals['_GRANTSOURCE']._serialized_start=5209
-  _globals['_GRANTSOURCE']._serialized_end=5349
-  _globals['_HOLDSTATUS']._serialized_start=5352
-  _globals['_HOLDSTATUS']._serialized_end=5494
-  _globals['_AUDIT']._serialized_start=160
-  _globals['_AUDIT']._serialized_end=303
-  _globals['_TRANSACTION']._serialized_start=306
-  _globals['_TRANSACTION']._serialized_end=676
-  _globals['_ACCOUNT']._serialized_start=679
-  _globals['_ACCOUNT']._serialized_end=933
-  _globals['_GETBALANCEREQUEST']._serialized_start=935
-  _globals['_GETBALANCEREQUEST']._serialized_end=971
-  _globals['_GETBALANCERESPONSE']._serialized_start=974
-  _globals['_GETBALANCERESPONSE']._serialized_end=1247
-  _globals['_GRANTSUMMARY']._serialized_start=1250
-  _globals['_GRANTSUMMARY']._serialized_end=1408
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1411
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1641
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1643
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1753
-  _globals['_COMPARETIERSREQUEST']._serialized_start=1755
-  _globals['_COMPARETIERSREQUEST']._serialized_end=1776
-  _globals['_TIER']._serialized_start=1779
-  _globals['_TIER']._serialized_end=2112
-  _globals['_COMPARETIERSRESPONSE']._serialized_start=2114
-  _globals['_COMPARETIERSRESPONSE']._serialized_end=2181
-  _globals['_ALLOCATEREQUEST']._serialized_start=2184
-  _globals['_ALLOCATEREQUEST']._serialized_end=2399
-  _globals['_ALLOCATERESPONSE']._serialized_start=2401
-  _globals['_ALLOCATERESPONSE']._serialized_end=2495
-  _globals['_DEDUCTREQUEST']._serialized_start=2498
-  _globals['_DEDUCTREQUEST']._serialized_end=2648
-  _globals['_DEDUCTRESPONSE']._serialized_start=2650
-  _globals['_DEDUCTRESPONSE']._serialized_end=2755
-  _globals['_REFUNDREQUEST']._serialized_start=2757
-  _globals['_REFUNDREQUEST']._serialized_end=2871
-  _globals['_REFUNDRESPONSE']._serialized_start=2873
-  _globals['_REFUNDRESPONSE']._serialized_end=2983
-  _globals['_HOLD']._serialized_start=2986
-  _globals['_HOLD']._serialized_end=3252
-  _globals['_CREATEHOLDREQUEST']._serialized_start=3255
-  _globals['_CREATEHOLDREQUEST']._serialized_end=3392
-  _globals['_CREATEHOLDRESPONSE']._serialized_start=3394
-  _globals['_CREATEHOLDRESPONSE']._serialized_end=3506
-  _globals['_CAPTUREHOLDREQUEST']._serialized_start=3509
-  _globals['_CAPTUREHOLDREQUEST']._serialized_end=3664
-  _globals['_CAPTUREHOLDRESPONSE']._serialized_start=3667
-  _globals['_CAPTUREHOLDRESPONSE']._serialized_end=3814
-  _globals['_RELEASEHOLDREQUEST']._serialized_start=3816
-  _globals['_RELEASEHOLDREQUEST']._serialized_end=3873
-  _globals['_RELEASEHOLDRESPONSE']._serialized_start=3875
-  _globals['_RELEASEHOLDRESPONSE']._serialized_end=3940
-  _globals['_SETTIERREQUEST']._serialized_start=3942
-  _globals['_SETTIERREQUEST']._serialized_end=4025
-  _globals['_SETTIERRESPONSE']._serialized_start=4027
-  _globals['_SETTIERRESPONSE']._serialized_end=4117
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=4119
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=4193
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=4195
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=4293
-  _globals['_RESETPERIODSREQUEST']._serialized_start=4295
-  _globals['_RESETPERIODSREQUEST']._serialized_end=4353
-  _globals['_RESETPERIODSRESPONSE']._serialized_start=4355
-  _globals['_RESETPERIODSRESPONSE']._serialized_end=4398
-  _globals['_USAGECHARGE']._serialized_start=4401
-  _globals['_USAGECHARGE']._serialized_end=4532
-  _globals['_CHARGEUSAGEREQUEST']._serialized_start=4534
-  _globals['_CHARGEUSAGEREQUEST']._serialized_end=4648
-  _globals['_USAGECHARGERESULT']._serialized_start=4651
-  _globals['_USAGECHARGERESULT']._serialized_end=4781
-  _globals['_CHARGEUSAGERESPONSE']._serialized_start=4783
-  _globals['_CHARGEUSAGERESPONSE']._serialized_end=4893
-  _globals['_ERRORDETAILTYPES']._serialized_start=4895
-  _globals['_ERRORDETAILTYPES']._serialized_end=4956
-  _globals['_CREDITSSERVICE']._serialized_start=5497
-  _globals['_CREDITSSERVICE']._serialized_end=7305
+  _globals['_TRANSACTIONKIND']._serialized_start=7034
+  _globals['_TRANSACTIONKIND']._serialized_end=7281
+  _globals['_GRANTSOURCE']._serialized_start=7284
+  _globals['_GRANTSOURCE']._serialized_end=7424
+  _globals['_HOLDSTATUS']._serialized_start=7427
+  _globals['_HOLDSTATUS']._serialized_end=7569
+  _globals['_AUDIT']._serialized_start=189
+  _globals['_AUDIT']._serialized_end=332
+  _globals['_TRANSACTION']._serialized_start=335
+  _globals['_TRANSACTION']._serialized_end=705
+  _globals['_ACCOUNT']._serialized_start=708
+  _globals['_ACCOUNT']._serialized_end=962
+  _globals['_GETBALANCEREQUEST']._serialized_start=964
+  _globals['_GETBALANCEREQUEST']._serialized_end=1041
+  _globals['_GETBALANCERESPONSE']._serialized_start=1044
+  _globals['_GETBALANCERESPONSE']._serialized_end=1317
+  _globals['_GRANTSUMMARY']._serialized_start=1320
+  _globals['_GRANTSUMMARY']._serialized_end=1478
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1481
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1840
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1842
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1952
+  _globals['_COMPARETIERSREQUEST']._serialized_start=1954
+  _globals['_COMPARETIERSREQUEST']._serialized_end=1975
+  _globals['_TIER']._serialized_start=1978
+  _globals['_TIER']._serialized_end=2311
+  _globals['_COMPARETIERSRESPONSE']._serialized_start=2313
+  _globals['_COMPARETIERSRESPONSE']._serialized_end=2380
+  _globals['_ALLOCATEREQUEST']._serialized_start=2383
+  _globals['_ALLOCATEREQUEST']._serialized_end=2827
+  _globals['_ALLOCATERESPONSE']._serialized_start=2829
+  _globals['_ALLOCATERESPONSE']._serialized_end=2923
+  _globals['_DEDUCTREQUEST']._serialized_start=2926
+  _globals['_DEDUCTREQUEST']._serialized_end=3377
+  _globals['_DEDUCTRESPONSE']._serialized_start=3379
+  _globals['_DEDUCTRESPONSE']._serialized_end=3484
+  _globals['_REFUNDREQUEST']._serialized_start=3487
+  _globals['_REFUNDREQUEST']._serialized_end=3765
+  _globals['_REFUNDRESPONSE']._serialized_start=3767
+  _globals['_REFUNDRESPONSE']._serialized_end=3877
+  _globals['_HOLD']._serialized_start=3880
+  _globals['_HOLD']._serialized_end=4146
+  _globals['_CREATEHOLDREQUEST']._serialized_start=4149
+  _globals['_CREATEHOLDREQUEST']._serialized_end=4500
+  _globals['_CREATEHOLDRESPONSE']._serialized_start=4502
+  _globals['_CREATEHOLDRESPONSE']._serialized_end=4614
+  _globals['_CAPTUREHOLDREQUEST']._serialized_start=4617
+  _globals['_CAPTUREHOLDREQUEST']._serialized_end=5045
+  _globals['_CAPTUREHOLDRESPONSE']._serialized_start=5048
+  _globals['_CAPTUREHOLDRESPONSE']._serialized_end=5195
+  _globals['_RELEASEHOLDREQUEST']._serialized_start=5197
+  _globals['_RELEASEHOLDREQUEST']._serialized_end=5308
+  _globals['_RELEASEHOLDRESPONSE']._serialized_start=5310
+  _globals['_RELEASEHOLDRESPONSE']._serialized_end=5375
+  _globals['_SETTIERREQUEST']._serialized_start=5378
+  _globals['_SETTIERREQUEST']._serialized_end=5627
+  _globals['_SETTIERRESPONSE']._serialized_start=5629
+  _globals['_SETTIERRESPONSE']._serialized_end=5719
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=5722
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=5872
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=5874
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=5972
+  _globals['_RESETPERIODSREQUEST']._serialized_start=5975
+  _globals['_RESETPERIODSREQUEST']._serialized_end=6115
+  _globals['_RESETPERIODSRESPONSE']._serialized_start=6117
+  _globals['_RESETPERIODSRESPONSE']._serialized_end=6160
+  _globals['_USAGECHARGE']._serialized_start=6163
+  _globals['_USAGECHARGE']._serialized_end=6554
+  _globals['_CHARGEUSAGEREQUEST']._serialized_start=6557
+  _globals['_CHARGEUSAGEREQUEST']._serialized_end=6723
+  _globals['_USAGECHARGERESULT']._serialized_start=6726
+  _globals['_USAGECHARGERESULT']._serialized_end=6856
+  _globals['_CHARGEUSAGERESPONSE']._serialized_start=6858
+  _globals['_CHARGEUSAGERESPONSE']._serialized_end=6968
+  _globals['_ERRORDETAILTYPES']._serialized_start=6970
+  _globals['_ERRORDETAILTYPES']._serialized_end=7031
+  _globals['_CREDITSSERVICE']._serialized_start=7572
+  _globals['_CREDITSSERVICE']._serialized_end=9380
 # @@protoc_insertion_point(module_scope)
