@@ -74,16 +74,25 @@ _STABLE_REASONS = {
 _validator = protovalidate.Validator()
 
 
+def _printable(text: str) -> str:
+    """Caller-supplied text as it may appear in an error: ASCII, control and bidi characters escaped."""
+    return "".join(ch if " " <= ch <= "~" else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def _path(violation: protovalidate.Violation) -> str:
-    """``charges[2].request_id`` from a violation's field path."""
+    """``charges[2].request_id`` or ``metadata["note"]`` from a violation's field path."""
     parts: list[str] = []
     path = violation.proto.field
     for element in path.elements if path is not None else ():
         name = element.field_name
         subscript = element.subscript
         if subscript is not None:
-            index = getattr(subscript, "value", None)
-            name = f"{name}[{index}]" if index is not None else f"{name}[]"
+            key = getattr(subscript, "value", None)
+            if isinstance(key, str):
+                # A map key is the caller's text: quoted, escaped and cut short.
+                name = f'{name}["{_printable(key[:64])}"]'
+            else:
+                name = f"{name}[{key}]" if key is not None else f"{name}[]"
         parts.append(name)
     return ".".join(parts)
 
@@ -100,7 +109,7 @@ def violation_error(message: Message) -> DomainError | None:
         return None
     first = violations[0].proto
     field = _path(violations[0]) or message.DESCRIPTOR.name
-    text = first.message or "is invalid"
+    text = _printable(first.message or "is invalid")
     leaf = field.rsplit(".", 1)[-1].split("[", 1)[0]
     return invalid(
         _STABLE_REASONS.get(leaf, INVALID_FIELD),

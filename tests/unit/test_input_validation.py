@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,56 @@ def test_the_published_openapi_document_parses_as_openapi_3() -> None:
     doc = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
     assert doc["openapi"].startswith("3.")
     assert json.dumps(doc)  # plain data, nothing YAML-specific
+
+
+def _request_messages() -> list[Any]:
+    """Every message a caller sends: each RPC's request and the messages nested in it."""
+    pool, fds = openapi.load_pool(DESCRIPTORS)
+    found: dict[str, Any] = {}
+
+    def walk(message: Any) -> None:
+        if message.full_name in found or not message.full_name.startswith("creditmeter."):
+            return
+        found[message.full_name] = message
+        for field in message.fields:
+            if field.message_type is not None and not field.message_type.GetOptions().map_entry:
+                walk(field.message_type)
+
+    for file in fds.file:
+        for service in file.service:
+            for method in pool.FindServiceByName(f"{file.package}.{service.name}").methods:
+                walk(method.input_type)
+    return list(found.values())
+
+
+def test_every_request_field_declares_its_limits_in_the_contract() -> None:
+    """Strings, numbers, enums, times, lists and maps in requests carry buf.validate rules (bools need none)."""
+    from buf.validate import validate_pb2
+    from google.protobuf.descriptor import FieldDescriptor
+
+    missing = []
+    for message in _request_messages():
+        for field in message.fields:
+            if field.type == FieldDescriptor.TYPE_BOOL:
+                continue
+            if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name.startswith("creditmeter."):
+                if not field.is_repeated:
+                    continue  # its own fields are checked (protovalidate validates nested messages)
+            if not field.GetOptions().HasExtension(validate_pb2.field):
+                missing.append(f"{message.full_name}.{field.name}")
+    assert not missing, "add (buf.validate.field) rules to: " + ", ".join(missing)
+
+
+def test_violation_messages_escape_what_the_caller_sent() -> None:
+    from creditmeter.metering.v1 import metering_pb2 as mpb
+
+    from services.common.validation import violation_error
+
+    request = mpb.TrackUsageBatchRequest(events=[mpb.UsageEvent(event_id="a")])
+    request.events[0].metadata["no\tte\u202e"] = "x"
+    error = violation_error(request)
+    assert error is not None and error.reason == "INVALID_FIELD"
+    assert error.metadata["field"] == 'events[0].metadata["no\\u0009te\\u202e"]'
+    assert error.metadata["rule"] == "string.pattern"
+    assert all(" " <= ch <= "~" for ch in error.message)
+    assert violation_error(mpb.TrackUsageBatchRequest(events=[mpb.UsageEvent(event_id="ok")])) is None
