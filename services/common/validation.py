@@ -5,9 +5,11 @@ annotations on the request messages (lengths, charsets, ranges, bounded
 times), so the protos document every limit and no service re-implements them.
 One server interceptor checks each request with the pinned ``protovalidate``
 package before the servicer runs: a violation becomes INVALID_ARGUMENT with
-reason ``INVALID_FIELD`` and metadata ``field`` (the dotted path of the first
-offending field), ``rule`` (protovalidate's rule id, e.g. ``string.pattern``)
-and ``violations`` (how many were found), and nothing changes.
+reason ``INVALID_FIELD`` (or the field's long-standing reason, such as
+``INVALID_USER_ID``) and metadata ``field`` (the path of the first offending
+field), ``rule`` (protovalidate's rule id, e.g. ``string.pattern``) and
+``violations`` (how many were found), and nothing changes. Bytes that do not
+parse as the method's message get ``MALFORMED_REQUEST``.
 
 Domain checks that give a more specific reason (``INVALID_PAGE_TOKEN``,
 ``INVALID_TIME_RANGE``, ...) stay in the services; they run after this one for
