@@ -76,6 +76,10 @@ _STABLE_REASONS = {
 _validator = protovalidate.Validator()
 
 
+# Fields whose size limits had a reason of their own (their other rules answer INVALID_FIELD).
+_SIZE_REASONS = {"metadata": "METADATA_TOO_LARGE"}
+
+
 def _printable(text: str) -> str:
     """Caller-supplied text as it may appear in an error: ASCII, control and bidi characters escaped."""
     return "".join(ch if " " <= ch <= "~" else f"\\u{ord(ch):04x}" for ch in text)
@@ -113,8 +117,11 @@ def violation_error(message: Message) -> DomainError | None:
     field = _path(violations[0]) or message.DESCRIPTOR.name
     text = _printable(first.message or "is invalid")
     leaf = field.rsplit(".", 1)[-1].split("[", 1)[0]
+    reason = _STABLE_REASONS.get(leaf, INVALID_FIELD)
+    if leaf in _SIZE_REASONS and not first.rule_id.endswith("pattern"):
+        reason = _SIZE_REASONS[leaf]
     return invalid(
-        _STABLE_REASONS.get(leaf, INVALID_FIELD),
+        reason,
         f"{field}: {text}",
         field=field,
         rule=first.rule_id,
