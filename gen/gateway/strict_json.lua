@@ -4,7 +4,9 @@
 -- strict mode), so a typo such as "ammount_nanos" would reach the service as
 -- "field not set". This filter runs just before the transcoder, on the REST
 -- routes that take a body, and answers 400 INVALID_ARGUMENT with ErrorInfo
--- reason UNKNOWN_FIELD and metadata field=<dotted path> instead.
+-- reason UNKNOWN_FIELD and metadata field=<dotted path> instead. A key given
+-- twice in one object is refused too (DUPLICATE_FIELD): the transcoder keeps the
+-- last, a proxy or log reader may believe the first.
 --
 -- ROUTES and MESSAGES are generated from the descriptor set (the same proto
 -- descriptors the transcoder loads) by `make protos`, which writes this file
@@ -77,6 +79,7 @@ local MAX_DEPTH = 64
 local ESCAPES = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
 
 local Unknown = {}
+local Duplicate = {}
 
 local function skip_ws(s, i)
   return string.find(s, "[^ \t\r\n]", i) or (#s + 1)
@@ -115,6 +118,7 @@ local check_value
 -- Checks the object starting at s[i] against message `msg` (nil: no check). Returns the index after it.
 local function check_object(s, i, msg, path, depth, values_msg)
   local fields = msg and MESSAGES[msg]
+  local seen = {}
   i = skip_ws(s, i + 1)
   if string.sub(s, i, i) == "}" then return i + 1 end
   while true do
@@ -123,6 +127,8 @@ local function check_object(s, i, msg, path, depth, values_msg)
     if not key then return nil end
     local child = nil
     local child_path = path == "" and key or (path .. "." .. key)
+    if seen[key] then error({ Duplicate, child_path }) end
+    seen[key] = true
     if fields then
       child = fields[key]
       if child == nil then error({ Unknown, child_path }) end
@@ -193,10 +199,15 @@ function envoy_on_request(handle)
   if not body or body:length() == 0 then return end
   local s = body:getBytes(0, body:length())
   local ok, err = pcall(check_value, s, skip_ws(s, 1), msg, "", 0)
-  if ok or type(err) ~= "table" or err[1] ~= Unknown then return end
+  if ok or type(err) ~= "table" or (err[1] ~= Unknown and err[1] ~= Duplicate) then return end
   local field = string.sub(err[2], 1, 200)
   local metadata = handle:streamInfo():dynamicMetadata()
-  metadata:set("creditmeter.edge", "reason", "UNKNOWN_FIELD")
   metadata:set("creditmeter.edge", "field", field)
-  handle:respond({ [":status"] = "400" }, "unknown field " .. field .. ": the request message has no such field")
+  if err[1] == Duplicate then
+    metadata:set("creditmeter.edge", "reason", "DUPLICATE_FIELD")
+    handle:respond({ [":status"] = "400" }, "field " .. field .. " appears twice: the request is ambiguous")
+  else
+    metadata:set("creditmeter.edge", "reason", "UNKNOWN_FIELD")
+    handle:respond({ [":status"] = "400" }, "unknown field " .. field .. ": the request message has no such field")
+  end
 end

@@ -105,6 +105,16 @@ async def test_unknown_json_fields_are_refused_at_the_edge_and_change_nothing(st
         )
         assert nested.status_code == 400
         assert (_reason(nested), _field(nested)) == ("UNKNOWN_FIELD", "events[0].modle")
+        twice = await http.post(
+            "/api/v1/credits/allocate",
+            headers={**stack.headers("ops", "admin"), "content-type": "application/json"},
+            content=(
+                f'{{"user_id": "{user}", "amount_nanos": "1", "amount_nanos": "{50 * USD}", '
+                f'"reason": "twice", "request_id": "{uuid.uuid4().hex}"}}'
+            ).encode(),
+        )
+        assert twice.status_code == 400
+        assert (_reason(twice), _field(twice)) == ("DUPLICATE_FIELD", "amount_nanos")
         # The JSON (lowerCamel) names the transcoder accepts are not "unknown".
         camel = await http.post(
             "/api/v1/credits/allocate",
