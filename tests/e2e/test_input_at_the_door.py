@@ -17,6 +17,12 @@ USD = 1_000_000_000
 ROLES = ("admin", "service", "user")
 
 
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    """This module's own stack: the background work its hostile traffic causes ends with the module."""
+    return module_stack
+
+
 def _reason(response: httpx.Response) -> str:
     return str(response.json()["details"][0]["reason"])
 
