@@ -11,10 +11,11 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-USER ?= alice
 ROLE ?= user
+# USER is also the login name in most shells: only a USER given on the make command line is used.
+TOKEN_USER := $(if $(filter command line,$(origin USER)),--user "$(USER)")
 
-.PHONY: help setup protos protos-check protos-lint protos-baseline run test test-fast lint fmt token verify bench bench-reports deploy-config clean
+.PHONY: help setup protos protos-check protos-lint protos-baseline run test test-fast lint fmt token tokens authz-matrix verify bench bench-auth bench-reports deploy-config clean
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,14 +62,23 @@ fmt: $(STAMP) ## Format the code with ruff.
 	$(BIN)/ruff format services tools tests bench
 	$(BIN)/ruff check --fix services tools tests bench
 
-token: $(STAMP) ## Print a dev JWT: make token USER=alice ROLE=admin (ROLE: user, admin, service).
-	@$(BIN)/python -m tools.token --user "$(USER)" --role "$(ROLE)"
+token: $(STAMP) ## Print a dev JWT: make token USER=alice ROLE=admin (ROLE: user, admin, svc-metering, svc-coupons, svc-openrouter, svc-platform).
+	@$(BIN)/python -m tools.token $(TOKEN_USER) --role "$(ROLE)"
+
+tokens: $(STAMP) ## Print `export …_TOKEN=` lines for every identity: eval "$$(make -s tokens)".
+	@$(BIN)/python -m tools.token $(TOKEN_USER) --all
+
+authz-matrix: $(STAMP) ## Regenerate docs/authorization.md (who may call what) from the method policies.
+	$(BIN)/python -m tools.authz_matrix > docs/authorization.md
 
 verify: $(STAMP) ## Check every ledger invariant against the configured (or embedded) database.
 	$(BIN)/python -m tools.verify
 
 bench: $(STAMP) ## Throughput benchmarks against raw PostgreSQL measured in the same run (bench/).
 	$(BIN)/python -m bench.credits_hot_account
+
+bench-auth: $(STAMP) ## What the verified-token cache saves: credits GetBalance with the cache off vs on, same run.
+	$(BIN)/python -m bench.token_cache
 
 bench-reports: $(STAMP) ## Usage-report speed over 1M events: rollups vs raw events, with the query plan.
 	$(BIN)/python -m bench.metering_reports

@@ -118,7 +118,9 @@ async def bench(url: str, ops: int, concurrency: int, auth_dir: Path) -> list[di
         assert service.stdout is not None
         port = int(json.loads(await service.stdout.readline())["port"])
         admin = mint_token(keys_key, "bench-admin", "admin", issuer="bench", audience="creditmeter")
-        svc = mint_token(keys_key, "bench-svc", "service", issuer="bench", audience="creditmeter")
+        # Direct charges are the AI platform's (svc-platform); usage charges are metering's.
+        svc = mint_token(keys_key, "svc-platform", "svc-platform", issuer="bench", audience="creditmeter")
+        metering = mint_token(keys_key, "svc-metering", "svc-metering", issuer="bench", audience="creditmeter")
         user = f"hot-{uuid.uuid4().hex[:8]}"
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.CreditsServiceStub(channel)
@@ -167,7 +169,7 @@ async def bench(url: str, ops: int, concurrency: int, auth_dir: Path) -> list[di
                             pb.UsageCharge(request_id=f"c-{run}-{i}-{k}", amount_nanos=1) for k in range(per_call)
                         ],
                     ),
-                    metadata=metadata,
+                    metadata=(("authorization", f"Bearer {metering}"),),
                 )
 
             calls = max(1, ops // per_call) * 4

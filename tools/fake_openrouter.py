@@ -14,7 +14,8 @@ set a key's spend with ``POST /_fake/usage`` ``{"hash": …, "usage": "1.25"}``,
 read everything with ``GET /_fake/state``. In-process users call the same
 methods on :class:`FakeOpenRouter` directly.
 
-Run alone: ``python -m tools.fake_openrouter --port 8787 --management-key KEY``.
+Run alone: ``python -m tools.fake_openrouter --port 8787 --management-key-file FILE`` (the key is
+read from a file so that it never shows on a command line).
 """
 
 from __future__ import annotations
@@ -276,9 +277,9 @@ class FakeOpenRouter:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--management-key", required=True)
+    parser.add_argument("--management-key-file", required=True, type=Path, help="a file holding the management key")
     opts = parser.parse_args()
-    fake = FakeOpenRouter(opts.management_key)
+    fake = FakeOpenRouter(opts.management_key_file.read_text().strip())
     url = fake.start(opts.port)
     print(
         json.dumps(

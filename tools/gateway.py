@@ -12,6 +12,7 @@ import argparse
 import json
 import string
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -69,6 +70,43 @@ def _jwks(auth: AuthSettings) -> tuple[str, str]:
     return f"local_jwks: {json.dumps({'filename': str(Path(auth.jwks_file).resolve())})}", ""
 
 
+@dataclass(frozen=True)
+class UpstreamTls:
+    """mTLS from the gateway to the services: its client certificate and the CA that signed theirs."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
+def _upstream_tls(tls: UpstreamTls | None, host: str) -> str:
+    """A cluster's transport_socket (YAML flow text), or nothing for plaintext upstreams."""
+    if tls is None:
+        return ""
+    socket = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": host,
+            "common_tls_context": {
+                "tls_certificates": [
+                    {"certificate_chain": {"filename": tls.cert_file}, "private_key": {"filename": tls.key_file}}
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": tls.ca_file},
+                    "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": host}}],
+                },
+            },
+        },
+    }
+    return f"transport_socket: {json.dumps(socket)}"
+
+
+def _lua_audiences(audiences: tuple[str, ...]) -> str:
+    """A Lua set literal of the accepted audiences (JSON string escapes are valid Lua)."""
+    return "{" + ", ".join(f"[{json.dumps(a)}] = true" for a in audiences) + "}"
+
+
 def render(
     *,
     auth: AuthSettings,
@@ -79,6 +117,7 @@ def render(
     descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
     openapi: str = str(ROOT / "docs" / "openapi.yaml"),
     strict_json: str = str(LOCAL_STRICT_JSON),
+    upstream_tls: UpstreamTls | None = None,
 ) -> str:
     source, clusters = _jwks(auth)
     return string.Template(TEMPLATE.read_text()).substitute(
@@ -87,6 +126,9 @@ def render(
         GATEWAY_PORT=gateway_port,
         AUTH_ISSUER=auth.issuer,
         AUTH_AUDIENCES_JSON=json.dumps(list(auth.audiences)),
+        AUTH_AUDIENCES_LUA=_lua_audiences(auth.audiences),
+        AUTH_LEEWAY_SECONDS=auth.leeway_seconds,
+        **{f"{name.upper()}_TLS": _upstream_tls(upstream_tls, host) for name, (host, _) in upstreams.items()},
         JWKS_SOURCE=source,
         EXTRA_CLUSTERS=clusters,
         DESCRIPTOR_FILE=descriptor,
@@ -110,14 +152,19 @@ def main() -> int:
             gateway_port=8080,
             admin_port=9901,
             upstreams={
-                "credits": (env.text("CREDITS_UPSTREAM_HOST", "credits"), 50051),
-                "coupons": (env.text("COUPONS_UPSTREAM_HOST", "coupons"), 50053),
-                "openrouter": (env.text("OPENROUTER_UPSTREAM_HOST", "openrouter"), 50054),
-                "metering": (env.text("METERING_UPSTREAM_HOST", "metering"), 50052),
+                "credits": (env.text("CREDITS_UPSTREAM_HOST", "credits.creditmeter.svc"), 50051),
+                "coupons": (env.text("COUPONS_UPSTREAM_HOST", "coupons.creditmeter.svc"), 50053),
+                "openrouter": (env.text("OPENROUTER_UPSTREAM_HOST", "openrouter.creditmeter.svc"), 50054),
+                "metering": (env.text("METERING_UPSTREAM_HOST", "metering.creditmeter.svc"), 50052),
             },
             descriptor="/etc/creditmeter/creditmeter.pb",
             openapi="/etc/creditmeter/openapi.yaml",
             strict_json="/etc/creditmeter/strict_json.lua",
+            # deploy/: the gateway's client certificate and the cluster CA, from the Secret
+            # gateway-tls mounted at /etc/creditmeter/tls (never inlined in the config).
+            upstream_tls=UpstreamTls(
+                "/etc/creditmeter/tls/tls.crt", "/etc/creditmeter/tls/tls.key", "/etc/creditmeter/tls/ca.crt"
+            ),
         )
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)

@@ -179,15 +179,38 @@ def _stop(children: list[Child], grace: float = 10.0) -> None:
             child.process.wait()
 
 
-def _dev_fernet_keys() -> str:
-    """Development Fernet keys, generated once under .local/ (mode 0600), never committed."""
-    path = LOCAL_DIR / "fernet-keys"
-    if not path.exists():
-        LOCAL_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _secret_file(name: str, value: str | None = None) -> Path:
+    """A secret under .local/secrets/ (mode 0600): ``value`` when given, else generated once and kept."""
+    folder = LOCAL_DIR / "secrets"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    if value is not None or not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(generate_key())
-    return path.read_text().strip()
+            handle.write(value if value is not None else generate_key())
+    return path
+
+
+def _dev_fernet_keys() -> Path:
+    """Development Fernet keys, generated once under .local/ (mode 0600), never committed."""
+    legacy = LOCAL_DIR / "fernet-keys"  # where earlier versions kept them: keep reading the data
+    if legacy.exists() and not (LOCAL_DIR / "secrets" / "fernet-keys").exists():
+        return _secret_file("fernet-keys", legacy.read_text().strip())
+    return _secret_file("fernet-keys")
+
+
+#: Variables that carry secrets: children get them as files (``<NAME>_FILE``), and only the one
+#: child that needs each; nobody inherits them through the environment.
+SECRET_VARIABLES = ("OPENROUTER_MANAGEMENT_KEY", "OPENROUTER_FERNET_KEYS", "AUTH_CLIENT_SECRET")
+
+
+def _without_secrets(environ: dict[str, str]) -> dict[str, str]:
+    """The environment minus every secret and every database URL (which may hold a password)."""
+    return {
+        key: value
+        for key, value in environ.items()
+        if key.removesuffix("_FILE") not in SECRET_VARIABLES and not key.endswith("DATABASE_URL")
+    }
 
 
 def _wait_gateway(url: str, children: list[Child], timeout: float = 60.0) -> None:
@@ -232,29 +255,44 @@ def main() -> int:
     _log("database: " + ("embedded PostgreSQL under .local/pgdata" if embedded else "DATABASE_URL"))
     children: list[Child] = []
     try:
-        base_env = dict(os.environ)
+        # Secrets reach only the process that needs them, as files: never on a command line
+        # (`ps` shows those to every user) nor in an inherited environment.
+        secret_env: dict[str, dict[str, str]] = {spec.name: {} for spec in SERVICES}
+        given = os.environ.get("OPENROUTER_FERNET_KEYS")
+        fernet = _secret_file("fernet-keys", given) if given else _dev_fernet_keys()
+        secret_env["openrouter"]["OPENROUTER_FERNET_KEYS_FILE"] = os.environ.get(
+            "OPENROUTER_FERNET_KEYS_FILE", str(fernet)
+        )
+        for spec in SERVICES:
+            prefix = spec.name.upper()
+            database = os.environ.get(f"{prefix}_DATABASE_URL") or os.environ.get("DATABASE_URL") or url
+            secret_env[spec.name][f"{prefix}_DATABASE_URL"] = database
+        base_env = _without_secrets(dict(os.environ))
         base_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "gen" / "python")])
-        base_env.setdefault("DATABASE_URL", url)
-        base_env.setdefault("OPENROUTER_FERNET_KEYS", _dev_fernet_keys())
-        if not base_env.get("OPENROUTER_MANAGEMENT_KEY"):
-            management_key = secrets.token_hex(24)
+        management = os.environ.get("OPENROUTER_MANAGEMENT_KEY")
+        if management or os.environ.get("OPENROUTER_MANAGEMENT_KEY_FILE"):
+            secret_env["openrouter"]["OPENROUTER_MANAGEMENT_KEY_FILE"] = os.environ.get(
+                "OPENROUTER_MANAGEMENT_KEY_FILE"
+            ) or str(_secret_file("openrouter-management-key", management))
+        else:
+            key_file = _secret_file("fake-management-key", secrets.token_hex(24))
             fake = _start(
                 "fake-openrouter",
-                [sys.executable, "-m", "tools.fake_openrouter", "--management-key", management_key],
+                [sys.executable, "-m", "tools.fake_openrouter", "--management-key-file", str(key_file)],
                 base_env,
                 wait_for_port=True,
             )
             # A restarted fake comes back on the same port (its keys live in memory and are gone).
             fake.args = [*fake.args, "--port", str(fake.port)]
             children.append(fake)
-            base_env["OPENROUTER_MANAGEMENT_KEY"] = management_key
+            secret_env["openrouter"]["OPENROUTER_MANAGEMENT_KEY_FILE"] = str(key_file)
             base_env["OPENROUTER_BASE_URL"] = f"http://127.0.0.1:{fake.port}"
             _log(
                 f"OPENROUTER_MANAGEMENT_KEY is not set: using a local FAKE OpenRouter on 127.0.0.1:{fake.port}"
                 " (in memory; its keys do not survive a restart)"
             )
         for spec in SERVICES:
-            env = dict(base_env)
+            env = dict(base_env) | secret_env[spec.name]
             env.setdefault(f"{spec.name.upper()}_GRPC_PORT", str(spec.default_port))
             # Later services call the earlier ones on the ports they actually got.
             for started in (c for c in children if c.name != "fake-openrouter"):
@@ -289,7 +327,7 @@ def main() -> int:
                     "warn",
                     "--use-dynamic-base-id",
                 ],
-                dict(os.environ),
+                _without_secrets(dict(os.environ)),
                 wait_for_port=False,
             )
         )
@@ -298,7 +336,10 @@ def main() -> int:
         _wait_gateway(public, children)
         _log(f"gateway (REST): {public}/api/v1/...")
         _log(f"try: curl {public}/api/v1/credits/tiers/compare")
-        _log("tokens: make token USER=alice ROLE=user  (roles: user, admin, service)")
+        _log(
+            "tokens: make token USER=alice ROLE=user"
+            "  (ROLE: user, admin, svc-metering, svc-coupons, svc-openrouter, svc-platform; all: make tokens)"
+        )
         _log("ready; a child that dies is restarted; Ctrl-C stops everything")
         while not stopping.is_set():
             _supervise(children, time.monotonic())

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health
+from grpc_health.v1 import health, health_pb2_grpc
 
 from services.common import db
 from services.common.auth import JwtVerifier
 from services.common.config import ServiceSettings
-from services.common.grpcserver import MethodPolicy, build_server, set_serving
+from services.common.grpcserver import MethodPolicy, build_server, listen, set_serving
 
 
 @dataclass
@@ -35,6 +35,8 @@ class RunningService:
     health: health.aio.HealthServicer
     service_names: Sequence[str]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The plaintext health-only server for probes, when configured.
+    health_server: grpc.aio.Server | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -46,6 +48,8 @@ class RunningService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         for channel in self.channels:
             await channel.close()
         for close in self.closers:
@@ -81,15 +85,27 @@ async def start(
     register: Callable[[grpc.aio.Server], None],
 ) -> RunningService:
     """Serves on the configured address; closes the pool if start-up fails."""
+    verifier = JwtVerifier(settings.auth)
     try:
-        server, health_servicer = build_server(settings.service_name, domain, JwtVerifier(settings.auth), policies)
+        server, health_servicer = build_server(settings.service_name, domain, verifier, policies)
         register(server)
-        port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        port = listen(server, f"{settings.grpc_host}:{settings.grpc_port}", settings.tls)
         if port == 0:
             raise RuntimeError(f"could not listen on {settings.grpc_host}:{settings.grpc_port}")
         await server.start()
         await set_serving(health_servicer, service_names, serving=True)
     except BaseException:
+        await verifier.aclose()
         await pool.close()
         raise
-    return RunningService(server, port, pool, health_servicer, service_names)
+    running = RunningService(server, port, pool, health_servicer, service_names)
+    running.closers.append(verifier.aclose)
+    if settings.health_port:
+        # Health only, no API: probes reach it without the client certificate mTLS demands.
+        running.health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
+        if running.health_server.add_insecure_port(f"{settings.grpc_host}:{settings.health_port}") == 0:
+            await running.stop(0)
+            raise RuntimeError(f"could not listen on {settings.grpc_host}:{settings.health_port} for health")
+        await running.health_server.start()
+    return running

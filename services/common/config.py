@@ -32,6 +32,29 @@ class Env:
             return default
         return value
 
+    def secret(self, name: str) -> str:
+        """A secret from the file ``<name>_FILE`` names (a mounted Secret, preferred) or from ``<name>``.
+
+        Files keep secrets out of the process environment, which child
+        processes inherit and ``/proc/<pid>/environ`` shows to the same user.
+        """
+        path = self._env.get(f"{name}_FILE")
+        if path:
+            try:
+                value = Path(path).read_text().strip()
+            except OSError as error:
+                raise ConfigError(f"{name}_FILE names {path!r}, which cannot be read ({error.strerror})") from None
+            if not value:
+                raise ConfigError(f"{name}_FILE names an empty file")
+            return value
+        return self.text(name)
+
+    def optional_secret(self, name: str) -> str | None:
+        """Like :meth:`secret`, but None when neither ``<name>_FILE`` nor ``<name>`` is set."""
+        if self._env.get(f"{name}_FILE") or self._env.get(name):
+            return self.secret(name)
+        return None
+
     def optional(self, name: str) -> str | None:
         value = self._env.get(name)
         return value if value else None
@@ -76,10 +99,20 @@ class AuthSettings:
     jwks_url: str | None
     issuer: str
     audiences: tuple[str, ...]
+    #: Clock skew allowed on exp and nbf; the gateway renders the same value (tools/gateway.py).
     leeway_seconds: int
-    service_token: str | None
     service_token_file: str | None
     dev_signing_key_file: str | None
+    #: Verified tokens kept (LRU, never past their exp); 0 turns the cache off.
+    token_cache_size: int = 10_000
+    #: How long fetched JWKS keys are used before a background refresh.
+    jwks_lifespan_seconds: int = 300
+    #: At most one JWKS fetch per this many seconds when tokens name an unknown key id.
+    jwks_min_refresh_seconds: int = 10
+    #: OAuth2 client credentials of this service at the identity provider (Keycloak's token endpoint).
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> AuthSettings:
@@ -96,10 +129,50 @@ class AuthSettings:
             issuer=env.text("AUTH_ISSUER", "creditmeter-dev"),
             audiences=env.items("AUTH_AUDIENCE", ("creditmeter",)),
             leeway_seconds=env.integer("AUTH_LEEWAY_SECONDS", 30, minimum=0, maximum=600),
-            service_token=env.optional("SERVICE_TOKEN"),
             service_token_file=env.optional("SERVICE_TOKEN_FILE"),
             dev_signing_key_file=dev_key,
+            token_cache_size=env.integer("AUTH_TOKEN_CACHE_SIZE", 10_000, minimum=0, maximum=1_000_000),
+            jwks_lifespan_seconds=env.integer("AUTH_JWKS_LIFESPAN_SECONDS", 300, minimum=1, maximum=86_400),
+            jwks_min_refresh_seconds=env.integer("AUTH_JWKS_MIN_REFRESH_SECONDS", 10, minimum=0, maximum=3600),
+            token_url=env.optional("AUTH_TOKEN_URL"),
+            client_id=env.optional("AUTH_CLIENT_ID"),
+            client_secret_file=env.optional("AUTH_CLIENT_SECRET_FILE"),
         )
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS for gRPC inside the cluster: this service's certificate and the CA it trusts.
+
+    With a CA configured the server requires client certificates (mTLS) and
+    outgoing channels present this service's certificate. All paths name
+    files (mounted Kubernetes Secrets); no key material passes through the
+    environment.
+    """
+
+    cert_file: str | None
+    key_file: str | None
+    ca_file: str | None
+    #: The name outgoing channels expect in the peer certificate (override for tests and IPs).
+    server_name_override: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file and self.key_file)
+
+    @classmethod
+    def from_env(cls, env: Env) -> TlsSettings:
+        cert = env.optional("GRPC_TLS_CERT_FILE")
+        key = env.optional("GRPC_TLS_KEY_FILE")
+        ca = env.optional("GRPC_TLS_CA_FILE")
+        if bool(cert) != bool(key):
+            raise ConfigError("set both GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE, or neither")
+        if ca and not cert:
+            raise ConfigError("GRPC_TLS_CA_FILE needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE")
+        for name, value in (("GRPC_TLS_CERT_FILE", cert), ("GRPC_TLS_KEY_FILE", key), ("GRPC_TLS_CA_FILE", ca)):
+            if value and not Path(value).is_file():
+                raise ConfigError(f"{name} names {value!r}, which is not a readable file")
+        return cls(cert, key, ca, env.optional("GRPC_TLS_SERVER_NAME"))
 
 
 @dataclass(frozen=True)
@@ -117,12 +190,16 @@ class ServiceSettings:
     shutdown_grace_seconds: int
     log_level: str
     auth: AuthSettings
+    tls: TlsSettings = TlsSettings(None, None, None)
+    #: A plaintext port serving only gRPC health (kubelet probes cannot do mTLS); 0: none.
+    health_port: int = 0
 
     @classmethod
     def from_env(cls, service: str, default_port: int, environ: Mapping[str, str] | None = None) -> ServiceSettings:
         env = Env(environ)
         prefix = service.upper()
-        database_url = env.optional(f"{prefix}_DATABASE_URL") or env.optional("DATABASE_URL")
+        # The URL may hold a password: deploy/ mounts it as a file (<PREFIX>_DATABASE_URL_FILE).
+        database_url = env.optional_secret(f"{prefix}_DATABASE_URL") or env.optional_secret("DATABASE_URL")
         if not database_url:
             raise ConfigError(
                 f"set {prefix}_DATABASE_URL or DATABASE_URL (`make run` sets it for the embedded database)"
@@ -139,4 +216,6 @@ class ServiceSettings:
             shutdown_grace_seconds=env.integer("SHUTDOWN_GRACE_SECONDS", 10, minimum=0),
             log_level=env.text("LOG_LEVEL", "INFO").upper(),
             auth=AuthSettings.from_env(env),
+            tls=TlsSettings.from_env(env),
+            health_port=env.integer(f"{prefix}_HEALTH_PORT", 0, minimum=0, maximum=65535),
         )

@@ -19,7 +19,7 @@ whatever the contract cannot express.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -161,22 +161,40 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
         method = details.method
-        if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX):
+        if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX) or handler is None:
             return handler
-        if handler is None or handler.unary_unary is None:
-            return handler
-        behaviour = handler.unary_unary
+        codec = {
+            "request_deserializer": _lenient(handler.request_deserializer),
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            behaviour = handler.unary_unary
 
-        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, _Undecodable):
-                raise invalid(MALFORMED_REQUEST, "the request is not a valid message of this method's type")
-            error = violation_error(request)
-            if error is not None:
-                raise error
-            return await behaviour(request, context)
+            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                _check(request)
+                return await behaviour(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            run,
-            request_deserializer=_lenient(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(run, **codec)
+        if handler.unary_stream is not None:
+            streaming = handler.unary_stream
+
+            async def run_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                _check(request)
+                result = streaming(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for item in result:
+                        yield item
+                else:  # a handler that writes with context.write() and returns nothing
+                    await result
+
+            return grpc.unary_stream_rpc_method_handler(run_stream, **codec)
+        # Client-streaming methods (none today) would validate each message as it arrives.
+        return handler
+
+
+def _check(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise invalid(MALFORMED_REQUEST, "the request is not a valid message of this method's type")
+    error = violation_error(request)
+    if error is not None:
+        raise error

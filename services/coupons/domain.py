@@ -14,7 +14,9 @@ from services.common.idempotency import fingerprint as fingerprint
 from services.common.idempotency import validate_request_id as validate_request_id
 
 DOMAIN = "coupons.creditmeter.dev"
-MAX_AMOUNT_NANOS = 100_000_000 * 1_000_000_000
+# One coupon grants at most $10,000: the credits service caps COUPON grants by the coupons
+# identity at the same amount by default (CREDITS_COUPON_GRANT_MAX_NANOS).
+MAX_AMOUNT_NANOS = 10_000 * 1_000_000_000
 MAX_CREDIT_EXPIRY_DAYS = 3650
 MAX_TRIAL_DAYS = 365
 MAX_DESCRIPTION = 500

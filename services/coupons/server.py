@@ -36,7 +36,7 @@ def build_workflow(settings: CouponsSettings, pool: asyncpg.Pool, channel: grpc.
 
 async def create_server(settings: CouponsSettings) -> RunningService:
     pool = await bootstrap.open_database(settings.common, MIGRATIONS)
-    channel = connect(settings.credits_address, token_source_for(settings.common.auth, "coupons"))
+    channel = connect(settings.credits_address, token_source_for(settings.common.auth, "coupons"), settings.common.tls)
     coupons = build_workflow(settings, pool, channel)
     if settings.dev_seed:
         await coupons.seed_dev()

@@ -26,7 +26,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "ListCoupons": MethodPolicy.allow("admin"),
     _SERVICE + "GetCoupon": MethodPolicy.allow("admin"),
     _SERVICE + "DisableCoupon": MethodPolicy.allow("admin"),
-    _SERVICE + "ListRedemptions": MethodPolicy.allow("user", "admin"),
+    _SERVICE + "ListRedemptions": MethodPolicy.allow("user", "admin", limits={"user": "own redemptions"}),
 }
 
 _KINDS = {pb.COUPON_KIND_CREDIT_GRANT: Kind.CREDIT_GRANT, pb.COUPON_KIND_TIER_TRIAL: Kind.TIER_TRIAL}

@@ -31,7 +31,12 @@ async def create_server(settings: CreditsSettings) -> RunningService:
         domain=DOMAIN,
         policies=POLICIES,
         service_names=[SERVICE_NAME],
-        register=lambda server: pb_grpc.add_CreditsServiceServicer_to_server(CreditsServicer(ledger), server),
+        register=lambda server: pb_grpc.add_CreditsServiceServicer_to_server(
+            CreditsServicer(
+                ledger, coupon_grant_max_nanos=settings.coupon_grant_max_nanos, coupon_tiers=settings.coupon_tiers
+            ),
+            server,
+        ),
     )
     if settings.maintenance_interval_seconds > 0:
         # Period resets and expiries, in every replica: each reset happens under the

@@ -19,21 +19,31 @@ from services.credits.ledger import Ledger
 
 _SERVICE = "/creditmeter.credits.v1.CreditsService/"
 
-#: Who may call each RPC. Self-versus-other checks happen in the methods.
+#: Who may call each RPC (docs/authorization.md is generated from this). Self-versus-other and
+#: per-caller limits are enforced in the methods.
+_OWN = {"user": "own account"}
 POLICIES: dict[str, MethodPolicy] = {
-    _SERVICE + "GetBalance": MethodPolicy.allow("user", "admin", "service"),
-    _SERVICE + "ListTransactions": MethodPolicy.allow("user", "admin", "service"),
+    _SERVICE + "GetBalance": MethodPolicy.allow(
+        "user", "admin", "svc-metering", "svc-coupons", "svc-openrouter", limits=_OWN
+    ),
+    _SERVICE + "ListTransactions": MethodPolicy.allow("user", "admin", limits=_OWN),
     _SERVICE + "CompareTiers": MethodPolicy.anyone(),
-    _SERVICE + "Allocate": MethodPolicy.allow("admin", "service"),
-    _SERVICE + "Deduct": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "Allocate": MethodPolicy.allow(
+        "admin",
+        "svc-coupons",
+        limits={"admin": "source ADMIN", "svc-coupons": "source COUPON, at most CREDITS_COUPON_GRANT_MAX_NANOS"},
+    ),
+    _SERVICE + "Deduct": MethodPolicy.allow("admin", "svc-platform"),
     _SERVICE + "Refund": MethodPolicy.allow("admin"),
-    _SERVICE + "CreateHold": MethodPolicy.allow("admin", "service"),
-    _SERVICE + "CaptureHold": MethodPolicy.allow("admin", "service"),
-    _SERVICE + "ReleaseHold": MethodPolicy.allow("admin", "service"),
-    _SERVICE + "SetTier": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "CreateHold": MethodPolicy.allow("admin", "svc-metering"),
+    _SERVICE + "CaptureHold": MethodPolicy.allow("admin", "svc-metering"),
+    _SERVICE + "ReleaseHold": MethodPolicy.allow("admin", "svc-metering"),
+    _SERVICE + "SetTier": MethodPolicy.allow(
+        "admin", "svc-coupons", limits={"svc-coupons": "coupon trials: tiers in CREDITS_COUPON_TIERS"}
+    ),
     _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
-    _SERVICE + "ResetPeriods": MethodPolicy.allow("admin", "service"),
-    _SERVICE + "ChargeUsage": MethodPolicy.allow("service"),
+    _SERVICE + "ResetPeriods": MethodPolicy.allow("admin"),
+    _SERVICE + "ChargeUsage": MethodPolicy.allow("svc-metering"),
 }
 
 _SOURCES = {
@@ -59,7 +69,7 @@ _KIND_PREFIX = "TRANSACTION_KIND_"
 
 
 def _actor(who: Principal) -> Actor:
-    return Actor(subject=who.subject, role=who.role, service=who.subject if who.role == "service" else "")
+    return Actor(subject=who.subject, role=who.role, service=who.service_identity or "")
 
 
 def _transaction_pb(tx: domain.Transaction) -> pb.Transaction:
@@ -123,8 +133,16 @@ def _uuid(value: str, field: str, reason: str) -> str:
 class CreditsServicer(pb_grpc.CreditsServiceServicer):
     """The credits API over a :class:`Ledger`."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        coupon_grant_max_nanos: int = 10_000 * 1_000_000_000,
+        coupon_tiers: tuple[str, ...] = ("trial", "starter", "professional"),
+    ) -> None:
         self._ledger = ledger
+        self._coupon_grant_max = coupon_grant_max_nanos
+        self._coupon_tiers = frozenset(coupon_tiers)
 
     async def _target_user(self, requested: str, who: Principal) -> str:
         """The user an RPC acts on: the caller by default, another only for admins and services.
@@ -222,8 +240,17 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         if request.source not in _SOURCES:
             raise invalid("INVALID_SOURCE", "source must be ADMIN or COUPON", field="source")
         source = _SOURCES[request.source]
-        if source is Source.COUPON and not who.is_service:
+        # ADMIN credits only from admins; COUPON credits only from the coupons service, capped.
+        if source is Source.COUPON and who.service_identity != "svc-coupons":
             raise domain.forbidden_source(source)
+        if source is Source.ADMIN and not who.is_admin:
+            raise domain.forbidden_source(source)
+        if source is Source.COUPON and amount > self._coupon_grant_max:
+            raise Forbidden(
+                "COUPON_GRANT_TOO_LARGE",
+                f"a coupon grant may be at most {self._coupon_grant_max} nanos",
+                metadata={"max_nanos": str(self._coupon_grant_max), "requested_nanos": str(amount)},
+            )
         expires = field_time(request, "expires_at")
         tx, grant_id = await self._ledger.allocate(
             user_id,
@@ -320,6 +347,12 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
         request_id = domain.validate_request_id(request.request_id)
         reason = domain.validate_reason(request.reason, required=False)
+        if who.service_identity == "svc-coupons" and request.tier not in self._coupon_tiers:
+            raise Forbidden(
+                "TIER_NOT_ALLOWED_FOR_COUPONS",
+                f"coupon trials may set only the tiers {', '.join(sorted(self._coupon_tiers))}",
+                metadata={"tier": request.tier},
+            )
         account, previous = await self._ledger.set_tier(user_id, request.tier, request_id, _actor(who), reason)
         return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous)
 

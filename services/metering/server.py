@@ -26,8 +26,8 @@ SERVICE_NAME = "creditmeter.metering.v1.MeteringService"
 async def create_server(settings: MeteringSettings) -> RunningService:
     pool = await bootstrap.open_database(settings.common, MIGRATIONS)
     tokens = token_source_for(settings.common.auth, "metering")
-    credits_channel = connect(settings.credits_address, tokens)
-    pricing_channel = connect(settings.openrouter_address, tokens)
+    credits_channel = connect(settings.credits_address, tokens, settings.common.tls)
+    pricing_channel = connect(settings.openrouter_address, tokens, settings.common.tls)
     metering = Metering(
         pool,
         CreditsClient(credits_channel, settings.call_timeout_seconds, DOMAIN),

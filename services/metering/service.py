@@ -29,12 +29,14 @@ from services.metering.workflow import (
 )
 
 _SERVICE = "/creditmeter.metering.v1.MeteringService/"
-_READERS = MethodPolicy.allow("user", "admin", "service")
+_READERS = MethodPolicy.allow("user", "admin", "svc-platform", limits={"user": "own usage"})
 
+#: Who may call each RPC (docs/authorization.md is generated from this): the AI platform's call path
+#: asks and reports; users read their own usage.
 POLICIES: dict[str, MethodPolicy] = {
-    _SERVICE + "Authorize": MethodPolicy.allow("service"),
-    _SERVICE + "TrackUsage": MethodPolicy.allow("service"),
-    _SERVICE + "TrackUsageBatch": MethodPolicy.allow("service"),
+    _SERVICE + "Authorize": MethodPolicy.allow("svc-platform"),
+    _SERVICE + "TrackUsage": MethodPolicy.allow("svc-platform"),
+    _SERVICE + "TrackUsageBatch": MethodPolicy.allow("svc-platform"),
     _SERVICE + "GetUsageSummary": _READERS,
     _SERVICE + "GetUsageByModel": _READERS,
     _SERVICE + "GetUsageByDate": _READERS,

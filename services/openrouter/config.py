@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,8 +32,9 @@ class OpenRouterSettings:
         return cls(
             common=ServiceSettings.from_env("openrouter", DEFAULT_PORT, environ),
             base_url=env.text("OPENROUTER_BASE_URL", "https://openrouter.ai"),
-            management_key=env.text("OPENROUTER_MANAGEMENT_KEY"),
-            fernet_keys=env.items("OPENROUTER_FERNET_KEYS"),
+            management_key=env.secret("OPENROUTER_MANAGEMENT_KEY"),
+            # Comma- or newline-separated (a mounted file holds one key per line), primary first.
+            fernet_keys=tuple(k for k in re.split(r"[,\s]+", env.secret("OPENROUTER_FERNET_KEYS")) if k),
             http_timeout_seconds=env.integer("OPENROUTER_HTTP_TIMEOUT_SECONDS", 10, minimum=1, maximum=120),
             http_retries=env.integer("OPENROUTER_HTTP_RETRIES", 3, minimum=0, maximum=10),
             credits_address=env.text("OPENROUTER_CREDITS_ADDR", "127.0.0.1:50051"),

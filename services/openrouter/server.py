@@ -35,7 +35,9 @@ async def create_server(settings: OpenRouterSettings) -> RunningService:
         timeout_seconds=settings.http_timeout_seconds,
         retries=settings.http_retries,
     )
-    channel = connect(settings.credits_address, token_source_for(settings.common.auth, "openrouter"))
+    channel = connect(
+        settings.credits_address, token_source_for(settings.common.auth, "openrouter"), settings.common.tls
+    )
     openrouter = OpenRouter(pool, api, CreditsClient(channel, settings.credits_timeout_seconds, DOMAIN), keys)
     log.info("openrouter api", extra={"base_url": settings.base_url})
     running = await bootstrap.start(

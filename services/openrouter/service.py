@@ -19,19 +19,24 @@ from services.openrouter.workflow import AccountView, OpenRouter, RateCard
 
 _SERVICE = "/creditmeter.openrouter.v1.OpenRouterService/"
 
+#: Who may call each RPC (docs/authorization.md is generated from this). Decrypted keys
+#: (GetProviderKey) are for the openrouter service's own identity only: no other caller, person
+#: or service, can obtain one, and the gateway does not route it.
 POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "CreateAccount": MethodPolicy.allow("user"),
     _SERVICE + "GetAccount": MethodPolicy.allow("user"),
     _SERVICE + "SyncBalance": MethodPolicy.allow("user"),
     _SERVICE + "SetByokKey": MethodPolicy.allow("user"),
     _SERVICE + "DeleteByokKey": MethodPolicy.allow("user"),
-    _SERVICE + "ListModels": MethodPolicy.allow("user", "admin", "service"),
-    _SERVICE + "QuotePrice": MethodPolicy.allow("service", "admin"),
-    _SERVICE + "QuotePrices": MethodPolicy.allow("service", "admin"),
-    _SERVICE + "GetProviderKey": MethodPolicy.allow("service"),
+    _SERVICE + "ListModels": MethodPolicy.allow(
+        "user", "admin", "svc-metering", "svc-platform", limits={"user": "own tier"}
+    ),
+    _SERVICE + "QuotePrice": MethodPolicy.allow("admin", "svc-metering", "svc-platform"),
+    _SERVICE + "QuotePrices": MethodPolicy.allow("admin", "svc-metering"),
+    _SERVICE + "GetProviderKey": MethodPolicy.allow("svc-openrouter"),
     _SERVICE + "RotateEncryptionKeys": MethodPolicy.allow("admin"),
     _SERVICE + "SyncModels": MethodPolicy.allow("admin"),
-    _SERVICE + "GetRateCard": MethodPolicy.allow("admin", "service"),
+    _SERVICE + "GetRateCard": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "UpdateRateCard": MethodPolicy.allow("admin"),
 }
 

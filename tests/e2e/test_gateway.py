@@ -93,7 +93,7 @@ async def test_tokens_are_checked_at_the_gateway(stack: Stack) -> None:
 
 async def test_overdraft_is_refused_with_a_reason_and_changes_nothing(stack: Stack) -> None:
     user = _user()
-    service = stack.headers("svc-metering", "service")
+    service = stack.headers("svc-platform", "svc-platform")
     async with httpx.AsyncClient(base_url=stack.url) as http:
         await http.get("/api/v1/credits/balance", headers=stack.headers(user, "user"))
         refused = await http.post(
@@ -110,7 +110,7 @@ async def test_overdraft_is_refused_with_a_reason_and_changes_nothing(stack: Sta
         body = refused.json()
         assert body["code"] == 9 and _reason(body) == "INSUFFICIENT_CREDITS"
         assert body["details"][0]["metadata"]["available_nanos"] == str(USD)
-        balance = await http.get(f"/api/v1/credits/balance?user_id={user}", headers=service)
+        balance = await http.get(f"/api/v1/credits/balance?user_id={user}", headers=stack.headers("ops", "admin"))
         assert balance.json()["balance_nanos"] == str(USD)
         bad = await http.post("/api/v1/credits/deduct", headers=service, content=b'{"user_id": ')
         assert bad.status_code == 400 and bad.json()["code"] == 3
@@ -124,7 +124,7 @@ async def test_overdraft_is_refused_with_a_reason_and_changes_nothing(stack: Sta
 
 async def test_a_retried_deduction_moves_money_once(stack: Stack) -> None:
     user = _user()
-    service = stack.headers("svc-metering", "service")
+    service = stack.headers("svc-platform", "svc-platform")
     body = {
         "user_id": user,
         "amount_nanos": str(USD // 4),
@@ -137,7 +137,7 @@ async def test_a_retried_deduction_moves_money_once(stack: Stack) -> None:
         second = await http.post("/api/v1/credits/deduct", headers=service, json=body)
         assert first.status_code == second.status_code == 200
         assert first.json()["transaction"] == second.json()["transaction"]
-        balance = await http.get(f"/api/v1/credits/balance?user_id={user}", headers=service)
+        balance = await http.get(f"/api/v1/credits/balance?user_id={user}", headers=stack.headers("ops", "admin"))
         assert balance.json()["balance_nanos"] == str(USD - USD // 4)
         reused = await http.post("/api/v1/credits/deduct", headers=service, json={**body, "amount_nanos": "7"})
         assert reused.status_code == 409 and _reason(reused.json()) == "REQUEST_ID_REUSED"
@@ -146,7 +146,7 @@ async def test_a_retried_deduction_moves_money_once(stack: Stack) -> None:
 async def test_100_concurrent_deductions_against_50_dollars(stack: Stack) -> None:
     user = _user()
     admin = stack.headers("ops-admin", "admin")
-    service = stack.headers("svc-metering", "service")
+    service = stack.headers("svc-platform", "svc-platform")
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=stack.url, limits=limits, timeout=60) as http:
         await http.post(
@@ -188,7 +188,7 @@ async def test_100_concurrent_deductions_against_50_dollars(stack: Stack) -> Non
 
 async def test_holds_over_rest(stack: Stack) -> None:
     user = _user()
-    service = stack.headers("svc-metering", "service")
+    service = stack.headers("svc-metering", "svc-metering")
     async with httpx.AsyncClient(base_url=stack.url) as http:
         await http.get("/api/v1/credits/balance", headers=stack.headers(user, "user"))
         held = await http.post(

@@ -14,7 +14,7 @@ from tests.e2e.hostile import Case, all_routes, cases
 from tools.openapi import Route
 
 USD = 1_000_000_000
-ROLES = ("admin", "service", "user")
+ROLES = ("admin", "svc-platform", "user")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ async def test_unknown_json_fields_are_refused_at_the_edge_and_change_nothing(st
         assert missing.status_code == 404, "a refused allocation must not create the account"
         nested = await http.post(
             "/api/v1/metering/track-batch",
-            headers=stack.headers("svc", "service"),
+            headers=stack.headers("svc-platform", "svc-platform"),
             json={"events": [{"event_id": uuid.uuid4().hex, "user_id": user, "modle": "x"}]},
         )
         assert nested.status_code == 400

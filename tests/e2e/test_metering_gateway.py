@@ -40,7 +40,7 @@ async def _fund(http: httpx.AsyncClient, stack: Stack, user: str, total: int) ->
 
 async def test_tracking_charges_the_quoted_price_once(stack: Stack) -> None:
     user = f"m-{uuid.uuid4().hex[:8]}"
-    service = stack.headers("svc-gateway", "service")
+    service = stack.headers("svc-platform", "svc-platform")
     async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
         await _fund(http, stack, user, 5 * USD)
         quote = await http.post(
@@ -69,7 +69,7 @@ async def test_tracking_charges_the_quoted_price_once(stack: Stack) -> None:
 
 async def test_50_events_against_a_balance_for_20_and_reports_that_agree(stack: Stack) -> None:
     user = f"m-{uuid.uuid4().hex[:8]}"
-    service = stack.headers("svc-gateway", "service")
+    service = stack.headers("svc-platform", "svc-platform")
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=limits) as http:
         await _fund(http, stack, user, 20 * 495_000)
@@ -104,7 +104,7 @@ async def test_50_events_against_a_balance_for_20_and_reports_that_agree(stack: 
 
 async def test_the_101st_trial_authorization_of_a_day_is_refused(stack: Stack) -> None:
     user = f"m-{uuid.uuid4().hex[:8]}"
-    service = stack.headers("svc-gateway", "service")
+    service = stack.headers("svc-platform", "svc-platform")
     async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
         answers = []
         for i in range(101):

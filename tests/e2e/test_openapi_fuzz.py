@@ -26,7 +26,7 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 USER_ROUTES = r"^/api/v1/(openrouter/(account|byok|create-account|sync-balance|quote)|coupons/(validate|redeem))"
 RUNS = [
     ("admin", None, "coverage,fuzzing", 6),
-    ("service", r"^/api/v1/(metering/|credits/(holds|deduct))", "fuzzing", 12),
+    ("svc-platform", r"^/api/v1/(metering/|credits/(holds|deduct))", "fuzzing", 12),
     ("user", USER_ROUTES, "fuzzing", 12),
 ]
 

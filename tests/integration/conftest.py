@@ -35,7 +35,12 @@ class Credits:
         self.stub = pb_grpc.CreditsServiceStub(channel)
         self.keys = keys
         self.admin_token = keys.token("admin-1", "admin")
-        self.service_token = keys.token("svc-metering", "service")
+        #: The metering service's identity: holds, usage charges, balances.
+        self.service_token = keys.token("svc-metering", "svc-metering")
+        #: The AI platform's identity: direct charges (Deduct).
+        self.platform_token = keys.token("svc-platform", "svc-platform")
+        #: The coupons service's identity: COUPON grants, tier trials.
+        self.coupons_token = keys.token("svc-coupons", "svc-coupons")
 
     async def call(self, method: str, request: Any, token: str | None) -> Any:
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -53,7 +58,9 @@ class Credits:
         return await self.call(method, request, self.admin_token)
 
     async def as_service(self, method: str, request: Any) -> Any:
-        return await self.call(method, request, self.service_token)
+        """Calls as the service identity whose work the method is (see docs/authorization.md)."""
+        token = {"Deduct": self.platform_token, "Allocate": self.coupons_token}.get(method, self.service_token)
+        return await self.call(method, request, token)
 
     async def balance(self, user: str) -> pb.GetBalanceResponse:
         return await self.as_admin("GetBalance", pb.GetBalanceRequest(user_id=user))
@@ -229,7 +236,12 @@ class OpenRouterCaller:
 
     @property
     def service(self) -> str:
-        return self.keys.token("svc-metering", "service")
+        return self.keys.token("svc-metering", "svc-metering")
+
+    @property
+    def key_reader(self) -> str:
+        """The openrouter service's own identity: the only one that may read decrypted keys."""
+        return self.keys.token("svc-openrouter", "svc-openrouter")
 
 
 @pytest.fixture(scope="session")
@@ -249,7 +261,7 @@ class MeteringCaller:
 
         self.stub = metering_pb2_grpc.MeteringServiceStub(channel)
         self.keys = keys
-        self.service = keys.token("svc-gateway", "service")
+        self.service = keys.token("svc-platform", "svc-platform")
 
     async def call(self, method: str, request: Any, token: str | None = None) -> Any:
         token = self.service if token is None else token

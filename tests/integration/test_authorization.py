@@ -80,24 +80,29 @@ async def _reset_req(c: Credits, user: str) -> Any:
     return pb.ResetPeriodsRequest(user_id=user, request_id=request_id())
 
 
-READERS = {"user_self", "admin", "service"}
-PRIVILEGED = {"admin", "service"}
+HOLDERS = {"admin", "svc-metering"}
 
 MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
     # method: (request factory, expected code per caller, mutates)
-    "GetBalance": (_balance_req, expect(READERS), False),
-    "ListTransactions": (_list_req, expect(READERS), False),
+    "GetBalance": (
+        _balance_req,
+        expect({"user_self", "admin", "svc-metering", "svc-coupons", "svc-openrouter"}),
+        False,
+    ),
+    "ListTransactions": (_list_req, expect({"user_self", "admin"}), False),
     "CompareTiers": (_tiers_req, expect(set(), public=True), False),
-    "Allocate": (_allocate_req, expect(PRIVILEGED), True),
-    "Deduct": (_deduct_req, expect(PRIVILEGED), True),
+    # An ADMIN grant (the request's default source): admins only. COUPON grants: test below.
+    "Allocate": (_allocate_req, expect({"admin"}), True),
+    "Deduct": (_deduct_req, expect({"admin", "svc-platform"}), True),
     "Refund": (_refund_req, expect({"admin"}), True),
-    "CreateHold": (_hold_req, expect(PRIVILEGED), True),
-    "CaptureHold": (_capture_req, expect(PRIVILEGED), True),
-    "ReleaseHold": (_release_req, expect(PRIVILEGED), True),
-    "SetTier": (_tier_req, expect(PRIVILEGED), True),
+    "CreateHold": (_hold_req, expect(HOLDERS), True),
+    "CaptureHold": (_capture_req, expect(HOLDERS), True),
+    "ReleaseHold": (_release_req, expect(HOLDERS), True),
+    # Tier changes: admins, and the coupons service for coupon trials; never metering.
+    "SetTier": (_tier_req, expect({"admin", "svc-coupons"}), True),
     "ListAccounts": (_accounts_req, expect({"admin"}), False),
-    "ResetPeriods": (_reset_req, expect(PRIVILEGED), True),
-    "ChargeUsage": (_usage_req, expect({"service"}), True),
+    "ResetPeriods": (_reset_req, expect({"admin"}), True),
+    "ChargeUsage": (_usage_req, expect({"svc-metering"}), True),
 }
 
 
@@ -163,21 +168,49 @@ async def test_unauthenticated_reasons_say_what_is_wrong(credits: Credits) -> No
     assert forged.reason == "TOKEN_INVALID"
 
 
-async def test_only_services_may_grant_coupon_credits(postgres: Postgres, keys: Keys) -> None:
+async def test_only_the_coupons_service_grants_coupon_credits_up_to_the_cap(postgres: Postgres, keys: Keys) -> None:
     # Its own database: a coupon grant without a redemption is exactly what the
     # coupons<->ledger cross-check of the shared test database would flag.
     url = await postgres.database("coupon_source_check")
-    running = await create_server(CreditsSettings.from_env(credits_environ(url, keys)))
+    cap = 5 * USD
+    environ = credits_environ(url, keys, CREDITS_COUPON_GRANT_MAX_NANOS=str(cap))
+    running = await create_server(CreditsSettings.from_env(environ))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
             client = Credits(chan, keys)
             user = await client.funded_user(0)
-            request = pb.AllocateRequest(
-                user_id=user, amount_nanos=USD, reason="coupon", request_id=request_id(), source=pb.GRANT_SOURCE_COUPON
-            )
-            failure = await client.fail("Allocate", request, client.admin_token)
-            assert (failure.code, failure.reason) == (DENIED, "INVALID_SOURCE")
-            granted = await client.as_service("Allocate", request)
+
+            def grant(amount: int, source: int = pb.GRANT_SOURCE_COUPON) -> pb.AllocateRequest:
+                return pb.AllocateRequest(
+                    user_id=user, amount_nanos=amount, reason="coupon", request_id=request_id(), source=source
+                )
+
+            coupons = keys.token("svc-coupons", "svc-coupons")
+            refusals = {
+                "admin, COUPON": await client.fail("Allocate", grant(USD), client.admin_token),
+                "metering, COUPON": await client.fail("Allocate", grant(USD), client.service_token),
+                "coupons, ADMIN": await client.fail("Allocate", grant(USD, pb.GRANT_SOURCE_ADMIN), coupons),
+                "coupons, over the cap": await client.fail("Allocate", grant(cap + 1), coupons),
+            }
+            assert {k: (f.code, f.reason) for k, f in refusals.items()} == {
+                "admin, COUPON": (DENIED, "INVALID_SOURCE"),
+                "metering, COUPON": (DENIED, "ROLE_NOT_ALLOWED"),
+                "coupons, ADMIN": (DENIED, "INVALID_SOURCE"),
+                "coupons, over the cap": (DENIED, "COUPON_GRANT_TOO_LARGE"),
+            }
+            assert (await client.balance(user)).balance_nanos == 0
+            granted = await client.call("Allocate", grant(cap), coupons)
             assert granted.transaction.debit_account == "platform:promotions"
+            assert granted.transaction.audit.service == "svc-coupons"
+            assert (await client.balance(user)).balance_nanos == cap
+
+            # Tier trials: the coupons identity may set the coupon tiers, never enterprise.
+            def tier(name: str) -> pb.SetTierRequest:
+                return pb.SetTierRequest(user_id=user, tier=name, request_id=request_id())
+
+            enterprise = await client.fail("SetTier", tier("enterprise"), coupons)
+            assert (enterprise.code, enterprise.reason) == (DENIED, "TIER_NOT_ALLOWED_FOR_COUPONS")
+            assert (await client.balance(user)).tier == "trial"
+            assert (await client.call("SetTier", tier("professional"), coupons)).account.tier == "professional"
     finally:
         await running.stop(1)

@@ -107,7 +107,7 @@ async def test_two_concurrent_period_resets_grant_once(credits: Credits, db: asy
     await time_travel(db, user, days=7)
     results = await asyncio.gather(
         credits.as_admin("ResetPeriods", pb.ResetPeriodsRequest(user_id=user, request_id=request_id())),
-        credits.as_service("ResetPeriods", pb.ResetPeriodsRequest(user_id=user, request_id=request_id())),
+        credits.as_admin("ResetPeriods", pb.ResetPeriodsRequest(user_id=user, request_id=request_id())),
     )
     assert sorted(r.reset_count for r in results) == [0, 1]
     assert await _tier_allocations(db, user) == 2  # at opening, and once for the new period

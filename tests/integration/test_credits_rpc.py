@@ -122,7 +122,7 @@ async def test_bad_deductions_are_refused_and_change_nothing(
         "request_id": request_id(),
         field: value,
     }
-    failure = await credits.fail("Deduct", pb.DeductRequest(**request), credits.service_token)  # type: ignore[arg-type]
+    failure = await credits.fail("Deduct", pb.DeductRequest(**request), credits.platform_token)  # type: ignore[arg-type]
     assert (failure.code, failure.reason) == (INVALID, reason)
     assert (await credits.balance(user)).balance_nanos == 5 * USD
     assert [t.kind for t in await _transactions(credits, user) if t.kind == pb.TRANSACTION_KIND_DEDUCTION] == []
@@ -134,7 +134,7 @@ async def test_deducting_more_than_available_is_refused_and_changes_nothing(cred
     failure = await credits.fail(
         "Deduct",
         pb.DeductRequest(user_id=user, amount_nanos=3 * USD + 1, reason="x", request_id=request_id()),
-        credits.service_token,
+        credits.platform_token,
     )
     assert (failure.code, failure.reason) == (PRECONDITION, "INSUFFICIENT_CREDITS")
     assert (await credits.balance(user)).balance_nanos == 3 * USD
@@ -163,7 +163,7 @@ async def test_a_request_id_reused_for_a_different_request_is_refused(credits: C
     failure = await credits.fail(
         "Deduct",
         pb.DeductRequest(user_id=user, amount_nanos=3 * USD, reason="test charge", request_id=rid),
-        credits.service_token,
+        credits.platform_token,
     )
     assert (failure.code, failure.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
     failure = await credits.fail(
@@ -218,7 +218,7 @@ async def test_a_hold_reserves_and_a_capture_charges_the_actual_cost(credits: Cr
     failure = await credits.fail(
         "Deduct",
         pb.DeductRequest(user_id=user, amount_nanos=7 * USD, reason="x", request_id=request_id()),
-        credits.service_token,
+        credits.platform_token,
     )
     assert failure.reason == "INSUFFICIENT_CREDITS"
     rid = request_id()

@@ -49,11 +49,12 @@ async def _events(user: str) -> Any:
     return pb.ListUsageEventsRequest(user_id=user)
 
 
-READERS = {"user_self", "admin", "service"}
+READERS = {"user_self", "admin", "svc-platform"}
 MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
-    "Authorize": (_authorize, expect({"service"})),
-    "TrackUsage": (_track, expect({"service"})),
-    "TrackUsageBatch": (_batch, expect({"service"})),
+    # Only the AI platform's call path asks and reports; the in-cluster services never do.
+    "Authorize": (_authorize, expect({"svc-platform"})),
+    "TrackUsage": (_track, expect({"svc-platform"})),
+    "TrackUsageBatch": (_batch, expect({"svc-platform"})),
     "GetUsageSummary": (_summary, expect(READERS)),
     "GetUsageByModel": (_by_model, expect(READERS)),
     "GetUsageByDate": (_by_date, expect(READERS)),

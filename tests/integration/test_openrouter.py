@@ -345,14 +345,14 @@ async def test_byok_is_validated_stored_encrypted_and_shown_only_as_a_hint(
     stored = await openrouter.call("SetByokKey", pb.SetByokKeyRequest(api_key=own_key, request_id=request_id()), token)
     assert stored.byok_hint == own_key[-4:]
     assert own_key not in str(stored)
-    provider = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.service)
+    provider = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.key_reader)
     assert (provider.api_key, provider.source) == (own_key, pb.KEY_SOURCE_BYOK)
     account = (await openrouter.call("GetAccount", pb.GetAccountRequest(), token)).account
     assert account.byok_hint == own_key[-4:] and account.active_key == pb.KEY_SOURCE_BYOK
     deleted = await openrouter.call("DeleteByokKey", pb.DeleteByokKeyRequest(request_id=request_id()), token)
     assert deleted.deleted
     assert not (await openrouter.call("DeleteByokKey", pb.DeleteByokKeyRequest(request_id=request_id()), token)).deleted
-    fallback = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.service)
+    fallback = await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.key_reader)
     assert fallback.source == pb.KEY_SOURCE_PROVISIONED and fallback.api_key != own_key
     assert fallback.api_key in fake_openrouter.plaintext_keys()
 
@@ -376,7 +376,7 @@ async def test_no_plaintext_key_in_any_table_or_log_line(
     await openrouter.reason(
         "SetByokKey", pb.SetByokKeyRequest(api_key="sk-or-v1-" + "f" * 40, request_id=request_id()), token
     )
-    await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.service)
+    await openrouter.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), openrouter.key_reader)
     secrets = [*fake_openrouter.plaintext_keys(), MANAGEMENT_KEY, "sk-or-v1-" + "f" * 40]
     async with openrouter_db.acquire() as conn:
         tables = [
@@ -420,7 +420,7 @@ async def test_rotation_re_encrypts_everything_under_the_primary_key(
             for user in users:
                 await client.call("CreateAccount", pb.CreateAccountRequest(), client.user(user))
                 before[user] = (
-                    await client.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), client.service)
+                    await client.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), client.key_reader)
                 ).api_key
         await running.stop(1)
 
@@ -437,7 +437,7 @@ async def test_rotation_re_encrypts_everything_under_the_primary_key(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
             client = OpenRouterCaller(chan, keys)
             for user in users:
-                after = await client.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), client.service)
+                after = await client.call("GetProviderKey", pb.GetProviderKeyRequest(user_id=user), client.key_reader)
                 assert after.api_key == before[user]
         await running.stop(1)
     finally:

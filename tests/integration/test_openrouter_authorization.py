@@ -95,13 +95,14 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     # The intruder is on trial: BYOK is refused for their tier, not someone else's.
     "SetByokKey": (_set_byok, expect(USERS) | {"user_other": grpc.StatusCode.FAILED_PRECONDITION}),
     "DeleteByokKey": (_delete_byok, expect(USERS)),
-    "ListModels": (_models, expect({"user_self", "user_other", "admin", "service"})),
-    "QuotePrice": (_quote, expect({"admin", "service"})),
-    "QuotePrices": (_quotes, expect({"admin", "service"})),
-    "GetProviderKey": (_provider_key, expect({"service"})),
+    "ListModels": (_models, expect({"user_self", "user_other", "admin", "svc-metering", "svc-platform"})),
+    "QuotePrice": (_quote, expect({"admin", "svc-metering", "svc-platform"})),
+    "QuotePrices": (_quotes, expect({"admin", "svc-metering"})),
+    # Decrypted keys: the openrouter service's own identity only; no other service, no admin.
+    "GetProviderKey": (_provider_key, expect({"svc-openrouter"})),
     "RotateEncryptionKeys": (_rotate, expect({"admin"})),
     "SyncModels": (_sync_models, expect({"admin"})),
-    "GetRateCard": (_rate_card, expect({"admin", "service"})),
+    "GetRateCard": (_rate_card, expect({"admin", "svc-metering"})),
     "UpdateRateCard": (_update_rate_card, expect({"admin"})),
 }
 

@@ -50,25 +50,25 @@ def _verifier(tmp_path: Path, **overrides: str) -> tuple[JwtVerifier, Path]:
     return JwtVerifier(AuthSettings.from_env(Env(env))), key
 
 
-def test_roles_come_from_realm_access(tmp_path: Path) -> None:
+async def test_roles_come_from_realm_access(tmp_path: Path) -> None:
     verifier, key = _verifier(tmp_path)
-    who = verifier.verify(mint_token(key, "alice", "admin", issuer="iss", audience="aud"))
+    who = await verifier.verify(mint_token(key, "alice", "admin", issuer="iss", audience="aud"))
     assert who.subject == "alice" and who.is_admin and who.role == "admin"
     assert who.may_act_for("bob")
-    user = verifier.verify(mint_token(key, "bob", "user", issuer="iss", audience="aud"))
+    user = await verifier.verify(mint_token(key, "bob", "user", issuer="iss", audience="aud"))
     assert not user.may_act_for("alice") and user.may_act_for("bob")
 
 
-def test_wrong_issuer_and_expiry_are_refused(tmp_path: Path) -> None:
+async def test_wrong_issuer_and_expiry_are_refused(tmp_path: Path) -> None:
     verifier, key = _verifier(tmp_path)
     with pytest.raises(AuthError) as error:
-        verifier.verify(mint_token(key, "a", "user", issuer="other", audience="aud"))
+        await verifier.verify(mint_token(key, "a", "user", issuer="other", audience="aud"))
     assert error.value.reason == "TOKEN_INVALID"
     with pytest.raises(AuthError) as error:
-        verifier.verify(mint_token(key, "a", "user", issuer="iss", audience="aud", ttl_seconds=-300))
+        await verifier.verify(mint_token(key, "a", "user", issuer="iss", audience="aud", ttl_seconds=-300))
     assert error.value.reason == "TOKEN_EXPIRED"
     with pytest.raises(Forbidden):
-        verifier.verify(
+        await verifier.verify(
             mint_token(
                 key,
                 "a",
@@ -87,3 +87,21 @@ def test_dev_keys_are_created_once_and_private(tmp_path: Path) -> None:
     assert key.read_bytes() == first
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     assert "PRIVATE" not in jwks.read_text()
+
+
+def test_secrets_come_from_files_first(tmp_path: Path) -> None:
+    from services.common.config import ConfigError, Env
+
+    secret = tmp_path / "key"
+    secret.write_text("from-file\n")
+    env = Env({"KEY_FILE": str(secret), "KEY": "from-env"})
+    assert env.secret("KEY") == "from-file"
+    assert Env({"KEY": "from-env"}).secret("KEY") == "from-env"
+    assert Env({}).optional_secret("KEY") is None
+    secret.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        env.secret("KEY")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        Env({"KEY_FILE": str(tmp_path / "missing")}).secret("KEY")
+    with pytest.raises(ConfigError, match="KEY is required"):
+        Env({}).secret("KEY")
