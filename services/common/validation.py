@@ -195,6 +195,8 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
 def _check(request: Any) -> None:
     if isinstance(request, _Undecodable):
         raise invalid(MALFORMED_REQUEST, "the request is not a valid message of this method's type")
+    if not isinstance(request, Message):
+        return  # a handler with its own (non-protobuf) codec has no declared constraints
     error = violation_error(request)
     if error is not None:
         raise error
