@@ -15,7 +15,7 @@ ROLE ?= user
 # USER is also the login name in most shells: only a USER given on the make command line is used.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),--user "$(USER)")
 
-.PHONY: help setup protos protos-check protos-lint protos-baseline run test test-fast lint fmt token tokens authz-matrix verify bench bench-auth bench-reports deploy-config clean
+.PHONY: help setup protos protos-check protos-lint protos-baseline run test test-fast lint fmt token tokens authz-matrix verify bench bench-hot bench-auth bench-reports deploy-config clean
 
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,7 +74,11 @@ authz-matrix: $(STAMP) ## Regenerate docs/authorization.md (who may call what) f
 verify: $(STAMP) ## Check every ledger invariant against the configured (or embedded) database.
 	$(BIN)/python -m tools.verify
 
-bench: $(STAMP) ## Throughput benchmarks against raw PostgreSQL measured in the same run (bench/).
+bench: $(STAMP) ## The stack through Envoy (wrk) vs the tiers route and raw PostgreSQL, in one run (bench/gateway.py).
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=900 install -y -qq wrk; }
+	$(BIN)/python -m bench.gateway $(BENCH_ARGS)
+
+bench-hot: $(STAMP) ## One hot account over gRPC: Deduct and coalesced ChargeUsage vs raw PostgreSQL functions.
 	$(BIN)/python -m bench.credits_hot_account
 
 bench-auth: $(STAMP) ## What the verified-token cache saves: credits GetBalance with the cache off vs on, same run.

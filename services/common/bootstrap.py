@@ -23,6 +23,7 @@ from services.common import db
 from services.common.auth import JwtVerifier
 from services.common.config import ServiceSettings
 from services.common.grpcserver import MethodPolicy, build_server, listen, set_serving
+from services.common.resilience import DatabaseRetryInterceptor, watch_database
 
 
 @dataclass
@@ -41,12 +42,13 @@ class RunningService:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self, grace: float) -> None:
-        await set_serving(self.health, self.service_names, serving=False)
+        # Background tasks first: the database watcher must not flip health back to SERVING.
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await set_serving(self.health, self.service_names, serving=False)
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
@@ -65,6 +67,8 @@ async def open_database(settings: ServiceSettings, migrations: Path) -> asyncpg.
         application_name=f"creditmeter-{settings.service_name}",
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        acquire_timeout_seconds=settings.db_acquire_timeout_seconds,
     )
     try:
         if settings.migrate_on_start:
@@ -87,7 +91,13 @@ async def start(
     """Serves on the configured address; closes the pool if start-up fails."""
     verifier = JwtVerifier(settings.auth)
     try:
-        server, health_servicer = build_server(settings.service_name, domain, verifier, policies)
+        server, health_servicer = build_server(
+            settings.service_name,
+            domain,
+            verifier,
+            policies,
+            extra_interceptors=[DatabaseRetryInterceptor(pool, settings.db_reconnect_wait_seconds)],
+        )
         register(server)
         port = listen(server, f"{settings.grpc_host}:{settings.grpc_port}", settings.tls)
         if port == 0:
@@ -108,4 +118,12 @@ async def start(
             await running.stop(0)
             raise RuntimeError(f"could not listen on {settings.grpc_host}:{settings.health_port} for health")
         await running.health_server.start()
+    if settings.db_health_interval_seconds > 0:
+        running.tasks.append(
+            asyncio.create_task(
+                watch_database(
+                    settings.database_url, health_servicer, service_names, settings.db_health_interval_seconds
+                )
+            )
+        )
     return running

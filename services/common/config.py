@@ -186,6 +186,15 @@ class ServiceSettings:
     db_schema: str
     db_pool_min: int
     db_pool_max: int
+    #: Longest a statement may run before PostgreSQL cancels it (0 = no limit).
+    db_statement_timeout_ms: int
+    #: Longest a request waits for a free pooled connection.
+    db_acquire_timeout_seconds: int
+    #: After a dead connection (database restart), how long a request waits for the
+    #: database to answer again before its one retry.
+    db_reconnect_wait_seconds: int
+    #: How often gRPC health re-checks that the database answers (0 = never).
+    db_health_interval_seconds: int
     migrate_on_start: bool
     shutdown_grace_seconds: int
     log_level: str
@@ -212,6 +221,10 @@ class ServiceSettings:
             db_schema=env.text(f"{prefix}_DB_SCHEMA", service),
             db_pool_min=env.integer("DB_POOL_MIN", 2, minimum=1),
             db_pool_max=env.integer("DB_POOL_MAX", 20, minimum=1),
+            db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0),
+            db_acquire_timeout_seconds=env.integer("DB_ACQUIRE_TIMEOUT_SECONDS", 30, minimum=1),
+            db_reconnect_wait_seconds=env.integer("DB_RECONNECT_WAIT_SECONDS", 10, minimum=0),
+            db_health_interval_seconds=env.integer("DB_HEALTH_INTERVAL_SECONDS", 2, minimum=0),
             migrate_on_start=env.flag("MIGRATE_ON_START", True),
             shutdown_grace_seconds=env.integer("SHUTDOWN_GRACE_SECONDS", 10, minimum=0),
             log_level=env.text("LOG_LEVEL", "INFO").upper(),

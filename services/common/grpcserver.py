@@ -197,7 +197,24 @@ def _as_domain_error(exc: Exception, method: str) -> DomainError:
         return DomainError(
             "CONCURRENT_MODIFICATION", "the request conflicted with another; retry it", code=Code.ABORTED
         )
-    if isinstance(exc, (asyncpg.TooManyConnectionsError, asyncpg.PostgresConnectionError, OSError, TimeoutError)):
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        # statement_timeout (DB_STATEMENT_TIMEOUT_MS) or a cancelled query.
+        log.warning("database statement timed out", extra={"rpc": method})
+        return DomainError(
+            "DATABASE_TIMEOUT", "the database did not answer in time; retry later", code=Code.UNAVAILABLE
+        )
+    if isinstance(
+        exc,
+        (
+            asyncpg.TooManyConnectionsError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.AdminShutdownError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.CrashShutdownError,
+            OSError,
+            TimeoutError,
+        ),
+    ):
         log.exception("database unavailable", extra={"rpc": method})
         return DomainError("DATABASE_UNAVAILABLE", "the database is unavailable; retry later", code=Code.UNAVAILABLE)
     log.exception("unhandled error", extra={"rpc": method})

@@ -22,6 +22,7 @@ import asyncpg
 from services.common.errors import DomainError, invalid, not_found, precondition
 from services.credits import domain
 from services.credits import repository as repo
+from services.credits.coalesce import BalanceBatcher, Charge, DeductCoalescer
 from services.credits.domain import (
     SYSTEM,
     Account,
@@ -66,6 +67,8 @@ class Ledger:
         self._tiers: dict[str, Tier] = {}
         self._tiers_loaded = 0.0
         self._tier_cache_seconds = tier_cache_seconds
+        self._coalescer = DeductCoalescer(pool)
+        self._balances = BalanceBatcher(pool)
 
     # --- tiers ----------------------------------------------------------------
 
@@ -286,16 +289,18 @@ class Ledger:
         return resets
 
     async def get_balance(self, user_id: str, *, create: bool) -> tuple[Account, list[GrantView]]:
+        # One round trip, shared with concurrent reads, when nothing is due (the common case).
+        view: repo.BalanceView | None = await self._balances.load(user_id)
+        if view is not None and not view[1]:
+            return view[0], view[2]
         async with self._pool.acquire() as conn:
-            found = await repo.get_account(conn, user_id)
-            if found is None or found[1]:
-                # First call (create the account) or something due: bring it up to date.
-                async with conn.transaction():
-                    row = await self._lock_or_create(conn, user_id, create=create)
-                    await self._maintain_locked(conn, row)
-                found = await repo.get_account(conn, user_id)
-                assert found is not None
-            return found[0], await repo.expiring_grants(conn, user_id)
+            # First call (create the account) or something due: bring it up to date.
+            async with conn.transaction():
+                row = await self._lock_or_create(conn, user_id, create=create)
+                await self._maintain_locked(conn, row)
+            view = await repo.balance_view(conn, user_id)
+            assert view is not None
+            return view[0], view[2]
 
     async def account_exists(self, user_id: str) -> bool:
         async with self._pool.acquire() as conn:
@@ -449,36 +454,64 @@ class Ledger:
             ref=meta.reference_id,
             price=meta.price_version,
         )
+        # Concurrent charges share one statement and one commit (see coalesce.py).
+        row = await self._coalescer.charge(
+            Charge(
+                user_id,
+                amount,
+                request_id,
+                fp,
+                actor.subject,
+                actor.role,
+                meta.reason,
+                actor.service,
+                meta.model,
+                meta.reference_id,
+                meta.price_version,
+            )
+        )
+        if row is None:  # the batch could not take it: run it alone
+            async with self._pool.acquire() as conn:
+                try:
+                    row = await repo.charge(conn, user_id, amount, request_id, fp, actor, meta)
+                except asyncpg.UniqueViolationError:
+                    replay = await self._replay_transaction(conn, user_id, request_id, fp)
+                    assert replay is not None
+                    return await self._charge_result(conn, replay)
+        if row["status"] == "OK":
+            # Everything the new transaction holds is known here: no second query on the hot path.
+            tx = Transaction(
+                transaction_id=str(row["transaction_id"]),
+                user_id=user_id,
+                kind=Kind.DEDUCTION.value,
+                amount_nanos=amount,
+                balance_after_nanos=row["balance_after"],
+                debit_account=domain.user_account(user_id),
+                credit_account=domain.PLATFORM_REVENUE,
+                request_id=request_id,
+                related_transaction_id="",
+                hold_id="",
+                actor_subject=actor.subject,
+                actor_role=actor.role,
+                reason=meta.reason,
+                service=actor.service,
+                model=meta.model,
+                reference_id=meta.reference_id,
+                price_version=meta.price_version,
+                created_at=row["created_at"],
+            )
+            return ChargeResult(tx, row["balance_after"] - row["held"])
+
+        # Declined: when the account exists with nothing due and simply lacks the funds,
+        # answer without taking its row lock (after a replay check), so a storm of
+        # refused charges does not queue on the lock and hold pool connections.
         async with self._pool.acquire() as conn:
-            try:
-                row = await repo.charge(conn, user_id, amount, request_id, fp, actor, meta)
-            except asyncpg.UniqueViolationError:
+            found = await repo.get_account(conn, user_id)
+            if found is not None and not found[1] and found[0].available_nanos < amount:
                 replay = await self._replay_transaction(conn, user_id, request_id, fp)
-                assert replay is not None
-                return await self._charge_result(conn, replay)
-            if row["status"] == "OK":
-                # Everything the new transaction holds is known here: no second query on the hot path.
-                tx = Transaction(
-                    transaction_id=str(row["transaction_id"]),
-                    user_id=user_id,
-                    kind=Kind.DEDUCTION.value,
-                    amount_nanos=amount,
-                    balance_after_nanos=row["balance_after"],
-                    debit_account=domain.user_account(user_id),
-                    credit_account=domain.PLATFORM_REVENUE,
-                    request_id=request_id,
-                    related_transaction_id="",
-                    hold_id="",
-                    actor_subject=actor.subject,
-                    actor_role=actor.role,
-                    reason=meta.reason,
-                    service=actor.service,
-                    model=meta.model,
-                    reference_id=meta.reference_id,
-                    price_version=meta.price_version,
-                    created_at=row["created_at"],
-                )
-                return ChargeResult(tx, row["balance_after"] - row["held"])
+                if replay is not None:
+                    return await self._charge_result(conn, replay)
+                raise domain.insufficient(found[0].available_nanos, amount)
 
         async def slow() -> ChargeResult | DomainError:
             async with self._pool.acquire() as conn:

@@ -129,6 +129,55 @@ async def get_account(conn: asyncpg.Connection, user_id: str) -> tuple[Account, 
     return to_account(row), bool(row["due"])
 
 
+BalanceView = tuple[Account, bool, list[GrantView]]
+
+_BALANCE_VIEW = """
+SELECT a.*,
+       (a.period_end <= now() OR coalesce(a.next_expiry_at <= now(), false)
+        OR EXISTS (SELECT 1 FROM holds h WHERE h.user_id = a.user_id AND h.status = 'ACTIVE'
+                   AND h.expires_at <= now())) AS due,
+       g.ids AS grant_ids, g.sources AS grant_sources, g.remaining AS grant_remaining,
+       g.expires AS grant_expires
+  FROM accounts a
+  LEFT JOIN LATERAL (
+        SELECT array_agg(x.grant_id ORDER BY x.expires_at, x.grant_id) AS ids,
+               array_agg(x.source ORDER BY x.expires_at, x.grant_id) AS sources,
+               array_agg(x.remaining_nanos ORDER BY x.expires_at, x.grant_id) AS remaining,
+               array_agg(x.expires_at ORDER BY x.expires_at, x.grant_id) AS expires
+          FROM (SELECT grant_id, source, remaining_nanos, expires_at FROM grants
+                 WHERE user_id = a.user_id AND remaining_nanos > 0 AND expires_at IS NOT NULL
+                 ORDER BY expires_at, grant_id LIMIT $2) x
+       ) g ON true
+ WHERE a.user_id = ANY($1::text[])
+"""
+
+
+def _to_balance_view(row: asyncpg.Record) -> BalanceView:
+    grants = [
+        GrantView(str(grant_id), source, remaining, expires)
+        for grant_id, source, remaining, expires in zip(
+            row["grant_ids"] or [],
+            row["grant_sources"] or [],
+            row["grant_remaining"] or [],
+            row["grant_expires"] or [],
+            strict=True,
+        )
+    ]
+    return to_account(row), bool(row["due"]), grants
+
+
+async def balance_views(conn: asyncpg.Connection, user_ids: list[str], limit: int = 20) -> dict[str, BalanceView]:
+    """GetBalance for many accounts in one round trip: each account, whether maintenance is
+    due, and its soonest-expiring grants. Accounts that do not exist are absent."""
+    rows = await conn.fetch(_BALANCE_VIEW, user_ids, limit)
+    return {row["user_id"]: _to_balance_view(row) for row in rows}
+
+
+async def balance_view(conn: asyncpg.Connection, user_id: str, limit: int = 20) -> BalanceView | None:
+    """GetBalance for one account in one round trip (see :func:`balance_views`)."""
+    return (await balance_views(conn, [user_id], limit)).get(user_id)
+
+
 async def lock_account(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT a.*, now() AS db_now FROM accounts a WHERE a.user_id = $1 FOR UPDATE", user_id)
 

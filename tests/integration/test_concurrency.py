@@ -137,3 +137,55 @@ async def test_concurrent_first_calls_open_one_account(credits: Credits, db: asy
     ok, failed = await _outcomes([credits.call("GetBalance", pb.GetBalanceRequest(), token) for _ in range(20)])
     assert not failed and {r.balance_nanos for r in ok} == {USD}
     await assert_ledger_ok(db)
+
+
+async def test_concurrent_deducts_on_one_account_share_commits_and_keep_their_own_results(
+    credits: Credits, db: asyncpg.Pool
+) -> None:
+    """Group commit: 64 concurrent charges land in fewer database transactions than 64, yet each
+    request has its own transaction, a retry replays it, and the money adds up exactly."""
+    user = await credits.funded_user(100 * USD)
+    ids = [request_id() for _ in range(64)]
+    ok, failed = await _outcomes([credits.deduct(user, USD, request_id=rid) for rid in ids])
+    assert not failed
+    assert len({r.transaction.transaction_id for r in ok}) == 64
+    assert sorted(r.transaction.request_id for r in ok) == sorted(ids)
+    async with db.acquire() as conn:
+        commits = await conn.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM transactions WHERE user_id = $1 AND kind = 'DEDUCTION'", user
+        )
+    assert commits < 64, "concurrent deductions on one account were not coalesced"
+    # Retrying every request replays its own transaction and charges nothing more.
+    replays = await asyncio.gather(*(credits.deduct(user, USD, request_id=rid) for rid in ids))
+    assert {r.transaction.transaction_id for r in replays} == {r.transaction.transaction_id for r in ok}
+    assert (await credits.balance(user)).balance_nanos == 36 * USD
+    await assert_ledger_ok(db)
+
+
+async def test_a_coalesced_batch_with_a_retried_request_still_charges_each_once(
+    credits: Credits, db: asyncpg.Pool
+) -> None:
+    """A request id already in the ledger makes the database refuse the whole batch; every
+    request then runs alone: the retry replays, the new ones charge."""
+    user = await credits.funded_user(10 * USD)
+    first = await credits.deduct(user, USD)
+    retried = first.transaction.request_id
+    results = await asyncio.gather(
+        credits.deduct(user, USD, request_id=retried), *(credits.deduct(user, USD) for _ in range(8))
+    )
+    assert results[0].transaction.transaction_id == first.transaction.transaction_id
+    assert (await credits.balance(user)).balance_nanos == USD
+    await assert_ledger_ok(db)
+
+
+async def test_concurrent_balance_reads_each_get_their_own_account(credits: Credits) -> None:
+    """Reads that share one query (batched) still answer each caller with its own account."""
+    users = [await credits.funded_user((i + 1) * USD) for i in range(12)]
+    answers = await asyncio.gather(*(credits.balance(u) for u in users for _ in range(3)))
+    assert [(a.user_id, a.balance_nanos) for a in answers] == [
+        (u, (i + 1) * USD) for i, u in enumerate(users) for _ in range(3)
+    ]
+    missing = await credits.fail(
+        "GetBalance", pb.GetBalanceRequest(user_id="nobody-" + request_id()), credits.admin_token
+    )
+    assert missing.code == grpc.StatusCode.NOT_FOUND

@@ -20,6 +20,19 @@ def test_settings_fail_fast_with_the_variable_named() -> None:
         ServiceSettings.from_env("credits", 50051, {"DATABASE_URL": "postgresql://x", "MIGRATE_ON_START": "maybe"})
 
 
+def test_database_timeouts_have_defaults_and_refuse_bad_values() -> None:
+    base = {"DATABASE_URL": "postgresql://x"}
+    settings = ServiceSettings.from_env("credits", 50051, base)
+    assert (settings.db_statement_timeout_ms, settings.db_acquire_timeout_seconds) == (30_000, 30)
+    assert (settings.db_reconnect_wait_seconds, settings.db_health_interval_seconds) == (10, 2)
+    tuned = ServiceSettings.from_env("credits", 50051, {**base, "DB_STATEMENT_TIMEOUT_MS": "0"})
+    assert tuned.db_statement_timeout_ms == 0
+    with pytest.raises(ConfigError, match="DB_STATEMENT_TIMEOUT_MS"):
+        ServiceSettings.from_env("credits", 50051, {**base, "DB_STATEMENT_TIMEOUT_MS": "5s"})
+    with pytest.raises(ConfigError, match="DB_ACQUIRE_TIMEOUT_SECONDS"):
+        ServiceSettings.from_env("credits", 50051, {**base, "DB_ACQUIRE_TIMEOUT_SECONDS": "0"})
+
+
 def test_per_service_database_url_overrides_the_shared_one() -> None:
     settings = ServiceSettings.from_env(
         "credits",
