@@ -1,6 +1,8 @@
 """A local stand-in for the OpenRouter API (no internet here), in OpenRouter's documented shapes.
 
-Serves: ``POST /api/v1/keys`` (201, ``{data, key}``), ``GET /api/v1/keys``,
+Serves: ``POST /api/v1/keys`` (201, ``{data, key}``), ``GET /api/v1/keys``
+(paged like OpenRouter's: ``offset`` skips that many keys, ``include_disabled``
+adds disabled ones; ``page_size`` keys per page, oldest first),
 ``GET|PATCH|DELETE /api/v1/keys/{hash}``, ``GET /api/v1/key``, ``GET
 /api/v1/credits``, ``GET /api/v1/models`` (a fixture of free and paid models).
 Management endpoints require the management key; ``/key`` requires a key it
@@ -9,7 +11,9 @@ USD, as OpenRouter sends them.
 
 Fault injection: queue answers with ``POST /_fake/faults`` ``{"path": "/api/v1/key",
 "faults": [429, 500, "timeout", "malformed", 401, 402, 403]}`` (consumed one per
-matching request), register outside keys with ``POST /_fake/byok`` ``{"key": …}``,
+matching request; ``"after:500"``, ``"after:timeout"`` and ``"after:malformed"``
+first do what was asked — e.g. create the key — and then answer with the fault,
+as a server that fails after committing would), register outside keys with ``POST /_fake/byok`` ``{"key": …}``,
 set a key's spend with ``POST /_fake/usage`` ``{"hash": …, "usage": "1.25"}``, and
 read everything with ``GET /_fake/state``. In-process users call the same
 methods on :class:`FakeOpenRouter` directly.
@@ -31,6 +35,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "openrouter_models.json"
 
@@ -41,8 +46,9 @@ def _number(value: Decimal) -> Any:
 
 
 class FakeOpenRouter:
-    def __init__(self, management_key: str, *, timeout_seconds: float = 3.0) -> None:
+    def __init__(self, management_key: str, *, timeout_seconds: float = 3.0, page_size: int = 100) -> None:
         self.management_key = management_key
+        self.page_size = page_size
         self.timeout_seconds = timeout_seconds
         self.keys: dict[str, dict[str, Any]] = {}  # hash -> record (with the plaintext under "_key")
         self.by_plaintext: dict[str, str] = {}
@@ -121,6 +127,13 @@ class FakeOpenRouter:
                     self._send(*fake._control(method, path, raw))
                     return
                 fault = fake._next_fault(path)
+                auth = self.headers.get("authorization", "")
+                token = auth[7:] if auth.lower().startswith("bearer ") else ""
+                query = parse_qs(self.path.partition("?")[2])
+                if isinstance(fault, str) and fault.startswith("after:"):
+                    fake._api(method, path, token, raw, query)  # done, and the answer is lost
+                    fault = fault.removeprefix("after:")
+                    fault = int(fault) if fault.isdigit() else fault
                 if fault == "timeout":
                     time.sleep(fake.timeout_seconds)
                     self._send(504, {"error": {"code": 504, "message": "slow"}})
@@ -131,9 +144,7 @@ class FakeOpenRouter:
                 if isinstance(fault, int):
                     self._send(fault, {"error": {"code": fault, "message": f"injected {fault}"}})
                     return
-                auth = self.headers.get("authorization", "")
-                token = auth[7:] if auth.lower().startswith("bearer ") else ""
-                self._send(*fake._api(method, path, token, raw))
+                self._send(*fake._api(method, path, token, raw, query))
 
             def do_GET(self) -> None:
                 self._handle("GET")
@@ -171,7 +182,9 @@ class FakeOpenRouter:
         out["limit_remaining"] = None if limit is None else _number(max(Decimal(0), limit - record["usage"]))
         return out
 
-    def _api(self, method: str, path: str, token: str, raw: bytes) -> tuple[int, Any]:
+    def _api(
+        self, method: str, path: str, token: str, raw: bytes, query: dict[str, list[str]] | None = None
+    ) -> tuple[int, Any]:
         body = json.loads(raw, parse_float=Decimal) if raw else {}
         if path == "/api/v1/models" and method == "GET":
             return 200, self.models
@@ -234,8 +247,18 @@ class FakeOpenRouter:
                     self.by_plaintext[plaintext] = key_hash
                     public = self._public(record)
                 return 201, {"data": public, "key": plaintext}
+            params = query or {}
+            try:
+                offset = int(params.get("offset", ["0"])[0])
+            except ValueError:
+                return 400, {"error": {"code": 400, "message": "offset must be an integer"}}
+            if offset < 0:
+                return 400, {"error": {"code": 400, "message": "offset must not be negative"}}
+            with_disabled = params.get("include_disabled", ["false"])[0] == "true"
             with self.lock:
-                return 200, {"data": [self._public(r) for r in self.keys.values()]}
+                listed = [r for r in self.keys.values() if with_disabled or not r["disabled"]]
+                page = listed[offset : offset + self.page_size]
+                return 200, {"data": [self._public(r) for r in page]}
         key_hash = path.rsplit("/", 1)[-1]
         with self.lock:
             found = self.keys.get(key_hash)

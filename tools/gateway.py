@@ -71,6 +71,52 @@ def _jwks(auth: AuthSettings) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """Envoy's local rate limits (token buckets per Envoy instance; 0 requests per second turns one off).
+
+    A coarse flood guard in front of everything else; the per-user and per-client-address attempt
+    limits on coupon codes are the coupons service's (database counters shared by every replica).
+    """
+
+    #: The public API as a whole (GATEWAY_RATE_LIMIT_RPS / GATEWAY_RATE_LIMIT_BURST).
+    api_per_second: int = 1000
+    api_burst: int = 2000
+    #: Coupon validation and redemption (GATEWAY_COUPON_RATE_LIMIT_RPS / …_BURST).
+    coupon_per_second: int = 100
+    coupon_burst: int = 200
+    #: Proxies in front of Envoy whose x-forwarded-for entries are trusted (GATEWAY_XFF_TRUSTED_HOPS):
+    #: 0 when Envoy is the edge (make run), 1 behind one cloud load balancer.
+    xff_trusted_hops: int = 0
+
+    @classmethod
+    def from_env(cls, env: Env) -> RateLimits:
+        return cls(
+            api_per_second=env.integer("GATEWAY_RATE_LIMIT_RPS", cls.api_per_second, minimum=0),
+            api_burst=env.integer("GATEWAY_RATE_LIMIT_BURST", cls.api_burst, minimum=1),
+            coupon_per_second=env.integer("GATEWAY_COUPON_RATE_LIMIT_RPS", cls.coupon_per_second, minimum=0),
+            coupon_burst=env.integer("GATEWAY_COUPON_RATE_LIMIT_BURST", cls.coupon_burst, minimum=1),
+            xff_trusted_hops=env.integer("GATEWAY_XFF_TRUSTED_HOPS", cls.xff_trusted_hops, minimum=0, maximum=10),
+        )
+
+
+def _bucket(name: str, per_second: int, burst: int) -> str:
+    """A per-route LocalRateLimit as YAML flow text: ``burst`` tokens, refilled at ``per_second``.
+
+    Envoy requires a bucket on every per-route config, so "off" (0 per second) is a bucket that is
+    neither enabled nor enforced."""
+    share = {"default_value": {"numerator": 100 if per_second > 0 else 0, "denominator": "HUNDRED"}}
+    config = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": name,
+        "token_bucket": {"max_tokens": max(burst, 1), "tokens_per_fill": max(per_second, 1), "fill_interval": "1s"},
+        "filter_enabled": share,
+        "filter_enforced": share,
+        "response_headers_to_add": [{"header": {"key": "retry-after", "value": "1"}}],
+    }
+    return json.dumps(config)
+
+
+@dataclass(frozen=True)
 class UpstreamTls:
     """mTLS from the gateway to the services: its client certificate and the CA that signed theirs."""
 
@@ -117,9 +163,12 @@ def render(
     descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
     openapi: str = str(ROOT / "docs" / "openapi.yaml"),
     strict_json: str = str(LOCAL_STRICT_JSON),
+    limits: RateLimits | None = None,
     upstream_tls: UpstreamTls | None = None,
 ) -> str:
     source, clusters = _jwks(auth)
+    if limits is None:
+        limits = RateLimits.from_env(Env())
     return string.Template(TEMPLATE.read_text()).substitute(
         ADMIN_PORT=admin_port,
         GATEWAY_HOST=gateway_host,
@@ -134,6 +183,9 @@ def render(
         DESCRIPTOR_FILE=descriptor,
         OPENAPI_FILE=openapi,
         STRICT_JSON_LUA=json.dumps({"filename": strict_json}),
+        XFF_TRUSTED_HOPS=limits.xff_trusted_hops,
+        API_RATE_LIMIT=_bucket("api", limits.api_per_second, limits.api_burst),
+        COUPON_RATE_LIMIT=_bucket("coupons", limits.coupon_per_second, limits.coupon_burst),
         **{f"{name.upper()}_HOST": host for name, (host, _) in upstreams.items()},
         **{f"{name.upper()}_PORT": port for name, (_, port) in upstreams.items()},
     )

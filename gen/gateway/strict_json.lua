@@ -48,7 +48,7 @@ ROUTES = {
   },
 }
 MESSAGES = {
-  ["creditmeter.coupons.v1.CreateCouponRequest"] = { ["code"] = 0, ["creditAmountNanos"] = 0, ["creditExpiryDays"] = 0, ["credit_amount_nanos"] = 0, ["credit_expiry_days"] = 0, ["description"] = 0, ["eligibleTiers"] = 0, ["eligible_tiers"] = 0, ["expiresAt"] = 0, ["expires_at"] = 0, ["firstTimeOnly"] = 0, ["first_time_only"] = 0, ["kind"] = 0, ["maxRedemptions"] = 0, ["max_redemptions"] = 0, ["perUserLimit"] = 0, ["per_user_limit"] = 0, ["requestId"] = 0, ["request_id"] = 0, ["trialDays"] = 0, ["trialTier"] = 0, ["trial_days"] = 0, ["trial_tier"] = 0, ["validFrom"] = 0, ["valid_from"] = 0 },
+  ["creditmeter.coupons.v1.CreateCouponRequest"] = { ["code"] = 0, ["creditAmountNanos"] = 0, ["creditExpiryDays"] = 0, ["credit_amount_nanos"] = 0, ["credit_expiry_days"] = 0, ["description"] = 0, ["eligibleTiers"] = 0, ["eligible_tiers"] = 0, ["expiresAt"] = 0, ["expires_at"] = 0, ["firstTimeOnly"] = 0, ["first_time_only"] = 0, ["kind"] = 0, ["maxRedemptions"] = 0, ["max_redemptions"] = 0, ["perUserLimit"] = 0, ["per_user_limit"] = 0, ["requestId"] = 0, ["request_id"] = 0, ["stacksOnTrial"] = 0, ["stacks_on_trial"] = 0, ["trialDays"] = 0, ["trialTier"] = 0, ["trial_days"] = 0, ["trial_tier"] = 0, ["validFrom"] = 0, ["valid_from"] = 0 },
   ["creditmeter.coupons.v1.DisableCouponRequest"] = { ["code"] = 0, ["reason"] = 0, ["requestId"] = 0, ["request_id"] = 0 },
   ["creditmeter.coupons.v1.RedeemCouponRequest"] = { ["code"] = 0, ["requestId"] = 0, ["request_id"] = 0 },
   ["creditmeter.coupons.v1.ValidateCouponRequest"] = { ["code"] = 0 },
@@ -59,7 +59,7 @@ MESSAGES = {
   ["creditmeter.credits.v1.RefundRequest"] = { ["amountNanos"] = 0, ["amount_nanos"] = 0, ["reason"] = 0, ["requestId"] = 0, ["request_id"] = 0, ["transactionId"] = 0, ["transaction_id"] = 0, ["userId"] = 0, ["user_id"] = 0 },
   ["creditmeter.credits.v1.ReleaseHoldRequest"] = { ["holdId"] = 0, ["hold_id"] = 0, ["requestId"] = 0, ["request_id"] = 0 },
   ["creditmeter.credits.v1.ResetPeriodsRequest"] = { ["requestId"] = 0, ["request_id"] = 0, ["userId"] = 0, ["user_id"] = 0 },
-  ["creditmeter.credits.v1.SetTierRequest"] = { ["reason"] = 0, ["requestId"] = 0, ["request_id"] = 0, ["tier"] = 0, ["userId"] = 0, ["user_id"] = 0 },
+  ["creditmeter.credits.v1.SetTierRequest"] = { ["expectedChangeId"] = 0, ["expected_change_id"] = 0, ["reason"] = 0, ["requestId"] = 0, ["request_id"] = 0, ["tier"] = 0, ["userId"] = 0, ["user_id"] = 0 },
   ["creditmeter.metering.v1.AuthorizeRequest"] = { ["byok"] = 0, ["holdTtlSeconds"] = 0, ["hold_ttl_seconds"] = 0, ["inputTokens"] = 0, ["input_tokens"] = 0, ["maxOutputTokens"] = 0, ["max_output_tokens"] = 0, ["model"] = 0, ["quantity"] = 0, ["requestId"] = 0, ["request_id"] = 0, ["service"] = 0, ["userId"] = 0, ["user_id"] = 0 },
   ["creditmeter.metering.v1.TrackUsageBatchRequest"] = { ["events"] = "creditmeter.metering.v1.UsageEvent" },
   ["creditmeter.metering.v1.TrackUsageRequest"] = { ["event"] = "creditmeter.metering.v1.UsageEvent" },

@@ -249,7 +249,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 log.info("rpc refused", extra={"rpc": method, "reason": err.reason, "code": err.code.name})
             status = grpc.StatusCode[err.code.name]
             trailer = status_details(status, err.reason, error_domain, err.message, err.metadata)
-            await context.abort(status, err.message, trailing_metadata=((DETAILS_KEY, trailer),))
+            trailers: tuple[tuple[str, str | bytes], ...] = ((DETAILS_KEY, trailer),)
+            if err.metadata.get("retry_after_seconds", "").isdigit():
+                # Through the gateway this becomes the HTTP Retry-After header of the 429.
+                trailers += (("retry-after", err.metadata["retry_after_seconds"]),)
+            await context.abort(status, err.message, trailing_metadata=trailers)
 
         return _wrap(handler, around)
 
@@ -384,9 +388,14 @@ def connect(address: str, tokens: TokenSource | None, tls: TlsSettings | None = 
     """A channel to another service whose calls carry this service's token and trace context (TLS by config)."""
     interceptors: list[Any] = [ClientInterceptor(tokens), StreamClientInterceptor(tokens)]
     credentials = channel_credentials(tls) if tls is not None else None
+    # Reconnect within seconds of the other side coming back (gRPC's default backoff grows to 120 s, so
+    # after a long outage work queued for that service — e.g. metering's outbox — would wait minutes).
+    options: list[tuple[str, Any]] = [
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 5000),
+    ]
     if credentials is None:
-        return grpc.aio.insecure_channel(address, interceptors=interceptors)
-    options = []
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     if tls is not None and tls.server_name_override:
         options.append(("grpc.ssl_target_name_override", tls.server_name_override))
     return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)

@@ -47,6 +47,7 @@ REFUSALS: dict[str, Code] = {
     "COUPON_DISABLED": Code.FAILED_PRECONDITION,
     "COUPON_TIER_NOT_ELIGIBLE": Code.FAILED_PRECONDITION,
     "COUPON_FIRST_TIME_ONLY": Code.FAILED_PRECONDITION,
+    "COUPON_TRIAL_ACTIVE": Code.FAILED_PRECONDITION,
 }
 
 _MESSAGES = {
@@ -58,6 +59,7 @@ _MESSAGES = {
     "COUPON_DISABLED": "this coupon has been disabled",
     "COUPON_TIER_NOT_ELIGIBLE": "this coupon is not available on your tier",
     "COUPON_FIRST_TIME_ONLY": "this coupon is only for people who have never redeemed a coupon",
+    "COUPON_TRIAL_ACTIVE": "you already have a trial running; this one can be redeemed after it ends",
 }
 
 
@@ -65,13 +67,15 @@ def refusal_error(reason: str, code: str) -> DomainError:
     return DomainError(reason, _MESSAGES[reason], code=REFUSALS[reason], domain=DOMAIN, metadata={"code": code})
 
 
-def too_many_attempts(window_seconds: int) -> DomainError:
+def too_many_attempts(retry_after_seconds: int, limit: str) -> DomainError:
+    """The attempt limit of the user (``limit`` "user") or of their client address ("ip") is reached."""
+    who = "you have" if limit == "user" else "your network address has"
     return DomainError(
         "TOO_MANY_ATTEMPTS",
-        f"too many refused coupon attempts; try again in up to {window_seconds} seconds",
+        f"{who} made too many refused coupon attempts; try again in {retry_after_seconds} seconds",
         code=Code.RESOURCE_EXHAUSTED,
         domain=DOMAIN,
-        metadata={"retry_after_seconds": str(window_seconds)},
+        metadata={"retry_after_seconds": str(retry_after_seconds), "limit": limit},
     )
 
 
@@ -129,9 +133,12 @@ class CouponSpec:
     per_user_limit: int
     eligible_tiers: tuple[str, ...]
     first_time_only: bool
+    stacks_on_trial: bool = False
 
     def fingerprint(self) -> str:
-        return fingerprint("create", **{k: v for k, v in self.__dict__.items()})
+        # stacks_on_trial joins the fingerprint only when set, so keys stored before it existed still replay.
+        fields = {k: v for k, v in self.__dict__.items() if k != "stacks_on_trial" or v}
+        return fingerprint("create", **fields)
 
 
 def build_spec(
@@ -151,6 +158,7 @@ def build_spec(
     first_time_only: bool,
     known_tiers: set[str],
     now: datetime,
+    stacks_on_trial: bool = False,
 ) -> CouponSpec:
     """Checks a coupon definition; raises INVALID_ARGUMENT naming the first problem."""
     normalized = normalize_code(code)
@@ -163,8 +171,8 @@ def build_spec(
             raise invalid("INVALID_AMOUNT", f"credit_amount_nanos must be from 1 to {MAX_AMOUNT_NANOS}")
         if not 0 <= credit_expiry_days <= MAX_CREDIT_EXPIRY_DAYS:
             raise invalid("INVALID_EXPIRY", f"credit_expiry_days must be from 0 to {MAX_CREDIT_EXPIRY_DAYS}")
-        if trial_tier or trial_days:
-            raise invalid("INVALID_TRIAL", "a CREDIT_GRANT coupon has no trial_tier or trial_days")
+        if trial_tier or trial_days or stacks_on_trial:
+            raise invalid("INVALID_TRIAL", "a CREDIT_GRANT coupon has no trial_tier, trial_days or stacks_on_trial")
     else:
         if trial_tier not in known_tiers:
             raise invalid("UNKNOWN_TIER", f"trial_tier must be one of {', '.join(sorted(known_tiers))}")
@@ -198,6 +206,7 @@ def build_spec(
         per_user_limit=per_user_limit or 1,
         eligible_tiers=tuple(sorted(set(eligible_tiers))),
         first_time_only=first_time_only,
+        stacks_on_trial=stacks_on_trial,
     )
 
 
@@ -220,6 +229,7 @@ class Coupon:
     redemption_count: int
     created_at: datetime
     created_by: str
+    stacks_on_trial: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,12 @@ class Redemption:
     created_at: datetime
     completed_at: datetime | None
     fingerprint: str = field(default="", repr=False)
+    #: TIER_TRIAL: the credits tier change the trial made; its revert applies only while it is the latest.
+    trial_change_id: str = ""
+    #: TIER_TRIAL: the running trial this stacking trial replaced.
+    supersedes: str = ""
+    revert_attempts: int = 0
+    revert_note: str = ""
 
 
 #: The two coupons `make run` seeds into an empty database.

@@ -11,7 +11,7 @@ from services.coupons.domain import Coupon, CouponSpec, Kind, Redemption, Status
 
 _REDEMPTION_COLUMNS = """redemption_id, code, user_id, status, kind, credits_nanos, credits_expire_at, trial_tier,
     trial_days, trial_ends_at, previous_tier, transaction_id, balance_after_nanos, created_at, completed_at,
-    fingerprint"""
+    fingerprint, trial_change_id, supersedes, revert_attempts, revert_note"""
 
 
 def to_coupon(row: asyncpg.Record) -> Coupon:
@@ -33,6 +33,7 @@ def to_coupon(row: asyncpg.Record) -> Coupon:
         redemption_count=row["redemption_count"],
         created_at=row["created_at"],
         created_by=row["created_by"],
+        stacks_on_trial=row["stacks_on_trial"],
     )
 
 
@@ -54,6 +55,10 @@ def to_redemption(row: asyncpg.Record) -> Redemption:
         created_at=row["created_at"],
         completed_at=row["completed_at"],
         fingerprint=row["fingerprint"],
+        trial_change_id=row["trial_change_id"],
+        supersedes=str(row["supersedes"]) if row["supersedes"] is not None else "",
+        revert_attempts=row["revert_attempts"],
+        revert_note=row["revert_note"],
     )
 
 
@@ -64,8 +69,8 @@ async def insert_coupon(
         """
         INSERT INTO coupons (code, description, kind, credit_amount_nanos, credit_expiry_days, trial_tier, trial_days,
             valid_from, expires_at, max_redemptions, per_user_limit, eligible_tiers, first_time_only, created_by,
-            request_id, fingerprint)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9, $10, $11, $12, $13, $14, $15, $16)
+            request_id, fingerprint, stacks_on_trial)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9, $10, $11, $12, $13, $14, $15, $16, $17)
         RETURNING *
         """,
         spec.code,
@@ -84,6 +89,7 @@ async def insert_coupon(
         created_by,
         request_id,
         fingerprint,
+        spec.stacks_on_trial,
     )
     assert row is not None
     return to_coupon(row)
@@ -172,15 +178,23 @@ async def complete_credit_grant(
     )
 
 
-async def complete_trial(conn: asyncpg.Connection, redemption_id: str, previous_tier: str) -> None:
+async def complete_trial(conn: asyncpg.Connection, redemption_id: str, previous_tier: str, change_id: str) -> None:
+    """Records a granted trial and the credits tier change it made; a stacking trial keeps the base tier it
+    recorded at the claim and ends the trial it replaces, in the same statement."""
     await conn.execute(
         """
-        UPDATE redemptions SET status = 'COMPLETED', previous_tier = $2, completed_at = clock_timestamp(),
-               grant_attempts = grant_attempts + 1
-         WHERE redemption_id = $1 AND status = 'PENDING'
+        WITH done AS (
+            UPDATE redemptions SET status = 'COMPLETED',
+                   previous_tier = CASE WHEN supersedes IS NULL THEN $2 ELSE previous_tier END,
+                   trial_change_id = $3, completed_at = clock_timestamp(), grant_attempts = grant_attempts + 1
+             WHERE redemption_id = $1 AND status = 'PENDING'
+            RETURNING supersedes)
+        UPDATE redemptions r SET reverted_at = clock_timestamp(), revert_note = 'replaced by redemption ' || $1
+          FROM done WHERE r.redemption_id = done.supersedes AND r.reverted_at IS NULL
         """,
         redemption_id,
         previous_tier,
+        change_id,
     )
 
 
@@ -226,11 +240,13 @@ async def pending_redemptions(conn: asyncpg.Connection, older_than_seconds: floa
 
 
 async def trials_due(conn: asyncpg.Connection, limit: int) -> list[Redemption]:
+    """Ended trials not yet reverted whose next attempt is due (a failing one waits for its retry time)."""
     rows = await conn.fetch(
         f"""
         SELECT {_REDEMPTION_COLUMNS} FROM redemptions
-         WHERE kind = 'TIER_TRIAL' AND status = 'COMPLETED' AND reverted_at IS NULL AND trial_ends_at <= now()
-         ORDER BY trial_ends_at LIMIT $1
+         WHERE kind = 'TIER_TRIAL' AND status = 'COMPLETED' AND reverted_at IS NULL
+           AND coalesce(revert_after, trial_ends_at) <= now()
+         ORDER BY coalesce(revert_after, trial_ends_at) LIMIT $1
         """,
         limit,
     )
@@ -239,9 +255,25 @@ async def trials_due(conn: asyncpg.Connection, limit: int) -> list[Redemption]:
 
 async def mark_reverted(conn: asyncpg.Connection, redemption_id: str, note: str) -> None:
     await conn.execute(
-        "UPDATE redemptions SET reverted_at = clock_timestamp(), last_error = $2 WHERE redemption_id = $1",
+        "UPDATE redemptions SET reverted_at = clock_timestamp(), revert_note = $2"
+        " WHERE redemption_id = $1 AND reverted_at IS NULL",
         redemption_id,
         note,
+    )
+
+
+async def note_revert_failure(conn: asyncpg.Connection, redemption_id: str, error: str, max_delay: int) -> None:
+    """Schedules the next attempt of a failing revert with exponential backoff (30 s doubling, capped)."""
+    await conn.execute(
+        """
+        UPDATE redemptions
+           SET revert_attempts = revert_attempts + 1, revert_note = $2,
+               revert_after = clock_timestamp() + make_interval(secs => least($3, 30 * 2 ^ least(revert_attempts, 20)))
+         WHERE redemption_id = $1 AND reverted_at IS NULL
+        """,
+        redemption_id,
+        error[:500],
+        max_delay,
     )
 
 
@@ -263,16 +295,40 @@ async def list_redemptions(
     return [to_redemption(r) for r in rows]
 
 
-async def record_failure(conn: asyncpg.Connection, user_id: str, reason: str) -> None:
-    await conn.execute("INSERT INTO failed_attempts (user_id, reason) VALUES ($1, $2)", user_id, reason)
+async def take_attempt(
+    conn: asyncpg.Connection, subject: str, limit: int, window_seconds: int
+) -> tuple[datetime | None, int]:
+    """Takes one attempt for ``subject``: (the window it counts in, 0), or (None, seconds until the window ends)."""
+    row = await conn.fetchrow("SELECT * FROM attempt_take($1, $2, $3)", subject, limit, window_seconds)
+    assert row is not None
+    return row["window_start"], int(row["wait_seconds"])
 
 
-async def recent_failures(conn: asyncpg.Connection, user_id: str, window_seconds: int) -> int:
-    return int(
-        await conn.fetchval(
-            "SELECT count(*) FROM failed_attempts"
-            " WHERE user_id = $1 AND at > clock_timestamp() - make_interval(secs => $2)",
-            user_id,
-            window_seconds,
-        )
+async def attempt_wait(conn: asyncpg.Connection, subject: str, limit: int, window_seconds: int) -> int:
+    """0 while ``subject`` is under its limit, else the seconds until its window ends (takes nothing)."""
+    wait = await conn.fetchval(
+        """
+        SELECT greatest(1, ceil(extract(epoch FROM (window_start + make_interval(secs => $3) - clock_timestamp()))))
+          FROM attempt_counters
+         WHERE subject = $1 AND attempts >= $2 AND window_start + make_interval(secs => $3) > clock_timestamp()
+        """,
+        subject,
+        limit,
+        window_seconds,
     )
+    return 0 if wait is None else int(wait)
+
+
+async def prune_attempts(conn: asyncpg.Connection, window_seconds: int) -> int:
+    """Deletes counters whose window has ended (the next attempt would start afresh anyway)."""
+    status = await conn.execute(
+        "DELETE FROM attempt_counters WHERE window_start + make_interval(secs => $1) <= clock_timestamp()",
+        window_seconds,
+    )
+    return int(status.split()[-1])
+
+
+async def give_back_attempt(conn: asyncpg.Connection, subject: str, window_start: datetime) -> None:
+    """Returns an attempt to the window it was taken in (an allowed attempt does not count); a window
+    that has been replaced since is left alone."""
+    await conn.execute("SELECT attempt_give_back($1, $2)", subject, window_start)

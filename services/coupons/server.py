@@ -31,6 +31,8 @@ def build_workflow(settings: CouponsSettings, pool: asyncpg.Pool, channel: grpc.
         CreditsClient(channel, settings.credits_timeout_seconds, DOMAIN),
         max_failed_attempts=settings.max_failed_attempts,
         attempt_window_seconds=settings.attempt_window_seconds,
+        max_failed_attempts_per_address=settings.max_failed_attempts_per_address,
+        revert_max_delay_seconds=settings.revert_max_delay_seconds,
     )
 
 
@@ -55,4 +57,5 @@ async def create_server(settings: CouponsSettings) -> RunningService:
             asyncio.create_task(periodically("pending redemptions", interval, coupons.recover_pending))
         )
         running.tasks.append(asyncio.create_task(periodically("ended trials", interval, coupons.revert_due_trials)))
+        running.tasks.append(asyncio.create_task(periodically("attempt counters", interval, coupons.prune_attempts)))
     return running

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 
 import grpc
@@ -38,6 +39,33 @@ _STATUS_PB = {
 }
 
 
+#: The gateway sets this header to the client address it determined (the connection's peer, or the
+#: x-forwarded-for entry its trusted hops name), overwriting whatever the client sent.
+CLIENT_ADDRESS_HEADER = "x-creditmeter-client-address"
+
+
+def client_address(context: grpc.aio.ServicerContext) -> str:
+    """The caller's client address as the gateway reports it, for the per-address attempt limit.
+
+    Trust model: only the gateway (and the other services) can reach this service (NetworkPolicy), and the
+    gateway overwrites the header on every request, so its value is the gateway's view of the client. Calls
+    that do not come through the gateway carry no header and are limited per user only. IPv6 addresses
+    count per /64 (one subscriber's usual allocation), so rotating addresses within it does not help.
+    """
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_ADDRESS_HEADER and isinstance(value, str):
+            try:
+                address = ipaddress.ip_address(value.strip())
+            except ValueError:
+                return ""
+            if isinstance(address, ipaddress.IPv6Address):
+                if address.ipv4_mapped is not None:
+                    return str(address.ipv4_mapped)
+                return str(ipaddress.ip_network(f"{address}/64", strict=False))
+            return str(address)
+    return ""
+
+
 def _coupon_pb(coupon: Coupon) -> pb.Coupon:
     return pb.Coupon(
         code=coupon.code,
@@ -57,6 +85,7 @@ def _coupon_pb(coupon: Coupon) -> pb.Coupon:
         redemption_count=coupon.redemption_count,
         created_at=to_timestamp(coupon.created_at),
         created_by=coupon.created_by,
+        stacks_on_trial=coupon.stacks_on_trial,
     )
 
 
@@ -118,6 +147,7 @@ class CouponsServicer(pb_grpc.CouponsServiceServicer):
             first_time_only=request.first_time_only,
             known_tiers=await self._coupons.known_tiers(),
             now=datetime.now(UTC),
+            stacks_on_trial=request.stacks_on_trial,
         )
         return pb.CreateCouponResponse(coupon=_coupon_pb(await self._coupons.create(spec, who.subject, request_id)))
 
@@ -125,7 +155,7 @@ class CouponsServicer(pb_grpc.CouponsServiceServicer):
         self, request: pb.ValidateCouponRequest, context: grpc.aio.ServicerContext
     ) -> pb.ValidateCouponResponse:
         who = principal()
-        code, reason, coupon = await self._coupons.validate(who.subject, request.code)
+        code, reason, coupon = await self._coupons.validate(who.subject, request.code, client_address(context))
         response = pb.ValidateCouponResponse(valid=not reason, reason=reason, code=code)
         if coupon is not None:
             response.grant.CopyFrom(_grant_of_coupon(coupon))
@@ -137,7 +167,7 @@ class CouponsServicer(pb_grpc.CouponsServiceServicer):
     ) -> pb.RedeemCouponResponse:
         who = principal()
         request_id = domain.validate_request_id(request.request_id)
-        redemption = await self._coupons.redeem(who.subject, request.code, request_id)
+        redemption = await self._coupons.redeem(who.subject, request.code, request_id, client_address(context))
         return pb.RedeemCouponResponse(
             redemption_id=redemption.redemption_id,
             credits_granted_nanos=redemption.credits_nanos,

@@ -22,6 +22,7 @@ from services.common import pagetoken
 from services.common.errors import Code, DomainError, already_exists
 from services.common.idempotency import StoredResponses
 from services.common.ids import uuid7
+from services.common.rpcstatus import error_info_from
 from services.common.timestamps import to_timestamp
 from services.coupons import domain
 from services.coupons import repository as repo
@@ -50,13 +51,17 @@ class Coupons:
         *,
         max_failed_attempts: int,
         attempt_window_seconds: int,
+        max_failed_attempts_per_address: int = 50,
+        revert_max_delay_seconds: int = 3600,
     ) -> None:
         self._pool = pool
         #: First responses of the changes that create no row of their own (AIP-155).
         self.responses = StoredResponses(pool)
         self._credits = credits
         self._max_failed = max_failed_attempts
+        self._max_failed_address = max_failed_attempts_per_address
         self._window = attempt_window_seconds
+        self._revert_max_delay = revert_max_delay_seconds
 
     # --- the credits side ---------------------------------------------------------------
 
@@ -126,46 +131,84 @@ class Coupons:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def _check_attempts(self, conn: asyncpg.Connection, user_id: str) -> None:
-        if await repo.recent_failures(conn, user_id, self._window) >= self._max_failed:
-            raise domain.too_many_attempts(self._window)
+    async def _take_attempt(self, conn: asyncpg.Connection, user_id: str, address: str) -> datetime:
+        """Takes one unit of the user's attempt limit before a code is looked at.
 
-    async def validate(self, user_id: str, raw_code: str) -> tuple[str, str, Coupon | None]:
-        """(normalised code, refusal reason or '', the coupon if it exists); nothing is redeemed."""
+        The check and the increment are one statement, so parallel guesses by one user can never
+        exceed the limit: each holds a unit while it runs, and an attempt that does not turn out to
+        be a miss gives it back (:meth:`_settle_attempt`). A client address already over its own
+        limit is refused here too, before any work.
+        """
+        if address:
+            wait = await repo.attempt_wait(conn, f"ip:{address}", self._max_failed_address, self._window)
+            if wait:
+                raise domain.too_many_attempts(wait, "ip")
+        window, wait = await repo.take_attempt(conn, f"user:{user_id}", self._max_failed, self._window)
+        if window is None:
+            raise domain.too_many_attempts(wait, "user")
+        return window
+
+    async def _settle_attempt(self, user_id: str, window: datetime, address: str, outcome: str) -> None:
+        """After the look-up: a miss (the code names no coupon) keeps the user's unit and takes one
+        from the client address's limit (again check-and-increment in one statement: of parallel
+        misses from one address, exactly as many as the limit are answered, the rest get
+        TOO_MANY_ATTEMPTS). Anything else — valid, or a refusal of a code that exists (expired,
+        exhausted, …) — gives the user's unit back: those are not guesses, and many people behind
+        one address racing for a popular coupon must not lock each other out.
+        """
+        if outcome != "COUPON_NOT_FOUND":
+            async with self._pool.acquire() as conn:
+                await repo.give_back_attempt(conn, f"user:{user_id}", window)
+            return
+        if address:
+            async with self._pool.acquire() as conn:
+                taken, wait = await repo.take_attempt(conn, f"ip:{address}", self._max_failed_address, self._window)
+            if taken is None:
+                raise domain.too_many_attempts(wait, "ip")
+
+    async def validate(self, user_id: str, raw_code: str, address: str = "") -> tuple[str, str, Coupon | None]:
+        """(normalised code, refusal reason or '', the coupon if it exists); nothing is redeemed.
+
+        Misses count against the attempt limits of the user and of the client address."""
         code = domain.normalize_code(raw_code)
         async with self._pool.acquire() as conn:
-            await self._check_attempts(conn, user_id)
-        tier = await self.user_tier(user_id)
-        async with self._pool.acquire() as conn:
-            refusal = await repo.refusal(conn, code, user_id, tier)
-            coupon = await repo.get_coupon(conn, code) if refusal is not None else None
+            window = await self._take_attempt(conn, user_id, address)
+        reason = "ERROR"
+        try:
+            tier = await self.user_tier(user_id)
+            async with self._pool.acquire() as conn:
+                refusal = await repo.refusal(conn, code, user_id, tier)
+                coupon = await repo.get_coupon(conn, code) if refusal is not None else None
             reason = "COUPON_NOT_FOUND" if refusal is None else refusal
-            if reason:
-                await repo.record_failure(conn, user_id, reason)
+        finally:
+            await self._settle_attempt(user_id, window, address, reason)
         return code, reason, coupon
 
-    async def redeem(self, user_id: str, raw_code: str, request_id: str) -> Redemption:
+    async def redeem(self, user_id: str, raw_code: str, request_id: str, address: str = "") -> Redemption:
         code = domain.normalize_code(raw_code)
         fp = domain.fingerprint("redeem", code=code)
         async with self._pool.acquire() as conn:
             existing = await repo.redemption_by_request(conn, user_id, request_id)
             if existing is None:
-                await self._check_attempts(conn, user_id)
+                window = await self._take_attempt(conn, user_id, address)
         if existing is not None:
             return await self._resume(existing, fp, request_id)
-        tier = await self.user_tier(user_id)
-        redemption_id = uuid7()
-        async with self._pool.acquire() as conn:
-            try:
-                refusal = await repo.claim(conn, code, user_id, tier, redemption_id, request_id, fp)
-            except asyncpg.UniqueViolationError:
-                raced = await repo.redemption_by_request(conn, user_id, request_id)
-                assert raced is not None
-                return await self._resume(raced, fp, request_id)
-            if refusal:
-                await repo.record_failure(conn, user_id, refusal)
-                raise domain.refusal_error(refusal, code)
-            claimed = await repo.get_redemption(conn, str(redemption_id))
+        refusal = "ERROR"
+        try:
+            tier = await self.user_tier(user_id)
+            redemption_id = uuid7()
+            async with self._pool.acquire() as conn:
+                try:
+                    refusal = await repo.claim(conn, code, user_id, tier, redemption_id, request_id, fp)
+                except asyncpg.UniqueViolationError:
+                    raced = await repo.redemption_by_request(conn, user_id, request_id)
+                    assert raced is not None
+                    return await self._resume(raced, fp, request_id)
+                claimed = None if refusal else await repo.get_redemption(conn, str(redemption_id))
+        finally:
+            await self._settle_attempt(user_id, window, address, refusal)
+        if refusal:
+            raise domain.refusal_error(refusal, code)
         assert claimed is not None
         log.info("coupon claimed", extra={"code": code, "user_id": user_id, "redemption_id": str(redemption_id)})
         return await self.complete(claimed)
@@ -211,7 +254,7 @@ class Coupons:
                     timeout=self._credits.timeout,
                 )
                 async with self._pool.acquire() as conn:
-                    await repo.complete_trial(conn, rid, changed.previous_tier or "trial")
+                    await repo.complete_trial(conn, rid, changed.previous_tier or "trial", changed.change_id)
         except grpc.aio.AioRpcError as error:
             detail = f"{error.code().name}: {error.details()}"
             async with self._pool.acquire() as conn:
@@ -253,31 +296,74 @@ class Coupons:
                 )
         return healed
 
+    async def prune_attempts(self) -> int:
+        """Drops attempt counters whose window has ended, so the table holds only live windows."""
+        async with self._pool.acquire() as conn:
+            return await repo.prune_attempts(conn, self._window)
+
     async def revert_due_trials(self, batch: int = 100) -> int:
-        """Returns users whose tier trial has ended to the tier they had before it."""
+        """Returns users whose tier trial has ended to the tier they had before it.
+
+        The revert is a conditional SetTier: it applies only while the trial's own tier change is still the
+        account's latest (credits checks this under the account lock, so there is no window between a check
+        and the change). A user who changed tier since — bought the trial's tier, was moved by an admin —
+        keeps their choice. Each trial is reverted on its own: one that fails is noted and retried later with
+        backoff, and the pass goes on with the others.
+        """
         async with self._pool.acquire() as conn:
             due = await repo.trials_due(conn, batch)
         reverted = 0
         for trial in due:
-            current = await self.user_tier(trial.user_id)
-            if current == trial.trial_tier and trial.previous_tier and trial.previous_tier != trial.trial_tier:
-                await self._credits.stub.SetTier(
-                    credits_pb.SetTierRequest(
-                        user_id=trial.user_id,
-                        tier=trial.previous_tier,
-                        request_id=f"{trial.redemption_id}:revert",
-                        reason=f"coupon {trial.code}: trial ended",
-                    ),
-                    timeout=self._credits.timeout,
+            try:
+                note = await self._revert(trial)
+            except Exception as error:  # isolate: the next trial must not wait for this one
+                detail = (
+                    f"{error.code().name} {_reason(error)}: {error.details()}"
+                    if isinstance(error, grpc.aio.AioRpcError)
+                    else type(error).__name__
                 )
-                note = f"returned to {trial.previous_tier}"
-                reverted += 1
-            else:
-                # The user changed tier during the trial: their choice stands.
-                note = f"left on {current}"
+                async with self._pool.acquire() as conn:
+                    await repo.note_revert_failure(conn, trial.redemption_id, detail, self._revert_max_delay)
+                log.warning(
+                    "trial revert failed; will retry",
+                    extra={"redemption_id": trial.redemption_id, "attempt": trial.revert_attempts + 1},
+                )
+                continue
             async with self._pool.acquire() as conn:
                 await repo.mark_reverted(conn, trial.redemption_id, note)
+            if note.startswith("returned"):
+                reverted += 1
         return reverted
+
+    async def _revert(self, trial: Redemption) -> str:
+        """Reverts one ended trial; returns what happened (for the redemption's note)."""
+        if not trial.trial_change_id:
+            # Completed before tier changes had ids: the old rule (still on the trial tier) is all we have.
+            if await self.user_tier(trial.user_id) != trial.trial_tier:
+                return "left as is: the tier was changed during the trial"
+        if not trial.previous_tier or trial.previous_tier == trial.trial_tier:
+            return "left as is: nothing to return to"
+        try:
+            await self._credits.stub.SetTier(
+                credits_pb.SetTierRequest(
+                    user_id=trial.user_id,
+                    tier=trial.previous_tier,
+                    request_id=f"{trial.redemption_id}:revert",
+                    reason=f"coupon {trial.code}: trial ended",
+                    expected_change_id=trial.trial_change_id,
+                ),
+                timeout=self._credits.timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.FAILED_PRECONDITION and _reason(error) == "TIER_CHANGED_SINCE":
+                return "left as is: the tier was changed since the trial began"
+            raise
+        return f"returned to {trial.previous_tier}"
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    info = error_info_from(error)
+    return info.reason if info is not None else ""
 
 
 def _failed(redemption: Redemption) -> DomainError:

@@ -6,6 +6,7 @@ Pure Python: no gRPC, no database. Money is int nano-USD everywhere.
 from __future__ import annotations
 
 import calendar
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -91,6 +92,15 @@ def request_id_reused(request_id: str) -> DomainError:
         "REQUEST_ID_REUSED",
         "this request_id was already used for a different request",
         request_id=request_id,
+    )
+
+
+def tier_changed_since(user_id: str, expected_change_id: str) -> DomainError:
+    return precondition(
+        "TIER_CHANGED_SINCE",
+        "the account's tier was changed after the expected change; nothing was changed",
+        user_id=user_id,
+        expected_change_id=expected_change_id,
     )
 
 
@@ -379,6 +389,46 @@ class UsageCharge:
 @dataclass(frozen=True)
 class UsageResult:
     request_id: str
+    charged_nanos: int
+    shortfall_nanos: int
+    transaction_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class UsageItem:
+    """One usage event of a multi-account batch (see ChargeUsageBatch)."""
+
+    user_id: str
+    event_id: str
+    amount_nanos: int
+    hold_id: str = ""
+    service: str = ""
+    model: str = ""
+    price_version: str = ""
+
+    def fingerprint(self) -> str:
+        """What makes two charges of (user, event) the same charge. A unit-separated digest rather than
+        the JSON one of ``fingerprint()``: computed for every item of 10,000-item batches, and none of
+        the fields can contain the separator (ids are restricted; the rest is length-checked text)."""
+        fields = (
+            self.user_id,
+            self.event_id,
+            str(self.amount_nanos),
+            self.hold_id,
+            self.service,
+            self.model,
+            self.price_version,
+        )
+        return hashlib.sha256("\x1f".join(("usage-item", *fields)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class UsageItemResult:
+    user_id: str
+    event_id: str
+    #: CHARGED, SHORTFALL or REUSED (the event id was charged with another payload: nothing charged now).
+    outcome: str
     charged_nanos: int
     shortfall_nanos: int
     transaction_id: str

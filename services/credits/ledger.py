@@ -19,7 +19,8 @@ from typing import TypeVar
 
 import asyncpg
 
-from services.common.errors import DomainError, invalid, not_found, precondition
+from services.common.errors import Code, DomainError, invalid, not_found, precondition
+from services.common.ids import uuid7
 from services.credits import domain
 from services.credits import repository as repo
 from services.credits.coalesce import BalanceBatcher, Charge, DeductCoalescer
@@ -166,9 +167,17 @@ class Ledger:
         self, conn: asyncpg.Connection, user_id: str, *, create: bool, tier: Tier | None = None
     ) -> asyncpg.Record:
         """Locks the account row; creates the account first if allowed (on ``tier``, default trial)."""
+        row, _ = await self._lock_or_create_flagged(conn, user_id, create=create, tier=tier)
+        return row
+
+    async def _lock_or_create_flagged(
+        self, conn: asyncpg.Connection, user_id: str, *, create: bool, tier: Tier | None = None
+    ) -> tuple[asyncpg.Record, bool]:
+        """Like :meth:`_lock_or_create`, and says whether this call created the account (on ``tier``): a
+        caller that lost the race to create it gets the winner's row, locked, and False."""
         row = await repo.lock_account(conn, user_id)
         if row is not None:
-            return row
+            return row, False
         if not create:
             raise domain.account_not_found(user_id)
         trial = tier or await self.tier("trial")
@@ -176,7 +185,7 @@ class Ledger:
         if created is None:  # created concurrently: lock the winner's row
             row = await repo.lock_account(conn, user_id)
             assert row is not None
-            return row
+            return row, False
         if trial.credits_nanos > 0:
             await self._grant(
                 conn,
@@ -190,7 +199,7 @@ class Ledger:
                 period_start=created["period_start"],
                 meta=ChargeMeta(reason=f"{trial.tier_id} allocation for the first period"),
             )
-        return await repo.save_account_state(
+        saved = await repo.save_account_state(
             conn,
             user_id,
             balance=trial.credits_nanos,
@@ -200,6 +209,7 @@ class Ledger:
             period_start=created["period_start"],
             period_end=created["period_end"],
         )
+        return saved, True
 
     async def _maintain_locked(
         self, conn: asyncpg.Connection, row: asyncpg.Record, *, new_tier: Tier | None = None
@@ -573,6 +583,52 @@ class Ledger:
 
         return await self._retrying(work)
 
+    async def charge_usage_batch(self, items: list[domain.UsageItem], actor: Actor) -> list[domain.UsageItemResult]:
+        """Charges usage items of many accounts in one transaction (see ledger_charge_usage_batch).
+
+        Accounts that are missing or have maintenance due are brought up to date
+        first, each in its own short transaction, and the batch is then run again:
+        at most 1 + (accounts needing it) transactions, never one per item.
+        """
+
+        async def work() -> list[asyncpg.Record]:
+            async with self._pool.acquire() as conn:
+                for _ in range(3):
+                    rows = await repo.charge_usage_batch(conn, items, actor)
+                    slow = [r["user_id"] for r in rows if r["status"] == "SLOW_PATH"]
+                    if not slow:
+                        return rows
+                    for user_id in slow:
+                        async with conn.transaction():
+                            locked = await self._lock_or_create(conn, user_id, create=True)
+                            await self._maintain_locked(conn, locked)
+            raise asyncpg.SerializationError("accounts kept needing maintenance")
+
+        rows = await self._retrying(work)
+        results = []
+        for item, row in zip(items, rows, strict=True):
+            if row["status"] == "REUSED":
+                outcome = "REUSED"
+            else:
+                outcome = "SHORTFALL" if row["shortfall"] > 0 else "CHARGED"
+            results.append(
+                domain.UsageItemResult(
+                    user_id=item.user_id,
+                    event_id=item.event_id,
+                    outcome=outcome,
+                    charged_nanos=int(row["charged"]),
+                    shortfall_nanos=int(row["shortfall"]),
+                    transaction_id="" if row["transaction_id"] is None else str(row["transaction_id"]),
+                    duplicate=bool(row["duplicate"]),
+                )
+            )
+        return results
+
+    async def account_states(self, user_ids: list[str]) -> dict[str, asyncpg.Record]:
+        """Tier and period of the accounts that exist (nothing is created)."""
+        async with self._pool.acquire() as conn:
+            return await repo.account_states(conn, user_ids)
+
     @staticmethod
     async def _charge_result(conn: asyncpg.Connection, tx: Transaction) -> ChargeResult:
         found = await repo.get_account(conn, tx.user_id)
@@ -701,47 +757,88 @@ class Ledger:
     # --- tiers and periods ------------------------------------------------------------------
 
     async def set_tier(
-        self, user_id: str, tier_id: str, request_id: str, actor: Actor, reason: str
-    ) -> tuple[Account, str]:
-        tier = await self.tier(tier_id)
-        fp = domain.fingerprint("set_tier", user=user_id, tier=tier_id, reason=reason)
+        self,
+        user_id: str,
+        tier_id: str,
+        request_id: str,
+        actor: Actor,
+        reason: str,
+        expected_change_id: str = "",
+        *,
+        revert_only: bool = False,
+    ) -> tuple[Account, str, str]:
+        """Moves the account to ``tier_id``; returns (the account, the tier it replaced, this change's id).
 
-        async def work() -> tuple[Account, str]:
+        Serialised per account by the account row lock, including for a user without an account: whoever
+        loses the race to create it waits for the winner's commit, then applies its own change on top, so
+        the final tier is the last committed change's and each ``previous_tier`` is the one it replaced.
+        With ``expected_change_id`` the change applies only while that change is still the latest
+        (checked under the lock): TIER_CHANGED_SINCE otherwise. With ``revert_only`` the change must
+        moreover undo that change exactly: made by the same actor, back to the tier it replaced.
+        """
+        tier = await self.tier(tier_id)
+        fields = {"user": user_id, "tier": tier_id, "reason": reason}
+        if expected_change_id:
+            fields["expected_change_id"] = expected_change_id
+        fp = domain.fingerprint("set_tier", **fields)
+
+        async def work() -> tuple[Account, str, str]:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await repo.lock_account(conn, user_id)
+                created = False
                 if row is None:
-                    # A new user starts directly on the requested tier.
-                    created = await self._lock_or_create(conn, user_id, create=True, tier=tier)
-                    await repo.save_request(
-                        conn,
-                        user_id,
-                        request_id,
-                        "set_tier",
-                        fp,
-                        json.dumps({"previous_tier": "", "tier": tier_id, "actor": actor.subject}).encode(),
-                    )
-                    return repo.to_account(created), ""
-                saved = await repo.find_request(conn, user_id, request_id)
-                if saved is not None:
-                    operation, stored_fp, response = saved
-                    if operation != "set_tier" or stored_fp != fp:
-                        raise domain.request_id_reused(request_id)
-                    previous = json.loads(response)["previous_tier"]
-                    found = await repo.get_account(conn, user_id)
-                    assert found is not None
-                    return found[0], str(previous)
-                previous = row["tier_id"]
-                updated, _ = await self._maintain_locked(conn, row, new_tier=tier)
+                    if expected_change_id:
+                        raise domain.tier_changed_since(user_id, expected_change_id)
+                    # A new user starts directly on the requested tier (unless someone else creates it first).
+                    row, created = await self._lock_or_create_flagged(conn, user_id, create=True, tier=tier)
+                if created:
+                    previous, updated = "", row
+                else:
+                    saved = await repo.find_request(conn, user_id, request_id)
+                    if saved is not None:
+                        operation, stored_fp, response = saved
+                        if operation != "set_tier" or stored_fp != fp:
+                            raise domain.request_id_reused(request_id)
+                        answer = json.loads(response)
+                        found = await repo.get_account(conn, user_id)
+                        assert found is not None
+                        return found[0], str(answer["previous_tier"]), str(answer.get("change_id", ""))
+                    if expected_change_id and row["tier_change_id"] != expected_change_id:
+                        raise domain.tier_changed_since(user_id, expected_change_id)
+                    if revert_only:
+                        undone = await repo.get_tier_change(conn, user_id, expected_change_id)
+                        if undone is None or undone["actor"] != actor.subject or undone["previous_tier"] != tier_id:
+                            raise DomainError(
+                                "TIER_NOT_ALLOWED_FOR_COUPONS",
+                                "only a revert of the caller's own tier change to the tier it replaced is allowed",
+                                code=Code.PERMISSION_DENIED,
+                                metadata={"tier": tier_id},
+                            )
+                    previous = row["tier_id"]
+                    updated, _ = await self._maintain_locked(conn, row, new_tier=tier)
+                change_id = str(uuid7())
+                await repo.record_tier_change(
+                    conn,
+                    user_id=user_id,
+                    change_id=change_id,
+                    previous_tier=previous,
+                    tier=tier_id,
+                    request_id=request_id,
+                    actor=actor.subject,
+                    reason=reason,
+                )
                 await repo.save_request(
                     conn,
                     user_id,
                     request_id,
                     "set_tier",
                     fp,
-                    json.dumps({"previous_tier": previous, "tier": tier_id, "actor": actor.subject}).encode(),
+                    json.dumps(
+                        {"previous_tier": previous, "tier": tier_id, "actor": actor.subject, "change_id": change_id}
+                    ).encode(),
                 )
                 log.info("tier changed", extra={"user_id": user_id, "from": previous, "to": tier_id})
-                return repo.to_account(updated), str(previous)
+                return repo.to_account(updated), str(previous), change_id
 
         return await self._retrying(work)
 

@@ -567,6 +567,40 @@ async def find_request(conn: asyncpg.Connection, scope: str, request_id: str) ->
     return None if row is None else (row["operation"], row["fingerprint"], bytes(row["response"]))
 
 
+async def record_tier_change(
+    conn: asyncpg.Connection,
+    *,
+    user_id: str,
+    change_id: str,
+    previous_tier: str,
+    tier: str,
+    request_id: str,
+    actor: str,
+    reason: str,
+) -> None:
+    """Makes ``change_id`` the locked account's latest tier change and appends it to the history."""
+    await conn.execute("UPDATE accounts SET tier_change_id = $2 WHERE user_id = $1", user_id, change_id)
+    await conn.execute(
+        """
+        INSERT INTO tier_changes (user_id, change_id, previous_tier, tier, request_id, actor, reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        user_id,
+        change_id,
+        previous_tier,
+        tier,
+        request_id,
+        actor,
+        reason,
+    )
+
+
+async def get_tier_change(conn: asyncpg.Connection, user_id: str, change_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT previous_tier, tier, actor FROM tier_changes WHERE user_id = $1 AND change_id = $2", user_id, change_id
+    )
+
+
 async def save_request(
     conn: asyncpg.Connection, scope: str, request_id: str, operation: str, fp: str, response: bytes
 ) -> None:
@@ -603,3 +637,30 @@ async def charge_usage(
         actor.role,
     )
     return rows
+
+
+async def charge_usage_batch(
+    conn: asyncpg.Connection, items: list[domain.UsageItem], actor: Actor
+) -> list[asyncpg.Record]:
+    """One call of ledger_charge_usage_batch (its own transaction in autocommit)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM ledger_charge_usage_batch($1, $2, $3, $4, $5::uuid[], $6, $7, $8, $9, $10)",
+        [i.user_id for i in items],
+        [i.event_id for i in items],
+        [i.amount_nanos for i in items],
+        [i.fingerprint() for i in items],
+        [i.hold_id or None for i in items],
+        [i.service for i in items],
+        [i.model for i in items],
+        [i.price_version for i in items],
+        actor.subject,
+        actor.role,
+    )
+    return rows
+
+
+async def account_states(conn: asyncpg.Connection, user_ids: list[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT user_id, tier_id, period_start, period_end FROM accounts WHERE user_id = ANY ($1::text[])", user_ids
+    )
+    return {r["user_id"]: r for r in rows}

@@ -10,8 +10,9 @@ from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 
 from services.common import pagetoken
 from services.common.auth import Forbidden, Principal
-from services.common.errors import invalid
+from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.idempotency import ID_PATTERN, ID_RULE
 from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
@@ -39,11 +40,21 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "CaptureHold": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "ReleaseHold": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "SetTier": MethodPolicy.allow(
-        "admin", "svc-coupons", limits={"svc-coupons": "coupon trials: tiers in CREDITS_COUPON_TIERS"}
+        "admin",
+        "svc-coupons",
+        limits={"svc-coupons": "coupon trials: tiers in CREDITS_COUPON_TIERS, or undoing its own trial"},
     ),
     _SERVICE + "ListAccounts": MethodPolicy.allow("admin"),
     _SERVICE + "ResetPeriods": MethodPolicy.allow("admin"),
     _SERVICE + "ChargeUsage": MethodPolicy.allow("svc-metering"),
+    _SERVICE + "ChargeUsageBatch": MethodPolicy.allow("svc-metering"),
+    _SERVICE + "GetAccountStates": MethodPolicy.allow("admin", "svc-metering"),
+}
+
+_OUTCOMES = {
+    "CHARGED": pb.USAGE_OUTCOME_CHARGED,
+    "SHORTFALL": pb.USAGE_OUTCOME_SHORTFALL,
+    "REUSED": pb.USAGE_OUTCOME_REUSED,
 }
 
 _SOURCES = {
@@ -347,14 +358,23 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             raise invalid("UNKNOWN_TIER", "tier is required", field="tier")
         request_id = domain.validate_request_id(request.request_id)
         reason = domain.validate_reason(request.reason, required=False)
-        if who.service_identity == "svc-coupons" and request.tier not in self._coupon_tiers:
+        expected = request.expected_change_id
+        if expected and not ID_PATTERN.match(expected):
+            raise invalid("INVALID_CHANGE_ID", "expected_change_id is not a change id", field="expected_change_id")
+        # The coupons identity sets only the coupon tiers — except to undo its own trial: a conditional
+        # change back to exactly the tier its own change replaced (checked by the ledger under the lock)
+        # gives nothing the user did not have, e.g. an enterprise user's professional trial ending.
+        revert_only = who.service_identity == "svc-coupons" and request.tier not in self._coupon_tiers
+        if revert_only and not expected:
             raise Forbidden(
                 "TIER_NOT_ALLOWED_FOR_COUPONS",
                 f"coupon trials may set only the tiers {', '.join(sorted(self._coupon_tiers))}",
                 metadata={"tier": request.tier},
             )
-        account, previous = await self._ledger.set_tier(user_id, request.tier, request_id, _actor(who), reason)
-        return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous)
+        account, previous, change_id = await self._ledger.set_tier(
+            user_id, request.tier, request_id, _actor(who), reason, expected, revert_only=revert_only
+        )
+        return pb.SetTierResponse(account=_account_pb(account), previous_tier=previous, change_id=change_id)
 
     async def ListAccounts(
         self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext
@@ -403,6 +423,72 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             ],
             balance_after_nanos=balance,
         )
+
+    async def ChargeUsageBatch(
+        self, request: pb.ChargeUsageBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ChargeUsageBatchResponse:
+        if not 1 <= len(request.items) <= domain.MAX_USAGE_CHARGES:
+            raise invalid("TOO_MANY_CHARGES", f"send 1 to {domain.MAX_USAGE_CHARGES} items", field="items")
+        items = []
+        for index, i in enumerate(request.items):
+            try:
+                if not ID_PATTERN.match(i.event_id):
+                    raise invalid("INVALID_EVENT_ID", f"event_id must be {ID_RULE}", field="event_id")
+                items.append(
+                    domain.UsageItem(
+                        user_id=domain.validate_user_id(i.user_id),
+                        event_id=i.event_id,
+                        amount_nanos=domain.validate_amount(i.amount_nanos, allow_zero=True),
+                        hold_id=_uuid(i.hold_id, "hold_id", "INVALID_HOLD_ID") if i.hold_id else "",
+                        service=domain.validate_text(i.service, "service", 32),
+                        model=domain.validate_text(i.model, "model", 256),
+                        price_version=domain.validate_text(i.price_version, "price_version"),
+                    )
+                )
+            except DomainError as error:
+                error.metadata["index"] = str(index)
+                raise
+        if len({(i.user_id, i.event_id) for i in items}) != len(items):
+            raise invalid("DUPLICATE_EVENT_ID", "each (user_id, event_id) may appear once", field="items")
+        results = await self._ledger.charge_usage_batch(items, _actor(principal()))
+        return pb.ChargeUsageBatchResponse(
+            results=[
+                pb.UsageItemResult(
+                    user_id=r.user_id,
+                    event_id=r.event_id,
+                    outcome=_OUTCOMES[r.outcome],
+                    charged_nanos=r.charged_nanos,
+                    shortfall_nanos=r.shortfall_nanos,
+                    transaction_id=r.transaction_id,
+                    duplicate=r.duplicate,
+                )
+                for r in results
+            ]
+        )
+
+    async def GetAccountStates(
+        self, request: pb.GetAccountStatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAccountStatesResponse:
+        if not 1 <= len(request.user_ids) <= domain.MAX_USAGE_CHARGES:
+            raise invalid("TOO_MANY_USERS", f"send 1 to {domain.MAX_USAGE_CHARGES} user ids", field="user_ids")
+        user_ids = [domain.validate_user_id(u) for u in request.user_ids]
+        found = await self._ledger.account_states(sorted(set(user_ids)))
+        out = []
+        for user_id in user_ids:
+            row = found.get(user_id)
+            if row is None:
+                out.append(pb.AccountState(user_id=user_id, exists=False, tier="trial"))
+            else:
+                out.append(
+                    pb.AccountState(
+                        user_id=user_id,
+                        exists=True,
+                        tier=row["tier_id"],
+                        period_start=to_timestamp(row["period_start"]),
+                        period_end=to_timestamp(row["period_end"]),
+                    )
+                )
+        return pb.GetAccountStatesResponse(accounts=out)
 
     async def ResetPeriods(
         self, request: pb.ResetPeriodsRequest, context: grpc.aio.ServicerContext

@@ -114,6 +114,28 @@ CHECKS = [
         "SELECT count(*) FROM holds WHERE status = 'CAPTURED'",
     ),
     Check(
+        "usage_outcomes_match_transactions",
+        "every usage outcome adds up, and every usage transaction (one capture, or one account's direct usage "
+        "of one batch) equals the sum of the outcomes that name it",
+        """
+        SELECT uc.user_id, uc.event_id, uc.charged_nanos, NULL::bigint AS tx_amount
+          FROM usage_charges uc
+         WHERE uc.charged_nanos + uc.shortfall_nanos <> uc.amount_nanos
+            OR (uc.charged_nanos = 0) <> (uc.transaction_id IS NULL)
+        UNION ALL
+        SELECT t.user_id, t.reference_id, sum(uc.charged_nanos), t.amount_nanos
+          FROM transactions t LEFT JOIN usage_charges uc ON uc.transaction_id = t.transaction_id
+         WHERE t.request_id IS NULL AND t.kind IN ('DEDUCTION', 'HOLD_CAPTURE')
+         GROUP BY t.transaction_id
+        HAVING sum(uc.charged_nanos) IS DISTINCT FROM t.amount_nanos OR bool_or(uc.user_id <> t.user_id)
+        UNION ALL
+        SELECT uc.user_id, uc.event_id, uc.charged_nanos, NULL FROM usage_charges uc
+         WHERE uc.transaction_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.transaction_id = uc.transaction_id)
+        """,
+        "SELECT count(*) FROM usage_charges",
+    ),
+    Check(
         "transactions_immutable",
         "the trigger that forbids updating or deleting transactions is installed and enabled",
         """
@@ -122,6 +144,16 @@ CHECKS = [
              WHERE c.oid = 'transactions'::regclass AND t.tgname = 'transactions_immutable' AND t.tgenabled <> 'D')
         """,
         "SELECT 1",
+    ),
+    Check(
+        "tier_matches_latest_change",
+        "every account's tier is the one its latest recorded tier change set, and that change is its own",
+        """
+        SELECT a.user_id, a.tier_id, c.tier AS changed_to
+          FROM accounts a LEFT JOIN tier_changes c ON c.user_id = a.user_id AND c.change_id = a.tier_change_id
+         WHERE a.tier_change_id <> '' AND (c.change_id IS NULL OR c.tier <> a.tier_id)
+        """,
+        "SELECT count(*) FROM tier_changes",
     ),
 ]
 

@@ -7,13 +7,17 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from services.common.errors import already_exists, invalid
+from services.common.errors import DomainError, already_exists, invalid
 from services.common.idempotency import ID_PATTERN
 
 DOMAIN = "metering.creditmeter.dev"
 SERVICES = ("LLM", "TTS", "STT", "EMBEDDING", "SEARCH", "AGENT")
 MAX_UNITS = 10_000_000_000
 MAX_BATCH = 10_000
+#: The most one event may cost ($100,000). The door refuses usage priced above it
+#: (COST_OUT_OF_RANGE); usage priced later (the book was away at the door) is capped
+#: to it, so every recorded event stays chargeable without any bigint overflow.
+MAX_EVENT_COST_NANOS = 100_000 * 1_000_000_000
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 256
@@ -116,7 +120,7 @@ def validate_event(
     )
 
 
-def event_id_reused(event_id: str) -> Exception:
+def event_id_reused(event_id: str) -> DomainError:
     return already_exists(
         "EVENT_ID_REUSED", "this event_id was already tracked with different contents", event_id=event_id
     )

@@ -21,62 +21,87 @@ _ROLLUP_UPSERT = """
 """
 
 
+class EventIdReused(Exception):
+    """The batch reuses an event id with a different payload; nothing was recorded."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(event_id)
+        self.event_id = event_id
+
+
 async def record_events(
-    conn: asyncpg.Connection, events: list[Event], costs: list[int], versions: list[str]
-) -> set[str]:
-    """Inserts the events not seen before (set-based) and counts them in the rollups; returns the new ids."""
-    rows = await conn.fetch(
-        f"""
-        WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                                 $7::bigint[], $8::bigint[], $9::boolean[], $10::text[], $11::timestamptz[],
-                                 $12::jsonb[], $13::text[], $14::bigint[], $15::text[])
-                AS i(event_id, user_id, service, model, provider, input_tokens, output_tokens, quantity, byok,
-                     hold_id, occurred_at, metadata, fingerprint, cost_nanos, price_version)
-        ), inserted AS (
-            INSERT INTO events (event_id, user_id, service, model, provider, input_tokens, output_tokens, quantity,
-                                byok, hold_id, occurred_at, metadata, fingerprint, cost_nanos, price_version, status)
-            SELECT input.*, 'RECORDED' FROM input
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING *
-        ), counted AS (
-            INSERT INTO daily_usage (user_id, day, service, model, event_count, input_tokens, output_tokens,
-                                     quantity, cost_nanos)
-            SELECT user_id, (occurred_at AT TIME ZONE 'UTC')::date, service, model, count(*), sum(input_tokens),
-                   sum(output_tokens), sum(quantity), sum(cost_nanos)
-              FROM inserted GROUP BY 1, 2, 3, 4
-            {_ROLLUP_UPSERT}
+    conn: asyncpg.Connection, events: list[Event], costs: list[int | None], versions: list[str]
+) -> list[asyncpg.Record]:
+    """Records the batch all or nothing (see record_events in SQL); one row per event, in order."""
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT * FROM record_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            [e.event_id for e in events],
+            [e.user_id for e in events],
+            [e.service for e in events],
+            [e.model for e in events],
+            [e.provider for e in events],
+            [e.input_tokens for e in events],
+            [e.output_tokens for e in events],
+            [e.quantity for e in events],
+            [e.byok for e in events],
+            [e.hold_id for e in events],
+            [e.occurred_at for e in events],
+            [json.dumps(e.metadata) for e in events],
+            [e.fingerprint() for e in events],
+            costs,
+            versions,
         )
-        SELECT event_id FROM inserted
-        """,
-        [e.event_id for e in events],
-        [e.user_id for e in events],
-        [e.service for e in events],
-        [e.model for e in events],
-        [e.provider for e in events],
-        [e.input_tokens for e in events],
-        [e.output_tokens for e in events],
-        [e.quantity for e in events],
-        [e.byok for e in events],
-        [e.hold_id for e in events],
-        [e.occurred_at for e in events],
-        [json.dumps(e.metadata) for e in events],
-        [e.fingerprint() for e in events],
-        costs,
-        versions,
-    )
-    return {r["event_id"] for r in rows}
+    except asyncpg.PostgresError as error:
+        if getattr(error, "sqlstate", "") == "CM001":
+            raise EventIdReused(str(getattr(error, "detail", "") or "")) from None
+        raise
+    return rows
 
 
-async def mark_charged(
-    conn: asyncpg.Connection, event_ids: list[str], charged: list[int], shortfalls: list[int], transactions: list[str]
+async def set_prices(
+    conn: asyncpg.Connection, event_ids: list[str], costs: list[int], versions: list[str]
+) -> dict[str, tuple[int, str]]:
+    """Stores the price of events not priced yet (and counts it in the rollups); returns every event's
+    stored (cost, version) — another replica's, if it priced first."""
+    async with conn.transaction():
+        await conn.execute(
+            f"""
+            WITH priced AS (
+                UPDATE events e SET cost_nanos = u.cost, price_version = u.version
+                  FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(event_id, cost, version)
+                 WHERE e.event_id = u.event_id AND e.cost_nanos IS NULL
+                RETURNING e.user_id, e.occurred_at, e.service, e.model, u.cost
+            )
+            INSERT INTO daily_usage (user_id, day, service, model, cost_nanos)
+            SELECT user_id, (occurred_at AT TIME ZONE 'UTC')::date, service, model, sum(cost)
+              FROM priced GROUP BY 1, 2, 3, 4
+            {_ROLLUP_UPSERT}
+            """,
+            event_ids,
+            costs,
+            versions,
+        )
+        rows = await conn.fetch(
+            "SELECT event_id, cost_nanos, price_version FROM events WHERE event_id = ANY ($1::text[])", event_ids
+        )
+    return {r["event_id"]: (r["cost_nanos"], r["price_version"]) for r in rows}
+
+
+async def settle(
+    conn: asyncpg.Connection,
+    event_ids: list[str],
+    charged: list[int],
+    shortfalls: list[int],
+    transactions: list[str],
 ) -> int:
-    """Records charges of still-uncharged events (set-based) and adds them to the rollups."""
+    """Records ledger outcomes of still-RECORDED events (set-based) and adds them to the rollups."""
     value = await conn.fetchval(
         f"""
         WITH updated AS (
-            UPDATE events e SET status = 'CHARGED', charged_nanos = u.charged, shortfall_nanos = u.shortfall,
-                   transaction_id = u.tx, charged_at = clock_timestamp()
+            UPDATE events e SET status = CASE WHEN u.shortfall > 0 THEN 'SHORTFALL' ELSE 'CHARGED' END,
+                   charged_nanos = u.charged, shortfall_nanos = u.shortfall, transaction_id = u.tx,
+                   charged_at = clock_timestamp(), last_error = ''
               FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS u(event_id, charged, shortfall, tx)
              WHERE e.event_id = u.event_id AND e.status = 'RECORDED'
             RETURNING e.user_id, e.occurred_at, e.service, e.model, u.charged, u.shortfall
@@ -96,37 +121,77 @@ async def mark_charged(
     return int(value)
 
 
+async def retry_later(conn: asyncpg.Connection, event_ids: list[str], error: str, max_backoff: float) -> None:
+    """One more failed attempt: the event waits (exponential backoff, capped) for the recovery pass."""
+    await conn.execute(
+        """
+        UPDATE events SET attempts = attempts + 1, last_error = $2,
+               next_attempt_at = clock_timestamp() + make_interval(secs => least($3, 0.5 * 2 ^ least(attempts, 20)))
+         WHERE event_id = ANY ($1::text[]) AND status = 'RECORDED'
+        """,
+        event_ids,
+        error[:500],
+        max_backoff,
+    )
+
+
+async def park(conn: asyncpg.Connection, event_ids: list[str], reasons: list[str]) -> None:
+    """Gives up on events (bounded retries spent, or a refusal no retry can change), keeping the reason."""
+    await conn.execute(
+        """
+        UPDATE events e SET status = 'PARKED', park_reason = u.reason, last_error = u.reason,
+               attempts = e.attempts + 1
+          FROM unnest($1::text[], $2::text[]) AS u(event_id, reason)
+         WHERE e.event_id = u.event_id AND e.status = 'RECORDED'
+        """,
+        event_ids,
+        reasons,
+    )
+
+
+async def claim_due(conn: asyncpg.Connection, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
+    """Claims due RECORDED events for this replica: rows another replica is claiming are skipped
+    (SKIP LOCKED), and a claim pushes the next attempt out by a lease, so a replica that dies
+    mid-way leaves them to others after the lease."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT event_id FROM events
+             WHERE status = 'RECORDED' AND next_attempt_at <= clock_timestamp()
+             ORDER BY next_attempt_at LIMIT $1
+             FOR UPDATE SKIP LOCKED
+        )
+        UPDATE events e SET next_attempt_at = clock_timestamp() + make_interval(secs => $2)
+          FROM due WHERE e.event_id = due.event_id
+        RETURNING e.*
+        """,
+        limit,
+        lease_seconds,
+    )
+    return rows
+
+
 async def events_by_id(conn: asyncpg.Connection, event_ids: list[str]) -> dict[str, asyncpg.Record]:
     rows = await conn.fetch("SELECT * FROM events WHERE event_id = ANY($1::text[])", event_ids)
     return {r["event_id"]: r for r in rows}
 
 
-async def uncharged(conn: asyncpg.Connection, older_than_seconds: float, limit: int) -> list[asyncpg.Record]:
+async def list_parked(
+    conn: asyncpg.Connection, user_id: str, before: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         """
-        SELECT * FROM events WHERE status = 'RECORDED' AND recorded_at <= clock_timestamp() - make_interval(secs => $1)
-         ORDER BY recorded_at LIMIT $2
+        SELECT * FROM events
+         WHERE status = 'PARKED' AND ($1 = '' OR user_id = $1)
+           AND ($2::timestamptz IS NULL OR (recorded_at, event_id) < ($2, $3))
+         ORDER BY recorded_at DESC, event_id DESC LIMIT $4
         """,
-        older_than_seconds,
+        user_id,
+        before[0] if before else None,
+        before[1] if before else "",
         limit,
     )
     return rows
-
-
-async def count_call(conn: asyncpg.Connection, user_id: str, window: datetime, limit: int) -> int | None:
-    """Counts one call in the window if it stays within ``limit`` (0 = unlimited); None when it would not."""
-    value = await conn.fetchval(
-        """
-        INSERT INTO quota_windows AS q (user_id, window_start, calls) VALUES ($1, $2, 1)
-        ON CONFLICT (user_id, window_start) DO UPDATE SET calls = q.calls + 1
-         WHERE $3 = 0 OR q.calls < $3
-        RETURNING calls
-        """,
-        user_id,
-        window,
-        limit,
-    )
-    return None if value is None else int(value)
 
 
 async def uncount_call(conn: asyncpg.Connection, user_id: str, window: datetime) -> None:
@@ -144,18 +209,51 @@ async def calls_in(conn: asyncpg.Connection, user_id: str, window: datetime) -> 
     return int(value or 0)
 
 
-async def find_authorization(conn: asyncpg.Connection, user_id: str, request_id: str) -> tuple[str, bytes] | None:
-    row = await conn.fetchrow(
-        "SELECT fingerprint, response FROM authorizations WHERE user_id = $1 AND request_id = $2", user_id, request_id
+async def begin_authorization(
+    conn: asyncpg.Connection, user_id: str, request_id: str, window: datetime, limit: int
+) -> asyncpg.Record:
+    """One round trip: the stored answer of this request id if any; else the call counted in the window
+    if it stays within ``limit`` (0 = unlimited). Columns: fingerprint, response (replay), counted (calls
+    after counting; NULL when over the limit or replaying), current (calls before)."""
+    row: asyncpg.Record = await conn.fetchrow(
+        """
+        WITH saved AS (
+            SELECT fingerprint, response FROM authorizations WHERE user_id = $1 AND request_id = $2
+        ), counted AS (
+            INSERT INTO quota_windows AS q (user_id, window_start, calls)
+            SELECT $1, $3, 1 WHERE NOT EXISTS (SELECT 1 FROM saved)
+            ON CONFLICT (user_id, window_start) DO UPDATE SET calls = q.calls + 1
+             WHERE $4 = 0 OR q.calls < $4
+            RETURNING calls
+        )
+        SELECT (SELECT fingerprint FROM saved) AS fingerprint, (SELECT response FROM saved) AS response,
+               (SELECT calls FROM counted) AS counted,
+               coalesce((SELECT calls FROM quota_windows WHERE user_id = $1 AND window_start = $3), 0) AS current
+        """,
+        user_id,
+        request_id,
+        window,
+        limit,
     )
-    return None if row is None else (row["fingerprint"], bytes(row["response"]))
+    return row
 
 
-async def save_authorization(
-    conn: asyncpg.Connection, user_id: str, request_id: str, fingerprint: str, response: bytes
+async def finish_authorization(
+    conn: asyncpg.Connection,
+    user_id: str,
+    request_id: str,
+    fingerprint: str,
+    response: bytes,
+    uncount_window: datetime | None,
 ) -> bool:
+    """One round trip: stores the answer (first writer wins) and, for a refused hold, gives the counted
+    call back. False when another request with this id stored its answer first."""
     row = await conn.fetchrow(
         """
+        WITH uncounted AS (
+            UPDATE quota_windows SET calls = calls - 1
+             WHERE $5::timestamptz IS NOT NULL AND user_id = $1 AND window_start = $5 AND calls > 0
+        )
         INSERT INTO authorizations (user_id, request_id, fingerprint, response) VALUES ($1, $2, $3, $4)
         ON CONFLICT DO NOTHING RETURNING 1
         """,
@@ -163,8 +261,16 @@ async def save_authorization(
         request_id,
         fingerprint,
         response,
+        uncount_window,
     )
     return row is not None
+
+
+async def find_authorization(conn: asyncpg.Connection, user_id: str, request_id: str) -> tuple[str, bytes] | None:
+    row = await conn.fetchrow(
+        "SELECT fingerprint, response FROM authorizations WHERE user_id = $1 AND request_id = $2", user_id, request_id
+    )
+    return None if row is None else (row["fingerprint"], bytes(row["response"]))
 
 
 async def usage_rows(conn: asyncpg.Connection, user_id: str, first: date, last: date) -> list[asyncpg.Record]:

@@ -33,6 +33,8 @@ async def create_server(settings: MeteringSettings) -> RunningService:
         CreditsClient(credits_channel, settings.call_timeout_seconds, DOMAIN),
         opb_grpc.OpenRouterServiceStub(pricing_channel),
         settings.call_timeout_seconds,
+        max_attempts=settings.max_attempts,
+        max_backoff_seconds=settings.max_backoff_seconds,
     )
     running = await bootstrap.start(
         settings.common,
@@ -40,9 +42,15 @@ async def create_server(settings: MeteringSettings) -> RunningService:
         domain=DOMAIN,
         policies=POLICIES,
         service_names=[SERVICE_NAME],
-        register=lambda server: pb_grpc.add_MeteringServiceServicer_to_server(MeteringServicer(metering), server),
+        register=lambda server: pb_grpc.add_MeteringServiceServicer_to_server(
+            MeteringServicer(metering, settings.track_wait_seconds), server
+        ),
     )
     running.channels.extend([credits_channel, pricing_channel])
+    running.tasks.append(asyncio.create_task(metering.charger.run()))
+    running.closers.append(metering.charger.stop)
+    # Keep the local price book current (a version check when nothing changed).
+    running.tasks.append(asyncio.create_task(periodically("price book", 30, metering.refresh_prices)))
     if settings.recovery_interval_seconds > 0:
         running.tasks.append(
             asyncio.create_task(periodically("uncharged usage", settings.recovery_interval_seconds, metering.recover))

@@ -41,7 +41,18 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "GetUsageByModel": _READERS,
     _SERVICE + "GetUsageByDate": _READERS,
     _SERVICE + "ListUsageEvents": _READERS,
+    _SERVICE + "ListParkedEvents": MethodPolicy.allow("admin"),
 }
+
+_STATES = {
+    "PENDING": pb.EVENT_STATE_PENDING,
+    "CHARGED": pb.EVENT_STATE_CHARGED,
+    "SHORTFALL": pb.EVENT_STATE_SHORTFALL,
+    "PARKED": pb.EVENT_STATE_PARKED,
+}
+_STATE_OF_STATUS = {"RECORDED": "PENDING", "CHARGED": "CHARGED", "SHORTFALL": "SHORTFALL", "PARKED": "PARKED"}
+#: Kept back from the caller's deadline for answering after waiting on the charge.
+_ANSWER_MARGIN_SECONDS = 0.1
 
 
 def _event(message: pb.UsageEvent, now: datetime) -> Event:
@@ -71,6 +82,7 @@ def _tracked_pb(t: Tracked) -> pb.TrackUsageResponse:
         transaction_id=t.transaction_id,
         duplicate=t.duplicate,
         price_version=t.price_version,
+        state=_STATES[t.state],
     )
 
 
@@ -95,13 +107,16 @@ def _recorded_pb(row: asyncpg.Record) -> pb.RecordedEvent:
     )
     return pb.RecordedEvent(
         event=event,
-        cost_nanos=row["cost_nanos"],
+        cost_nanos=row["cost_nanos"] or 0,
         charged_nanos=row["charged_nanos"],
         shortfall_nanos=row["shortfall_nanos"],
         transaction_id=row["transaction_id"],
         price_version=row["price_version"],
-        charged=row["status"] == "CHARGED",
+        charged=row["status"] in ("CHARGED", "SHORTFALL"),
         recorded_at=to_timestamp(row["recorded_at"]),
+        state=_STATES[_STATE_OF_STATUS[row["status"]]],
+        park_reason=row["park_reason"],
+        attempts=row["attempts"],
     )
 
 
@@ -115,9 +130,18 @@ def _subject(requested: str) -> str:
     return requested
 
 
+def _wait_budget(context: grpc.aio.ServicerContext, limit: float) -> float:
+    """How long the answer may wait for the charge: the configured limit, within the caller's deadline."""
+    remaining: float | None = context.time_remaining()
+    if remaining is None:
+        return limit
+    return max(0.0, min(limit, remaining - _ANSWER_MARGIN_SECONDS))
+
+
 class MeteringServicer(pb_grpc.MeteringServiceServicer):
-    def __init__(self, metering: Metering) -> None:
+    def __init__(self, metering: Metering, track_wait_seconds: float = 2.0) -> None:
         self._m = metering
+        self._wait = track_wait_seconds
 
     async def Authorize(self, request: pb.AuthorizeRequest, context: grpc.aio.ServicerContext) -> pb.AuthorizeResponse:
         if not request.request_id:
@@ -148,7 +172,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
     async def TrackUsage(
         self, request: pb.TrackUsageRequest, context: grpc.aio.ServicerContext
     ) -> pb.TrackUsageResponse:
-        (tracked,) = await self._m.track([_event(request.event, datetime.now(UTC))])
+        (tracked,) = await self._m.track([_event(request.event, datetime.now(UTC))], _wait_budget(context, self._wait))
         return _tracked_pb(tracked)
 
     async def TrackUsageBatch(
@@ -164,7 +188,8 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
             except DomainError as error:
                 error.metadata["index"] = str(index)
                 raise
-        return pb.TrackUsageBatchResponse(results=[_tracked_pb(t) for t in await self._m.track(events)])
+        tracked = await self._m.track(events, _wait_budget(context, self._wait))
+        return pb.TrackUsageBatchResponse(results=[_tracked_pb(t) for t in tracked])
 
     async def GetUsageSummary(
         self, request: pb.GetUsageSummaryRequest, context: grpc.aio.ServicerContext
@@ -240,5 +265,17 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         rows = await self._m.events(user_id, parse_event_token(request.page_token), size + 1)
         page = rows[:size]
         return pb.ListUsageEventsResponse(
+            events=[_recorded_pb(r) for r in page], next_page_token=event_token(page[-1]) if len(rows) > size else ""
+        )
+
+    async def ListParkedEvents(
+        self, request: pb.ListParkedEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListParkedEventsResponse:
+        size = request.page_size or 50
+        if not 1 <= size <= 500:
+            raise invalid("INVALID_PAGE_SIZE", "page_size must be from 1 to 500", field="page_size")
+        rows = await self._m.parked(request.user_id, parse_event_token(request.page_token), size + 1)
+        page = rows[:size]
+        return pb.ListParkedEventsResponse(
             events=[_recorded_pb(r) for r in page], next_page_token=event_token(page[-1]) if len(rows) > size else ""
         )

@@ -1,10 +1,14 @@
-"""Metering use cases: authorize, track (record exactly once, then charge), recover, report.
+"""Metering use cases: authorize, track (record first, then charge from the outbox), recover, report.
 
-Tracking is two steps with a crash-safe seam between them: the event is first
-recorded (with its price) in this service's database — the event id is unique
-forever, so a repeat is recognised here — and then charged in credits with the
-event id as the credits request id (a replay there never charges twice). An
-event recorded but not yet charged is charged by the recovery pass.
+Tracking records the event(s) in metering's own database first — validated as
+a whole, all or nothing, exact repeats recognised by event id and fingerprint —
+and answers from that record. Pricing (from the local price book) and charging
+(one multi-account ledger call per gathered chunk) follow through the charger;
+the answer waits for them only as long as the caller's deadline allows. An
+event whose charge could not happen now stays RECORDED and is charged by the
+recovery pass (any replica, rows claimed with SKIP LOCKED); one that can never
+be charged is PARKED with a reason after bounded retries. See
+docs/usage-pipeline.md.
 """
 
 from __future__ import annotations
@@ -23,21 +27,31 @@ from typing import Any
 import asyncpg
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as cpb
-from creditmeter.openrouter.v1 import openrouter_pb2 as opb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
-from services.common import pagetoken, service_kind
+from services.common import pagetoken
 from services.common.errors import Code, DomainError, invalid
 from services.common.rpcstatus import error_info_from, relay
 from services.credits.client import CreditsClient
 from services.metering import domain
 from services.metering import repository as repo
 from services.metering.domain import Event
+from services.metering.pipeline import (
+    EVENT_REFUSALS,
+    AccountDirectory,
+    Charger,
+    Outcome,
+    PriceBookCache,
+    Unavailable,
+    Work,
+)
+from services.openrouter import pricebook
+from services.openrouter.domain import Quote, Service
+from services.openrouter.pricebook import PriceBook
 
 log = logging.getLogger(__name__)
 
-#: Hold refusals after which the event is charged directly instead.
-_HOLD_UNUSABLE = {"CAPTURE_EXCEEDS_HOLD", "HOLD_EXPIRED", "HOLD_ALREADY_SETTLED", "HOLD_NOT_FOUND"}
+_STATE_OF_STATUS = {"RECORDED": "PENDING", "CHARGED": "CHARGED", "SHORTFALL": "SHORTFALL", "PARKED": "PARKED"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,8 @@ class Tracked:
     transaction_id: str
     duplicate: bool
     price_version: str
+    #: PENDING, CHARGED, SHORTFALL or PARKED.
+    state: str = "PENDING"
 
 
 @dataclass(frozen=True)
@@ -87,96 +103,151 @@ class Totals:
             setattr(self, name, getattr(self, name) + row[name])
 
 
-def _tracked(row: asyncpg.Record, duplicate: bool) -> Tracked:
-    return Tracked(
-        row["event_id"],
-        row["cost_nanos"],
-        row["charged_nanos"],
-        row["shortfall_nanos"],
-        row["transaction_id"],
-        duplicate,
-        row["price_version"],
+def _work(event: Event, cost: int | None, version: str, attempts: int = 0) -> Work:
+    return Work(
+        event.event_id,
+        event.user_id,
+        event.service,
+        event.model,
+        event.input_tokens,
+        event.output_tokens,
+        event.quantity,
+        event.byok,
+        event.hold_id,
+        cost,
+        version,
+        attempts,
     )
+
+
+def _work_of_row(row: asyncpg.Record) -> Work:
+    return Work(
+        row["event_id"],
+        row["user_id"],
+        row["service"],
+        row["model"],
+        row["input_tokens"],
+        row["output_tokens"],
+        row["quantity"],
+        row["byok"],
+        row["hold_id"],
+        row["cost_nanos"],
+        row["price_version"],
+        row["attempts"],
+    )
+
+
+#: Quotes already computed, by everything a price depends on (the book's version included): the same
+#: usage shape recurs constantly and exact decimal pricing is the costliest per-event step of a batch.
+_QUOTES: dict[tuple[str, str, bool, str, str, int, int, int, bool], Quote] = {}
+_QUOTES_MAX = 100_000
+
+
+def _quote(book: PriceBook, tier: str, w: Event | Work) -> Quote:
+    byok_allowed = tier in book.byok_tiers
+    key = (book.version, tier, byok_allowed, w.service, w.model, w.input_tokens, w.output_tokens, w.quantity, w.byok)
+    quote = _QUOTES.get(key)
+    if quote is None:
+        quote = pricebook.price(
+            book, tier, Service(w.service), w.model, w.input_tokens, w.output_tokens, w.quantity, w.byok
+        )
+        if len(_QUOTES) >= _QUOTES_MAX:
+            _QUOTES.clear()
+        _QUOTES[key] = quote
+    return quote
 
 
 class Metering:
     def __init__(
-        self, pool: asyncpg.Pool, credits: CreditsClient, pricing: opb_grpc.OpenRouterServiceStub, timeout: float
+        self,
+        pool: asyncpg.Pool,
+        credits: CreditsClient,
+        pricing: opb_grpc.OpenRouterServiceStub,
+        timeout: float,
+        *,
+        max_attempts: int = 5,
+        max_backoff_seconds: float = 20.0,
+        claim_lease_seconds: float = 30.0,
+        chunk: int = 2000,
+        parallel: int = 4,
     ) -> None:
         self._pool = pool
         self._credits = credits
-        self._pricing = pricing
         self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._max_backoff = max_backoff_seconds
+        self._lease = claim_lease_seconds
+        self.prices = PriceBookCache(pricing, timeout)
+        self.accounts = AccountDirectory(credits.stub, timeout)
+        self.charger = Charger(self.charge, chunk=chunk, parallel=parallel)
 
     # --- the other contexts -----------------------------------------------------------------
 
     async def _account(self, user_id: str) -> tuple[str, datetime]:
         """(tier, start of the billing period); a user without an account is on trial from now."""
         try:
-            balance = await self._credits.stub.GetBalance(cpb.GetBalanceRequest(user_id=user_id), timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return "trial", datetime.now(UTC)
-            raise relay(error, domain.DOMAIN) from None
-        return str(balance.tier), balance.period_start.ToDatetime(tzinfo=UTC)
+            state = (await self.accounts.get({user_id}))[user_id]
+        except Unavailable:
+            raise DomainError(
+                "CREDITS_UNAVAILABLE",
+                "the credits service could not be reached",
+                code=Code.UNAVAILABLE,
+                domain=domain.DOMAIN,
+            ) from None
+        return state.tier, state.period_start
 
-    def _quote_request(self, tier: str, event: Event, output_tokens: int | None = None) -> opb.QuotePriceRequest:
-        return opb.QuotePriceRequest(
-            tier=tier,
-            service=service_kind.value_of(event.service),
-            model=event.model,
-            input_tokens=event.input_tokens,
-            output_tokens=event.output_tokens if output_tokens is None else output_tokens,
-            quantity=event.quantity,
-            byok=event.byok,
-        )
-
-    async def _price(self, requests: list[opb.QuotePriceRequest]) -> list[opb.QuotePriceResponse]:
+    async def _estimate(self, tier: str, probe: Event) -> tuple[Quote, str]:
+        """A price from the local book; an unknown model gets one on-demand refresh before it is refused."""
         try:
-            answer = await self._pricing.QuotePrices(opb.QuotePricesRequest(quotes=requests), timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            raise relay(error, domain.DOMAIN) from None
-        return list(answer.quotes)
+            book = await self.prices.get()
+            try:
+                return _quote(book, tier, probe), book.version
+            except DomainError as error:
+                if error.reason != "MODEL_NOT_FOUND":
+                    raise
+            book = await self.prices.refresh_for_unknown_model()
+            return _quote(book, tier, probe), book.version
+        except Unavailable:
+            raise DomainError(
+                "PRICES_UNAVAILABLE", "no price book is available yet", code=Code.UNAVAILABLE, domain=domain.DOMAIN
+            ) from None
 
-    async def _tiers(self, user_ids: set[str]) -> dict[str, str]:
-        found = await asyncio.gather(*(self._account(u) for u in sorted(user_ids)))
-        return {u: tier for u, (tier, _) in zip(sorted(user_ids), found, strict=True)}
+    async def refresh_prices(self) -> int:
+        """For the schedule: keeps the local price book current; a failure keeps the old one."""
+        try:
+            await self.prices.get()
+        except Unavailable as error:
+            log.warning("price book not refreshed", extra={"reason": str(error)})
+        return 0
 
     # --- authorize ------------------------------------------------------------------------------
 
     async def authorize(self, probe: Event, max_output_tokens: int, ttl: int, request_id: str) -> Authorization:
+        """Quota, a local price estimate and a credits hold: two statements in metering's database and one
+        ledger call; no pricing call (the price book is local) and no balance read (the tier is cached)."""
         fp = hashlib.sha256(json.dumps([probe.fingerprint(), max_output_tokens, ttl]).encode()).hexdigest()
+        tier_id, period_start = await self._account(probe.user_id)
+        tier = (await self._credits.tiers())[tier_id]
+        estimate, version = await self._estimate(tier_id, dataclasses.replace(probe, output_tokens=max_output_tokens))
+        window = domain.quota_window(tier.api_call_period, period_start, datetime.now(UTC))
+        limit = int(tier.api_call_limit)
         async with self._pool.acquire() as conn:
-            saved = await repo.find_authorization(conn, probe.user_id, request_id)
-        if saved is not None:
-            if saved[0] != fp:
+            begun = await repo.begin_authorization(conn, probe.user_id, request_id, window, limit)
+        if begun["fingerprint"] is not None:
+            if begun["fingerprint"] != fp:
                 raise DomainError(
                     "REQUEST_ID_REUSED",
                     "this request_id was used for a different authorization",
                     code=Code.ALREADY_EXISTS,
                     domain=domain.DOMAIN,
                 )
-            return Authorization(**json.loads(saved[1]))
-        tier_id, period_start = await self._account(probe.user_id)
-        tier = (await self._credits.tiers())[tier_id]
-        (estimate,) = await self._price([self._quote_request(tier_id, probe, max_output_tokens)])
-        window = domain.quota_window(tier.api_call_period, period_start, datetime.now(UTC))
-        limit = int(tier.api_call_limit)
-        async with self._pool.acquire() as conn:
-            used = await repo.count_call(conn, probe.user_id, window, limit)
-            if used is None:
-                result = Authorization(
-                    False,
-                    "QUOTA_EXCEEDED",
-                    "",
-                    0,
-                    estimate.total_nanos,
-                    await repo.calls_in(conn, probe.user_id, window),
-                    limit,
-                    0,
-                    estimate.price_version,
-                )
-                return await self._remember(probe.user_id, request_id, fp, result)
+            return Authorization(**json.loads(bytes(begun["response"])))
+        used = begun["counted"]
+        if used is None:
+            result = Authorization(
+                False, "QUOTA_EXCEEDED", "", 0, estimate.total_nanos, int(begun["current"]), limit, 0, version
+            )
+            return await self._remember(probe.user_id, request_id, fp, result, None)
         hold_id, held = "", 0
         if estimate.total_nanos > 0:
             try:
@@ -193,10 +264,10 @@ class Metering:
                 )
                 hold_id, held = hold.hold_id, estimate.total_nanos
             except grpc.aio.AioRpcError as error:
-                async with self._pool.acquire() as conn:
-                    await repo.uncount_call(conn, probe.user_id, window)
                 info = error_info_from(error)
                 if info is None or info.reason != "INSUFFICIENT_CREDITS":
+                    async with self._pool.acquire() as conn:
+                        await repo.uncount_call(conn, probe.user_id, window)
                     raise relay(error, domain.DOMAIN) from None
                 result = Authorization(
                     False,
@@ -207,9 +278,9 @@ class Metering:
                     used - 1,
                     limit,
                     max(0, limit - used + 1) if limit else 0,
-                    estimate.price_version,
+                    version,
                 )
-                return await self._remember(probe.user_id, request_id, fp, result)
+                return await self._remember(probe.user_id, request_id, fp, result, window)
         result = Authorization(
             True,
             "",
@@ -219,147 +290,287 @@ class Metering:
             used,
             limit,
             max(0, limit - used) if limit else 0,
-            estimate.price_version,
+            version,
         )
-        return await self._remember(probe.user_id, request_id, fp, result)
+        return await self._remember(probe.user_id, request_id, fp, result, None)
 
-    async def _remember(self, user_id: str, request_id: str, fp: str, result: Authorization) -> Authorization:
+    async def _remember(
+        self, user_id: str, request_id: str, fp: str, result: Authorization, uncount: datetime | None
+    ) -> Authorization:
         async with self._pool.acquire() as conn:
-            if not await repo.save_authorization(
-                conn, user_id, request_id, fp, json.dumps(dataclasses.asdict(result)).encode()
-            ):
+            body = json.dumps(dataclasses.asdict(result)).encode()
+            if not await repo.finish_authorization(conn, user_id, request_id, fp, body, uncount):
                 saved = await repo.find_authorization(conn, user_id, request_id)
                 assert saved is not None
                 return Authorization(**json.loads(saved[1]))
         return result
 
-    # --- track ------------------------------------------------------------------------------------
+    # --- track: record first ----------------------------------------------------------------------
 
-    async def track(self, events: list[Event]) -> list[Tracked]:
-        """Records the events not seen before and charges every uncharged one; results in input order."""
-        if len({e.event_id for e in events}) != len(events):
-            raise invalid("DUPLICATE_EVENT_ID", "each event in a batch needs its own event_id", field="events")
-        tiers = await self._tiers({e.user_id for e in events})
-        quotes = await self._price([self._quote_request(tiers[e.user_id], e) for e in events])
-        ids = [e.event_id for e in events]
-        async with self._pool.acquire() as conn, conn.transaction():
-            new = await repo.record_events(
-                conn, events, [q.total_nanos for q in quotes], [q.price_version for q in quotes]
-            )
-            stored = await repo.events_by_id(conn, ids)
-        for event in events:
-            if event.event_id not in new and stored[event.event_id]["fingerprint"] != event.fingerprint():
-                raise domain.event_id_reused(event.event_id)
-        pending = [stored[i] for i in ids if stored[i]["status"] == "RECORDED"]
-        if pending:
-            await self._charge(pending)
-            async with self._pool.acquire() as conn:
-                stored = await repo.events_by_id(conn, ids)
-        unfinished = [i for i in ids if stored[i]["status"] != "CHARGED"]
-        if unfinished:
-            raise DomainError(
-                "CHARGE_PENDING",
-                "the usage is recorded but the ledger did not answer; it will be charged, or retry the same event",
-                code=Code.UNAVAILABLE,
-                domain=domain.DOMAIN,
-                metadata={"event_id": unfinished[0]},
-            )
-        return [_tracked(stored[i], i not in new) for i in ids]
+    async def _price_at_door(self, events: list[Event]) -> tuple[list[int | None], list[str]]:
+        """Prices the batch locally when the book and the tiers are at hand; None where not (priced later).
 
-    async def _charge(self, rows: list[asyncpg.Record]) -> None:
-        """Charges recorded events: captures holds where named, and one ledger call per account for the rest."""
-        outcomes: dict[str, tuple[int, int, str]] = {}
-        direct: dict[str, list[asyncpg.Record]] = defaultdict(list)
-        failures: list[DomainError] = []
-        for row in rows:
-            if row["hold_id"]:
-                try:
-                    captured = await self._capture(row)
-                except DomainError as error:
-                    failures.append(error)
-                    continue
-                if captured is not None:
-                    outcomes[row["event_id"]] = captured
-                    continue
-            direct[row["user_id"]].append(row)
-        for user_id, group in direct.items():
-            for start in range(0, len(group), domain.MAX_BATCH):
-                chunk = group[start : start + domain.MAX_BATCH]
-                request = cpb.ChargeUsageRequest(
-                    user_id=user_id,
-                    allow_partial=True,
-                    charges=[
-                        cpb.UsageCharge(
-                            request_id=r["event_id"],
-                            amount_nanos=r["cost_nanos"],
-                            model=r["model"],
-                            reference_id=f"usage:{r['event_id']}",
-                            price_version=r["price_version"],
-                            reason=f"{r['service']} usage",
-                        )
-                        for r in chunk
-                    ],
-                )
-                try:
-                    answer = await self._credits.stub.ChargeUsage(request, timeout=max(self._timeout, 30))
-                except grpc.aio.AioRpcError as error:
-                    failures.append(relay(error, domain.DOMAIN))
-                    continue
-                for result in answer.results:
-                    outcomes[result.request_id] = (result.charged_nanos, result.shortfall_nanos, result.transaction_id)
-        if outcomes:
-            ids = list(outcomes)
-            async with self._pool.acquire() as conn:
-                await repo.mark_charged(
-                    conn,
-                    ids,
-                    [outcomes[i][0] for i in ids],
-                    [outcomes[i][1] for i in ids],
-                    [outcomes[i][2] for i in ids],
-                )
-        if failures:
-            log.warning("some usage is recorded but not charged yet", extra={"reason": failures[0].reason})
-
-    async def _capture(self, row: asyncpg.Record) -> tuple[int, int, str] | None:
-        """Captures the event's cost from its hold; None when the hold cannot take it (charge directly)."""
-        event_id = row["event_id"]
+        Refuses (the whole batch) an event that no price book will ever accept: an
+        unknown model after one on-demand refresh, BYOK on a tier without it, or a
+        cost beyond MAX_EVENT_COST_NANOS.
+        """
+        unpriced: tuple[list[int | None], list[str]] = ([None] * len(events), [""] * len(events))
         try:
-            answer = await self._credits.stub.CaptureHold(
-                cpb.CaptureHoldRequest(
-                    hold_id=row["hold_id"],
-                    amount_nanos=row["cost_nanos"],
-                    request_id=event_id,
-                    reason=f"{row['service']} usage",
-                    model=row["model"],
-                    reference_id=f"usage:{event_id}",
-                    price_version=row["price_version"],
-                ),
-                timeout=self._timeout,
+            states = await self.accounts.get({e.user_id for e in events})
+            book = await self.prices.get()
+        except Unavailable:
+            return unpriced
+        costs: list[int | None] = []
+        versions: list[str] = []
+        refreshed = False
+        for index, event in enumerate(events):
+            tier = states[event.user_id].tier
+            try:
+                try:
+                    quote = _quote(book, tier, event)
+                except DomainError as error:
+                    if error.reason != "MODEL_NOT_FOUND" or refreshed:
+                        raise
+                    refreshed = True
+                    try:
+                        book = await self.prices.refresh_for_unknown_model()
+                    except Unavailable:
+                        # OpenRouter or its context is away: record it, price it later.
+                        costs.append(None)
+                        versions.append("")
+                        continue
+                    quote = _quote(book, tier, event)
+                if quote.total_nanos > domain.MAX_EVENT_COST_NANOS:
+                    raise invalid(
+                        "COST_OUT_OF_RANGE",
+                        f"this usage would cost {quote.total_nanos} nanos; one event may cost at most "
+                        f"{domain.MAX_EVENT_COST_NANOS}",
+                        field="quantity",
+                    )
+            except DomainError as error:
+                error.metadata["index"] = str(index)
+                raise
+            costs.append(quote.total_nanos)
+            versions.append(book.version)
+        return costs, versions
+
+    async def track(self, events: list[Event], wait_seconds: float = 0.0) -> list[Tracked]:
+        """Records the batch (all or nothing) and answers from the record; waits up to ``wait_seconds``
+        for the charge. Results in input order."""
+        first: dict[str, Event] = {}
+        for index, event in enumerate(events):
+            seen = first.get(event.event_id)
+            if seen is None:
+                first[event.event_id] = event
+            elif seen.fingerprint() != event.fingerprint():
+                error = domain.event_id_reused(event.event_id)
+                error.metadata["index"] = str(index)
+                raise error
+        unique = list(first.values())
+        costs, versions = await self._price_at_door(unique)
+        async with self._pool.acquire() as conn:
+            try:
+                rows = await repo.record_events(conn, unique, costs, versions)
+            except repo.EventIdReused as reused:
+                raise domain.event_id_reused(reused.event_id) from None
+        recorded = {r["event_id"]: r for r in rows}
+        to_charge = [
+            _work(first[i], recorded[i]["cost_nanos"], recorded[i]["price_version"])
+            for i in first
+            if recorded[i]["status"] == "RECORDED"
+        ]
+        futures = dict(zip([w.event_id for w in to_charge], self.charger.submit(to_charge), strict=True))
+        if futures and wait_seconds > 0:
+            await asyncio.wait(list(futures.values()), timeout=wait_seconds)
+        out = []
+        answered: set[str] = set()
+        for event in events:
+            row = recorded[event.event_id]
+            duplicate = not row["is_new"] or event.event_id in answered
+            answered.add(event.event_id)
+            future = futures.get(event.event_id)
+            outcome = future.result() if future is not None and future.done() else None
+            if outcome is not None:
+                out.append(
+                    Tracked(
+                        event.event_id,
+                        outcome.cost_nanos,
+                        outcome.charged_nanos,
+                        outcome.shortfall_nanos,
+                        outcome.transaction_id,
+                        duplicate,
+                        outcome.price_version,
+                        outcome.state,
+                    )
+                )
+            else:
+                out.append(
+                    Tracked(
+                        event.event_id,
+                        row["cost_nanos"] or 0,
+                        row["charged_nanos"],
+                        row["shortfall_nanos"],
+                        row["transaction_id"],
+                        duplicate,
+                        row["price_version"],
+                        _STATE_OF_STATUS[row["status"]],
+                    )
+                )
+        return out
+
+    # --- charge: from the outbox ------------------------------------------------------------------
+
+    async def charge(self, works: list[Work]) -> dict[str, Outcome]:
+        """Prices what is not priced yet, then charges everything priced in one ledger call.
+
+        Returns the outcome of each event that settled (CHARGED, SHORTFALL, PARKED);
+        the others stay RECORDED with their next attempt scheduled.
+        """
+        outcomes: dict[str, Outcome] = {}
+        priced = [w for w in works if w.cost_nanos is not None]
+        unpriced = [w for w in works if w.cost_nanos is None]
+        if unpriced:
+            priced += await self._price_late(unpriced, outcomes)
+        if priced:
+            outcomes.update(await self._charge_priced(priced))
+        return outcomes
+
+    async def _price_late(self, works: list[Work], outcomes: dict[str, Outcome]) -> list[Work]:
+        try:
+            states = await self.accounts.get({w.user_id for w in works})
+            book = await self.prices.get()
+        except Unavailable as error:
+            async with self._pool.acquire() as conn:
+                await repo.retry_later(conn, [w.event_id for w in works], str(error), self._max_backoff)
+            return []
+        if any(w.service == "LLM" and w.model not in book.models for w in works):
+            try:
+                book = await self.prices.refresh_for_unknown_model()
+            except Unavailable as error:
+                async with self._pool.acquire() as conn:
+                    await repo.retry_later(conn, [w.event_id for w in works], str(error), self._max_backoff)
+                return []
+        priced: list[Work] = []
+        parked: dict[str, str] = {}
+        for w in works:
+            try:
+                quote = _quote(book, states[w.user_id].tier, w)
+            except DomainError as error:
+                parked[w.event_id] = error.reason
+                continue
+            # Recorded usage is always chargeable: a cost beyond the per-event maximum is capped
+            # there (the ledger charges at most the balance anyway; the rest is shortfall).
+            cost = min(quote.total_nanos, domain.MAX_EVENT_COST_NANOS)
+            priced.append(dataclasses.replace(w, cost_nanos=cost, price_version=book.version))
+        async with self._pool.acquire() as conn:
+            if parked:
+                await repo.park(conn, list(parked), list(parked.values()))
+            stored = (
+                await repo.set_prices(
+                    conn,
+                    [w.event_id for w in priced],
+                    [w.cost_nanos or 0 for w in priced],
+                    [w.price_version for w in priced],
+                )
+                if priced
+                else {}
             )
+        for event_id, reason in parked.items():
+            outcomes[event_id] = Outcome("PARKED", 0, "", park_reason=reason)
+        return [
+            dataclasses.replace(w, cost_nanos=stored[w.event_id][0], price_version=stored[w.event_id][1])
+            for w in priced
+            if w.event_id in stored and stored[w.event_id][0] is not None
+        ]
+
+    async def _charge_priced(self, works: list[Work]) -> dict[str, Outcome]:
+        """One ChargeUsageBatch for the chunk; a refusal that is not transient is bisected down to the
+        event that causes it, which alone is retried and, after max_attempts, parked."""
+        request = cpb.ChargeUsageBatchRequest(
+            items=[
+                cpb.UsageItem(
+                    user_id=w.user_id,
+                    event_id=w.event_id,
+                    amount_nanos=w.cost_nanos or 0,
+                    hold_id=w.hold_id,
+                    service=w.service,
+                    model=w.model,
+                    price_version=w.price_version,
+                )
+                for w in works
+            ]
+        )
+        try:
+            answer = await self._credits.stub.ChargeUsageBatch(request, timeout=max(self._timeout, 30))
         except grpc.aio.AioRpcError as error:
             info = error_info_from(error)
-            if info is None or info.reason not in _HOLD_UNUSABLE:
-                raise relay(error, domain.DOMAIN) from None
-            if info.reason == "CAPTURE_EXCEEDS_HOLD":
-                # Give the hold back so the whole cost can be charged from the balance.
-                try:
-                    await self._credits.stub.ReleaseHold(
-                        cpb.ReleaseHoldRequest(hold_id=row["hold_id"], request_id=f"{event_id}:release"),
-                        timeout=self._timeout,
-                    )
-                except grpc.aio.AioRpcError:
-                    log.warning("could not release a hold; it will expire", extra={"event_id": event_id})
-            return None
-        tx = answer.transaction.transaction_id if answer.HasField("transaction") else ""
-        return row["cost_nanos"], 0, tx
-
-    async def recover(self, older_than_seconds: float = 10.0, batch: int = 1000) -> int:
-        """Charges events recorded but not charged (a crash or an unreachable ledger in between)."""
+            reason = info.reason if info is not None else error.code().name
+            if error.code() not in EVENT_REFUSALS:
+                async with self._pool.acquire() as conn:
+                    await repo.retry_later(conn, [w.event_id for w in works], reason, self._max_backoff)
+                return {}
+            if len(works) > 1:
+                half = len(works) // 2
+                left, right = await asyncio.gather(self._charge_priced(works[:half]), self._charge_priced(works[half:]))
+                return left | right
+            (w,) = works
+            async with self._pool.acquire() as conn:
+                if w.attempts + 1 >= self._max_attempts:
+                    await repo.park(conn, [w.event_id], [reason])
+                    log.warning("usage event parked", extra={"event_id": w.event_id, "reason": reason})
+                    return {w.event_id: Outcome("PARKED", w.cost_nanos or 0, w.price_version, park_reason=reason)}
+                await repo.retry_later(conn, [w.event_id], reason, self._max_backoff)
+            return {}
+        outcomes: dict[str, Outcome] = {}
+        settled: list[tuple[Work, cpb.UsageItemResult]] = []
+        reused: list[str] = []
+        for w, result in zip(works, answer.results, strict=True):
+            if result.outcome == cpb.USAGE_OUTCOME_REUSED:
+                reused.append(w.event_id)
+                outcomes[w.event_id] = Outcome(
+                    "PARKED", w.cost_nanos or 0, w.price_version, park_reason="LEDGER_EVENT_ID_REUSED"
+                )
+            else:
+                settled.append((w, result))
+                outcomes[w.event_id] = Outcome(
+                    "SHORTFALL" if result.shortfall_nanos > 0 else "CHARGED",
+                    w.cost_nanos or 0,
+                    w.price_version,
+                    result.charged_nanos,
+                    result.shortfall_nanos,
+                    result.transaction_id,
+                )
         async with self._pool.acquire() as conn:
-            rows = await repo.uncharged(conn, older_than_seconds, batch)
-        if rows:
-            await self._charge(rows)
-        return len(rows)
+            if settled:
+                await repo.settle(
+                    conn,
+                    [w.event_id for w, _ in settled],
+                    [r.charged_nanos for _, r in settled],
+                    [r.shortfall_nanos for _, r in settled],
+                    [r.transaction_id for _, r in settled],
+                )
+            if reused:
+                await repo.park(conn, reused, ["LEDGER_EVENT_ID_REUSED"] * len(reused))
+        for w, _ in settled:
+            if w.hold_id:
+                # The account's holds changed; its next authorization must not trust a stale period either.
+                self.accounts.forget(w.user_id)
+        return outcomes
+
+    async def recover(self, batch: int = 2000, max_rounds: int = 50) -> int:
+        """Charges due RECORDED events (crash, unreachable dependency, backoff over): claims them with
+        SKIP LOCKED so any number of replicas share the work. Returns how many were claimed."""
+        total = 0
+        for _ in range(max_rounds):
+            async with self._pool.acquire() as conn:
+                rows = await repo.claim_due(conn, batch, self._lease)
+            if not rows:
+                break
+            total += len(rows)
+            await self.charge([_work_of_row(r) for r in rows])
+            if len(rows) < batch:
+                break
+        return total
 
     # --- reports ---------------------------------------------------------------------------------
 
@@ -378,6 +589,10 @@ class Metering:
     async def events(self, user_id: str, before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
         async with self._pool.acquire() as conn:
             return await repo.list_events(conn, user_id, before, limit)
+
+    async def parked(self, user_id: str, before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+        async with self._pool.acquire() as conn:
+            return await repo.list_parked(conn, user_id, before, limit)
 
 
 def summarize(rows: list[asyncpg.Record], key: Any) -> dict[Any, Totals]:

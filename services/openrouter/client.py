@@ -4,7 +4,12 @@ Documented shapes only: ``POST /api/v1/keys`` → ``{data, key}``, ``GET|PATCH|D
 /api/v1/keys/{hash}``, ``GET /api/v1/key``, ``GET /api/v1/credits``, ``GET
 /api/v1/models``. JSON numbers are read as ``Decimal`` (amounts are USD).
 Every call has a bounded timeout; 429 and 5xx are retried with exponential
-backoff (honouring Retry-After up to a cap), nothing else is. Failures raise
+backoff (honouring Retry-After up to a cap), nothing else is — except key
+creation, which is not idempotent at OpenRouter: ``POST /api/v1/keys`` is
+retried on 429 only (the request was refused, nothing was made), and an
+ambiguous failure (5xx, timeout, broken answer) is left to the caller, who
+looks the key up by its name before creating again. Key lists are read over
+every page (``offset``) by :meth:`OpenRouterClient.keys_named`. Failures raise
 :class:`OpenRouterError` with a stable reason. Keys never reach a log line or
 an error message.
 """
@@ -68,7 +73,15 @@ class OpenRouterClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, *, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str,
+        body: dict[str, Any] | None = None,
+        retry_server_errors: bool = True,
+    ) -> dict[str, Any]:
         url = f"{self._base}{path}"
         headers = {"authorization": f"Bearer {key}", "accept": "application/json"}
         content = None
@@ -89,7 +102,7 @@ class OpenRouterClient:
                 ) from None
             status = response.status_code
             if status == 429 or status >= 500:
-                if attempt < self._retries:
+                if attempt < self._retries and (status == 429 or retry_server_errors):
                     await asyncio.sleep(self._delay(attempt, response))
                     attempt += 1
                     continue
@@ -147,7 +160,10 @@ class OpenRouterClient:
             body["limit"] = limit_usd
         if limit_reset:
             body["limit_reset"] = limit_reset
-        answer = await self._call("POST", "/api/v1/keys", key=self._management_key, body=body)
+        # Not retried on 5xx: OpenRouter may have made the key and lost only the answer (see the module doc).
+        answer = await self._call(
+            "POST", "/api/v1/keys", key=self._management_key, body=body, retry_server_errors=False
+        )
         data = self._data(answer, "create key")
         plaintext = answer.get("key")
         if not isinstance(plaintext, str) or not plaintext or not isinstance(data.get("hash"), str):
@@ -169,14 +185,30 @@ class OpenRouterClient:
     async def delete_key(self, key_hash: str) -> None:
         await self._call("DELETE", f"/api/v1/keys/{key_hash}", key=self._management_key)
 
-    async def list_keys(self, offset: int = 0) -> list[dict[str, Any]]:
-        answer = await self._call("GET", f"/api/v1/keys?offset={offset}", key=self._management_key)
+    async def list_keys(self, offset: int = 0, include_disabled: bool = True) -> list[dict[str, Any]]:
+        """One page of the account's keys (``GET /api/v1/keys?offset=…``; the page size is OpenRouter's)."""
+        flag = "true" if include_disabled else "false"
+        answer = await self._call(
+            "GET", f"/api/v1/keys?offset={offset}&include_disabled={flag}", key=self._management_key
+        )
         data = answer.get("data")
         if not isinstance(data, list):
             raise OpenRouterError(
                 "OPENROUTER_BAD_RESPONSE", "OpenRouter's key list is not a list", code=Code.UNAVAILABLE
             )
         return [k for k in data if isinstance(k, dict)]
+
+    async def keys_named(self, name: str, max_pages: int = 10_000) -> list[dict[str, Any]]:
+        """Every key (disabled ones too) called ``name``, read over all pages until an empty one."""
+        found: list[dict[str, Any]] = []
+        offset = 0
+        for _ in range(max_pages):
+            page = await self.list_keys(offset)
+            if not page:
+                return found
+            found.extend(k for k in page if k.get("name") == name and isinstance(k.get("hash"), str))
+            offset += len(page)
+        raise OpenRouterError("OPENROUTER_BAD_RESPONSE", "OpenRouter's key list did not end", code=Code.UNAVAILABLE)
 
     async def credits(self) -> tuple[Decimal, Decimal]:
         data = self._data(await self._call("GET", "/api/v1/credits", key=self._management_key), "credits")

@@ -13,7 +13,7 @@ from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
 from services.common.idempotency import fingerprint
 from services.common.timestamps import to_timestamp
-from services.openrouter import domain
+from services.openrouter import domain, pricebook
 from services.openrouter.domain import Service, TierRate, UnitPrice
 from services.openrouter.workflow import AccountView, OpenRouter, RateCard
 
@@ -33,6 +33,7 @@ POLICIES: dict[str, MethodPolicy] = {
     ),
     _SERVICE + "QuotePrice": MethodPolicy.allow("admin", "svc-metering", "svc-platform"),
     _SERVICE + "QuotePrices": MethodPolicy.allow("admin", "svc-metering"),
+    _SERVICE + "GetPriceBook": MethodPolicy.allow("admin", "svc-metering"),
     _SERVICE + "GetProviderKey": MethodPolicy.allow("svc-openrouter"),
     _SERVICE + "RotateEncryptionKeys": MethodPolicy.allow("admin"),
     _SERVICE + "SyncModels": MethodPolicy.allow("admin"),
@@ -261,6 +262,14 @@ class OpenRouterServicer(pb_grpc.OpenRouterServiceServicer):
                 error.metadata["index"] = str(index)
                 raise
         return pb.QuotePricesResponse(quotes=answers)
+
+    async def GetPriceBook(
+        self, request: pb.GetPriceBookRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPriceBookResponse:
+        book, card = await self._or.price_book(refresh_catalog=request.refresh_catalog)
+        if request.known_version and request.known_version == book.version:
+            return pb.GetPriceBookResponse(price_version=book.version, unchanged=True)
+        return pricebook.to_message(book, _rate_card_pb(card))
 
     async def GetProviderKey(
         self, request: pb.GetProviderKeyRequest, context: grpc.aio.ServicerContext

@@ -26,11 +26,12 @@ import asyncpg
 from services.common.errors import Code, DomainError, already_exists, invalid, not_found, precondition
 from services.common.idempotency import StoredResponses
 from services.credits.client import CreditsClient
-from services.openrouter import domain
+from services.openrouter import domain, pricebook
 from services.openrouter import repository as repo
 from services.openrouter.client import OpenRouterClient, OpenRouterError
 from services.openrouter.crypto import KeyBox
 from services.openrouter.domain import ModelPrice, Quote, Service, TierRate, UnitPrice
+from services.openrouter.pricebook import PriceBook
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,21 @@ class OpenRouter:
 
     # --- quotes and lists -------------------------------------------------------------------
 
+    async def price_book(self, refresh_catalog: bool = False) -> tuple[PriceBook, RateCard]:
+        """The current published price book (optionally after syncing the catalog from OpenRouter)."""
+        if refresh_catalog:
+            await self.sync_models()
+        catalog, card = await self._current()
+        tiers = await self._credits.tiers()
+        book = PriceBook(
+            version=self.price_version(catalog, card),
+            tiers=card.tiers,
+            units=card.units,
+            models=catalog.models,
+            byok_tiers=frozenset(t for t, tier in tiers.items() if tier.byok_allowed),
+        )
+        return book, card
+
     async def quote(
         self,
         tier: str,
@@ -235,20 +251,8 @@ class OpenRouter:
         quantity: int,
         byok: bool,
     ) -> tuple[Quote, str]:
-        catalog, card = await self._current()
-        rate = card.tiers.get(tier)
-        if rate is None:
-            raise invalid("UNKNOWN_TIER", f"no tier {tier!r} in the rate card", field="tier")
-        if byok and not (await self._credits.tiers())[tier].byok_allowed:
-            raise precondition("BYOK_NOT_ALLOWED", f"the {tier} tier cannot bring its own key")
-        if service is Service.LLM:
-            model = catalog.models.get(model_id)
-            if model is None:
-                raise not_found("MODEL_NOT_FOUND", f"no model {model_id!r} in the catalog", model=model_id)
-            quote = domain.quote_llm(model, rate, input_tokens, output_tokens, byok)
-        else:
-            quote = domain.quote_unit(card.units[service], quantity)
-        return quote, self.price_version(catalog, card)
+        book, _ = await self.price_book()
+        return pricebook.price(book, tier, service, model_id, input_tokens, output_tokens, quantity, byok), book.version
 
     async def models(self, tier: str) -> tuple[list[ModelPrice], TierRate, str]:
         catalog, card = await self._current()
@@ -325,7 +329,7 @@ class OpenRouter:
             await self._delete_orphans(orphan)
         try:
             tier, limit_usd, reset = await self._tier_limit(user_id)
-            plaintext, data = await self._api.create_key(name, limit_usd, reset)
+            plaintext, data = await self._create_key(name, limit_usd, reset)
         except BaseException:
             async with self._pool.acquire() as conn:
                 await repo.release_claim(conn, user_id, name)
@@ -368,11 +372,40 @@ class OpenRouter:
             domain=domain.DOMAIN,
         )
 
+    async def _create_key(
+        self, name: str, limit_usd: Decimal | None, reset: str | None, attempts: int = 3
+    ) -> tuple[str, dict[str, Any]]:
+        """Creates the key called ``name`` exactly once at OpenRouter, across retries.
+
+        A create that failed ambiguously (5xx, timeout, unreadable answer) may have made the key at
+        OpenRouter without our ever seeing its secret, which OpenRouter shows only once. So before
+        creating again we look the name up (it is unique to this claim) over every page of the key list
+        and delete what we find: at most one key of ours lives on, and its secret is the one we store.
+        """
+        for attempt in range(attempts):
+            try:
+                return await self._api.create_key(name, limit_usd, reset)
+            except OpenRouterError as error:
+                ambiguous = error.code is Code.UNAVAILABLE and error.metadata.get("http_status") != "429"
+                if not ambiguous or attempt == attempts - 1:
+                    raise
+                log.warning(
+                    "openrouter key creation failed ambiguously; looking the key up before retrying",
+                    extra={"reason": error.reason, "attempt": attempt + 1},
+                )
+            await self._delete_orphans(name)
+            await asyncio.sleep(0.2 * (2**attempt))
+        raise AssertionError("unreachable")
+
     async def _delete_orphans(self, name: str) -> None:
-        for key in await self._api.list_keys():
-            if key.get("name") == name and isinstance(key.get("hash"), str):
+        """Deletes every key called ``name`` at OpenRouter (all pages, disabled keys included)."""
+        for key in await self._api.keys_named(name):
+            try:
                 await self._api.delete_key(key["hash"])
-                log.info("deleted an orphaned openrouter key")
+            except OpenRouterError as error:
+                if error.reason != "OPENROUTER_NOT_FOUND":  # gone already: what we wanted
+                    raise
+            log.info("deleted an orphaned openrouter key")
 
     async def sync_balance(self, user_id: str) -> AccountView:
         """Reads usage from OpenRouter and brings the key's limit in line with the user's tier."""

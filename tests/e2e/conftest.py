@@ -115,7 +115,8 @@ def run_stack(database_url: str, local: Path, **overrides: str) -> Iterator[Stac
 def stack(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     local = tmp_path_factory.mktemp("stack")
     ensure_dev_keys(local / "dev-auth")
-    with run_stack(e2e_database, local) as running:
+    # A loaded 2-core CI box can take more than metering's default 2 s to charge: tests want settled answers.
+    with run_stack(e2e_database, local, METERING_TRACK_WAIT_MS="20000") as running:
         yield running
 
 

@@ -99,7 +99,7 @@ async def test_50_events_against_a_balance_for_20_and_reports_that_agree(stack: 
         assert ledger == charged == 20 * 495_000
     verified = stack.verify()
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "charged_event_has_one_transaction" in verified.stdout
+    assert "event_state_matches_ledger" in verified.stdout
 
 
 async def test_the_101st_trial_authorization_of_a_day_is_refused(stack: Stack) -> None:

@@ -68,6 +68,15 @@ async def _usage_req(c: Credits, user: str) -> Any:
     return pb.ChargeUsageRequest(user_id=user, charges=[pb.UsageCharge(request_id=request_id(), amount_nanos=USD)])
 
 
+async def _usage_batch_req(c: Credits, user: str) -> Any:
+    # Zero: a probe that moves no money (metering's verify only asks events for charges that did).
+    return pb.ChargeUsageBatchRequest(items=[pb.UsageItem(user_id=user, event_id=request_id(), amount_nanos=0)])
+
+
+async def _states_req(c: Credits, user: str) -> Any:
+    return pb.GetAccountStatesRequest(user_ids=[user])
+
+
 async def _tier_req(c: Credits, user: str) -> Any:
     return pb.SetTierRequest(user_id=user, tier="starter", request_id=request_id())
 
@@ -103,6 +112,8 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
     "ListAccounts": (_accounts_req, expect({"admin"}), False),
     "ResetPeriods": (_reset_req, expect({"admin"}), True),
     "ChargeUsage": (_usage_req, expect({"svc-metering"}), True),
+    "ChargeUsageBatch": (_usage_batch_req, expect({"svc-metering"}), True),
+    "GetAccountStates": (_states_req, expect({"admin", "svc-metering"}), False),
 }
 
 

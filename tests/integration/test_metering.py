@@ -18,9 +18,7 @@ from google.protobuf import timestamp_pb2
 from services.common.auth import StaticTokenSource
 from services.common.bootstrap import RunningService
 from services.common.grpcserver import ClientInterceptor
-from services.metering.config import MeteringSettings
-from services.metering.server import create_server
-from tests.conftest import Keys, metering_environ, new_user, request_id
+from tests.conftest import Keys, new_user, request_id
 from tests.integration.conftest import USD, Credits, MeteringCaller, OpenRouterCaller, assert_metering_ok
 
 PAID = "openai/gpt-4o-mini"  # $0.15 / $0.60 per million tokens
@@ -251,6 +249,20 @@ async def test_reports_agree_with_each_other_and_the_ledger(
     await assert_metering_ok(db, metering_db)
 
 
+async def _settled(metering_db: asyncpg.Pool, event_ids: list[str], seconds: float = 60) -> None:
+    """Waits until the outbox charged every one of the events (no client retry involved)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        async with metering_db.acquire() as conn:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM events WHERE event_id = ANY($1::text[]) AND status = 'RECORDED'", event_ids
+            )
+        if pending == 0:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{pending} events still not charged"
+        await asyncio.sleep(0.1)
+
+
 async def test_a_10000_event_batch(
     metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
 ) -> None:
@@ -258,12 +270,17 @@ async def test_a_10000_event_batch(
     events = [_event(users[i % 4], input_tokens=100 + i % 7, output_tokens=10) for i in range(10_000)]
     answer = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events))
     assert len(answer.results) == 10_000 and not any(r.duplicate for r in answer.results)
-    charged = sum(r.charged_nanos for r in answer.results)
-    assert charged == sum(r.cost_nanos for r in answer.results) > 0
+    assert all(r.cost_nanos > 0 for r in answer.results)  # priced at the door from the local price book
+    await _settled(metering_db, [e.event_id for e in events])
+    async with metering_db.acquire() as conn:
+        charged, cost = await conn.fetchrow(
+            "SELECT sum(charged_nanos), sum(cost_nanos) FROM events WHERE user_id = ANY($1::text[])", users
+        )
+    assert charged == cost == sum(r.cost_nanos for r in answer.results)
     balances = [(await credits.balance(u)).balance_nanos for u in users]
     assert 400 * USD - sum(balances) == charged
     again = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events[:100]))
-    assert all(r.duplicate for r in again.results)
+    assert all(r.duplicate and r.state == pb.EVENT_STATE_CHARGED for r in again.results)
     await assert_metering_ok(db, metering_db)
 
 
@@ -272,7 +289,7 @@ class _BreakCharges(grpc.aio.UnaryUnaryClientInterceptor):
 
     async def intercept_unary_unary(self, continuation, call_details, request):  # type: ignore[no-untyped-def]
         method = call_details.method
-        if method.endswith((b"/ChargeUsage", b"/CaptureHold")):
+        if method.endswith(b"/ChargeUsageBatch"):
             method = method + b"Unreachable"
         details = grpc.aio.ClientCallDetails(
             method, call_details.timeout, call_details.metadata, call_details.credentials, call_details.wait_for_ready
@@ -280,7 +297,7 @@ class _BreakCharges(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-async def test_usage_recorded_before_a_crash_is_charged_by_recovery_once(
+async def test_usage_recorded_while_the_ledger_is_away_is_charged_by_recovery_once(
     metering: MeteringCaller,
     credits: Credits,
     credits_db: str,
@@ -295,9 +312,10 @@ async def test_usage_recorded_before_a_crash_is_charged_by_recovery_once(
     from services.common.db import create_pool
     from services.common.grpcserver import connect
     from services.credits.client import CreditsClient
+    from services.metering.service import _event as to_event
     from services.metering.workflow import Metering
 
-    token = StaticTokenSource(keys.token("svc-metering", "service"))
+    token = StaticTokenSource(keys.token("svc-metering", "svc-metering"))
     pool = await create_pool(credits_db, "metering", application_name="test")
     broken = grpc.aio.insecure_channel(
         f"127.0.0.1:{credits_server.port}", interceptors=[_BreakCharges(), ClientInterceptor(token)]
@@ -309,37 +327,42 @@ async def test_usage_recorded_before_a_crash_is_charged_by_recovery_once(
         crashed = Metering(
             pool, CreditsClient(broken, 5, "metering"), openrouter_pb2_grpc.OpenRouterServiceStub(pricing), 5
         )
-        from services.metering.service import _event as to_event
-
-        with pytest.raises(Exception) as pending:
-            await crashed.track([to_event(event, datetime.now(UTC))])
-        assert getattr(pending.value, "reason", "") == "CHARGE_PENDING"
+        runner = asyncio.create_task(crashed.charger.run())
+        (answer,) = await crashed.track([to_event(event, datetime.now(UTC))], wait_seconds=2)
+        runner.cancel()
+        # Usage that happened is recorded and priced, and the caller hears PENDING, not an error ...
+        assert answer.state == "PENDING" and answer.cost_nanos == 495_000 and answer.charged_nanos == 0
         async with metering_db.acquire() as conn:
-            status = await conn.fetchval("SELECT status FROM events WHERE event_id = $1", event.event_id)
-        assert status == "RECORDED"  # usage that happened is always recorded ...
+            row = await conn.fetchrow("SELECT status, attempts FROM events WHERE event_id = $1", event.event_id)
+        assert (row["status"], row["attempts"]) == ("RECORDED", 1)
         assert (await credits.balance(user)).balance_nanos == 5 * USD  # ... but not charged yet
         summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(user_id=user))
         assert summary.totals.cost_nanos == 495_000 and summary.totals.charged_nanos == 0
+        # The ledger stays away: recovery keeps the event (transient failures never park it).
+        for _ in range(6):
+            async with metering_db.acquire() as conn:
+                await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", event.event_id)
+            await crashed.recover()
+        async with metering_db.acquire() as conn:
+            assert await conn.fetchval("SELECT status FROM events WHERE event_id = $1", event.event_id) == "RECORDED"
     finally:
         await broken.close()
-    # A new process (the real server) recovers it, once, however often recovery runs.
-    running = await create_server(
-        MeteringSettings.from_env(metering_environ(credits_db, keys, credits_server.port, openrouter_server.port))
+    # A healthy process recovers it, once, however often recovery runs.
+    healthy = Metering(
+        pool,
+        CreditsClient(connect(f"127.0.0.1:{credits_server.port}", token), 5, "metering"),
+        openrouter_pb2_grpc.OpenRouterServiceStub(pricing),
+        5,
     )
     try:
-        healthy = Metering(
-            pool,
-            CreditsClient(connect(f"127.0.0.1:{credits_server.port}", token), 5, "metering"),
-            openrouter_pb2_grpc.OpenRouterServiceStub(pricing),
-            5,
-        )
-        assert await healthy.recover(older_than_seconds=0) >= 1
-        await healthy.recover(older_than_seconds=0)
+        async with metering_db.acquire() as conn:
+            await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", event.event_id)
+        assert await healthy.recover() >= 1
+        await healthy.recover()
         retried = await metering.call("TrackUsage", pb.TrackUsageRequest(event=event))
-        assert retried.duplicate and retried.charged_nanos == 495_000
+        assert retried.duplicate and retried.charged_nanos == 495_000 and retried.state == pb.EVENT_STATE_CHARGED
         assert (await credits.balance(user)).balance_nanos == 5 * USD - 495_000
     finally:
-        await running.stop(1)
         await pricing.close()
         await pool.close()
     await assert_metering_ok(db, metering_db)

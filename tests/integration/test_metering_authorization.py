@@ -49,6 +49,10 @@ async def _events(user: str) -> Any:
     return pb.ListUsageEventsRequest(user_id=user)
 
 
+async def _parked(user: str) -> Any:
+    return pb.ListParkedEventsRequest(user_id=user)
+
+
 READERS = {"user_self", "admin", "svc-platform"}
 MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     # Only the AI platform's call path asks and reports; the in-cluster services never do.
@@ -59,6 +63,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     "GetUsageByModel": (_by_model, expect(READERS)),
     "GetUsageByDate": (_by_date, expect(READERS)),
     "ListUsageEvents": (_events, expect(READERS)),
+    "ListParkedEvents": (_parked, expect({"admin"})),
 }
 
 

@@ -64,6 +64,10 @@ async def _quotes(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) 
     )
 
 
+async def _price_book(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
+    return pb.GetPriceBookRequest()
+
+
 async def _provider_key(c: Client, credits: Credits, fake: FakeOpenRouter, user: str) -> Any:
     return pb.GetProviderKeyRequest(user_id=user)
 
@@ -98,6 +102,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     "ListModels": (_models, expect({"user_self", "user_other", "admin", "svc-metering", "svc-platform"})),
     "QuotePrice": (_quote, expect({"admin", "svc-metering", "svc-platform"})),
     "QuotePrices": (_quotes, expect({"admin", "svc-metering"})),
+    "GetPriceBook": (_price_book, expect({"admin", "svc-metering"})),
     # Decrypted keys: the openrouter service's own identity only; no other service, no admin.
     "GetProviderKey": (_provider_key, expect({"svc-openrouter"})),
     "RotateEncryptionKeys": (_rotate, expect({"admin"})),

@@ -42,6 +42,7 @@ def _run_verify(url: str) -> subprocess.CompletedProcess[str]:
             "grants_back_balance",
         ),
         ("UPDATE accounts SET held_nanos = 1 WHERE user_id = $1", "held_equals_active_holds"),
+        ("UPDATE accounts SET tier_change_id = 'not-a-change' WHERE user_id = $1", "tier_matches_latest_change"),
         (
             "ALTER TABLE transactions DISABLE TRIGGER transactions_immutable",
             "transactions_immutable",

@@ -79,3 +79,29 @@ def test_a_jwks_url_must_be_http() -> None:
             admin_port=2,
             upstreams={"credits": ("h", 1)},
         )
+
+
+def test_rate_limits_are_configurable(tmp_path: Path) -> None:
+    _, jwks = ensure_dev_keys(tmp_path / "keys")
+    auth = AuthSettings.from_env(Env({"AUTH_JWKS_FILE": str(jwks)}))
+    limits = gateway.RateLimits.from_env(
+        Env({"GATEWAY_RATE_LIMIT_RPS": "0", "GATEWAY_COUPON_RATE_LIMIT_RPS": "7", "GATEWAY_XFF_TRUSTED_HOPS": "2"})
+    )
+    assert (limits.api_per_second, limits.coupon_per_second, limits.coupon_burst) == (0, 7, 200)
+    config = gateway.render(
+        auth=auth,
+        gateway_host="127.0.0.1",
+        gateway_port=1,
+        admin_port=2,
+        upstreams={n: ("h", 1) for n in ("credits", "coupons", "openrouter", "metering")},
+        limits=limits,
+    )
+    assert "use_remote_address: true" in config and "xff_num_trusted_hops: 2" in config
+    # The client address header is Envoy's own, whatever the client sent.
+    assert "key: x-creditmeter-client-address" in config and "append_action: OVERWRITE_IF_EXISTS_OR_ADD" in config
+    # 0 turns the API bucket off; the coupon validate/redeem route gets the configured one.
+    assert config.count('"token_bucket": {"max_tokens": 200, "tokens_per_fill": 7, "fill_interval": "1s"}') == 1
+    assert config.count('"filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}') == 1
+    assert config.count('"filter_enforced": {"default_value": {"numerator": 0, "denominator": "HUNDRED"}}') == 1
+    result = _validate(config, tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

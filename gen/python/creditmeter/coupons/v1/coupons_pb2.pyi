@@ -33,7 +33,7 @@ REDEMPTION_STATUS_COMPLETED: RedemptionStatus
 REDEMPTION_STATUS_FAILED: RedemptionStatus
 
 class Coupon(_message.Message):
-    __slots__ = ("code", "description", "kind", "credit_amount_nanos", "credit_expiry_days", "trial_tier", "trial_days", "valid_from", "expires_at", "max_redemptions", "per_user_limit", "eligible_tiers", "first_time_only", "disabled", "redemption_count", "created_at", "created_by")
+    __slots__ = ("code", "description", "kind", "credit_amount_nanos", "credit_expiry_days", "trial_tier", "trial_days", "valid_from", "expires_at", "max_redemptions", "per_user_limit", "eligible_tiers", "first_time_only", "disabled", "redemption_count", "created_at", "created_by", "stacks_on_trial")
     CODE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class Coupon(_message.Message):
     REDEMPTION_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    STACKS_ON_TRIAL_FIELD_NUMBER: _ClassVar[int]
     code: str
     description: str
     kind: CouponKind
@@ -68,7 +69,8 @@ class Coupon(_message.Message):
     redemption_count: int
     created_at: _timestamp_pb2.Timestamp
     created_by: str
-    def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., kind: _Optional[_Union[CouponKind, str]] = ..., credit_amount_nanos: _Optional[int] = ..., credit_expiry_days: _Optional[int] = ..., trial_tier: _Optional[str] = ..., trial_days: _Optional[int] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_redemptions: _Optional[int] = ..., per_user_limit: _Optional[int] = ..., eligible_tiers: _Optional[_Iterable[str]] = ..., first_time_only: _Optional[bool] = ..., disabled: _Optional[bool] = ..., redemption_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ...) -> None: ...
+    stacks_on_trial: bool
+    def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., kind: _Optional[_Union[CouponKind, str]] = ..., credit_amount_nanos: _Optional[int] = ..., credit_expiry_days: _Optional[int] = ..., trial_tier: _Optional[str] = ..., trial_days: _Optional[int] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_redemptions: _Optional[int] = ..., per_user_limit: _Optional[int] = ..., eligible_tiers: _Optional[_Iterable[str]] = ..., first_time_only: _Optional[bool] = ..., disabled: _Optional[bool] = ..., redemption_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., stacks_on_trial: _Optional[bool] = ...) -> None: ...
 
 class Grant(_message.Message):
     __slots__ = ("kind", "credits_nanos", "credits_expire_at", "trial_tier", "trial_days")
@@ -111,7 +113,7 @@ class Redemption(_message.Message):
     def __init__(self, redemption_id: _Optional[str] = ..., code: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[RedemptionStatus, str]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., transaction_id: _Optional[str] = ..., balance_after_nanos: _Optional[int] = ..., trial_ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_tier: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateCouponRequest(_message.Message):
-    __slots__ = ("code", "description", "kind", "credit_amount_nanos", "credit_expiry_days", "trial_tier", "trial_days", "valid_from", "expires_at", "max_redemptions", "per_user_limit", "eligible_tiers", "first_time_only", "request_id")
+    __slots__ = ("code", "description", "kind", "credit_amount_nanos", "credit_expiry_days", "trial_tier", "trial_days", "valid_from", "expires_at", "max_redemptions", "per_user_limit", "eligible_tiers", "first_time_only", "request_id", "stacks_on_trial")
     CODE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +128,7 @@ class CreateCouponRequest(_message.Message):
     ELIGIBLE_TIERS_FIELD_NUMBER: _ClassVar[int]
     FIRST_TIME_ONLY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STACKS_ON_TRIAL_FIELD_NUMBER: _ClassVar[int]
     code: str
     description: str
     kind: CouponKind
@@ -140,7 +143,8 @@ class CreateCouponRequest(_message.Message):
     eligible_tiers: _containers.RepeatedScalarFieldContainer[str]
     first_time_only: bool
     request_id: str
-    def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., kind: _Optional[_Union[CouponKind, str]] = ..., credit_amount_nanos: _Optional[int] = ..., credit_expiry_days: _Optional[int] = ..., trial_tier: _Optional[str] = ..., trial_days: _Optional[int] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_redemptions: _Optional[int] = ..., per_user_limit: _Optional[int] = ..., eligible_tiers: _Optional[_Iterable[str]] = ..., first_time_only: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    stacks_on_trial: bool
+    def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., kind: _Optional[_Union[CouponKind, str]] = ..., credit_amount_nanos: _Optional[int] = ..., credit_expiry_days: _Optional[int] = ..., trial_tier: _Optional[str] = ..., trial_days: _Optional[int] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_redemptions: _Optional[int] = ..., per_user_limit: _Optional[int] = ..., eligible_tiers: _Optional[_Iterable[str]] = ..., first_time_only: _Optional[bool] = ..., request_id: _Optional[str] = ..., stacks_on_trial: _Optional[bool] = ...) -> None: ...
 
 class CreateCouponResponse(_message.Message):
     __slots__ = ("coupon",)

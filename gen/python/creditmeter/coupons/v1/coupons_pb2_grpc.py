@@ -89,8 +89,10 @@ class CouponsServiceServicer:
     def ValidateCoupon(self, request, context):
         """Says whether the caller could redeem a code now and what it would grant,
         without redeeming it. Users only (for themselves). Failed look-ups count
-        towards the caller's attempt limit: RESOURCE_EXHAUSTED (reason
-        TOO_MANY_ATTEMPTS) once it is reached.
+        towards the attempt limits of the caller and of the client address the
+        gateway reports: RESOURCE_EXHAUSTED (reason TOO_MANY_ATTEMPTS, HTTP 429)
+        once either is reached, with ErrorInfo metadata `retry_after_seconds`
+        (also sent as a `retry-after` header) and `limit` (`user` or `ip`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,8 +102,9 @@ class CouponsServiceServicer:
         """Redeems a code for the caller and grants what it gives. Users only.
         Idempotent by `request_id`. Returns NOT_FOUND (reason COUPON_NOT_FOUND),
         FAILED_PRECONDITION with the validate reasons (COUPON_EXPIRED,
-        COUPON_EXHAUSTED, COUPON_ALREADY_REDEEMED, …), RESOURCE_EXHAUSTED (reason
-        TOO_MANY_ATTEMPTS), and UNAVAILABLE (reason REDEMPTION_PENDING) when the
+        COUPON_EXHAUSTED, COUPON_ALREADY_REDEEMED, COUPON_TRIAL_ACTIVE, …),
+        RESOURCE_EXHAUSTED (reason TOO_MANY_ATTEMPTS, as for ValidateCoupon:
+        refused attempts count per user and per client address), and UNAVAILABLE (reason REDEMPTION_PENDING) when the
         credits service could not be reached: the redemption is kept and
         completed by a retry with the same `request_id` or by the recovery pass.
         """

@@ -38,6 +38,13 @@ class HoldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOLD_STATUS_CAPTURED: _ClassVar[HoldStatus]
     HOLD_STATUS_RELEASED: _ClassVar[HoldStatus]
     HOLD_STATUS_EXPIRED: _ClassVar[HoldStatus]
+
+class UsageOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_OUTCOME_UNSPECIFIED: _ClassVar[UsageOutcome]
+    USAGE_OUTCOME_CHARGED: _ClassVar[UsageOutcome]
+    USAGE_OUTCOME_SHORTFALL: _ClassVar[UsageOutcome]
+    USAGE_OUTCOME_REUSED: _ClassVar[UsageOutcome]
 TRANSACTION_KIND_UNSPECIFIED: TransactionKind
 TRANSACTION_KIND_TIER_ALLOCATION: TransactionKind
 TRANSACTION_KIND_ALLOCATION: TransactionKind
@@ -55,6 +62,10 @@ HOLD_STATUS_ACTIVE: HoldStatus
 HOLD_STATUS_CAPTURED: HoldStatus
 HOLD_STATUS_RELEASED: HoldStatus
 HOLD_STATUS_EXPIRED: HoldStatus
+USAGE_OUTCOME_UNSPECIFIED: UsageOutcome
+USAGE_OUTCOME_CHARGED: UsageOutcome
+USAGE_OUTCOME_SHORTFALL: UsageOutcome
+USAGE_OUTCOME_REUSED: UsageOutcome
 
 class Audit(_message.Message):
     __slots__ = ("actor_subject", "actor_role", "reason", "service", "model", "reference_id", "price_version")
@@ -387,24 +398,28 @@ class ReleaseHoldResponse(_message.Message):
     def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
 
 class SetTierRequest(_message.Message):
-    __slots__ = ("user_id", "tier", "request_id", "reason")
+    __slots__ = ("user_id", "tier", "request_id", "reason", "expected_change_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     tier: str
     request_id: str
     reason: str
-    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    expected_change_id: str
+    def __init__(self, user_id: _Optional[str] = ..., tier: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ..., expected_change_id: _Optional[str] = ...) -> None: ...
 
 class SetTierResponse(_message.Message):
-    __slots__ = ("account", "previous_tier")
+    __slots__ = ("account", "previous_tier", "change_id")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_TIER_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     account: Account
     previous_tier: str
-    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., previous_tier: _Optional[str] = ...) -> None: ...
+    change_id: str
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., previous_tier: _Optional[str] = ..., change_id: _Optional[str] = ...) -> None: ...
 
 class ListAccountsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "tier")
@@ -491,3 +506,77 @@ class ErrorDetailTypes(_message.Message):
     ERROR_INFO_FIELD_NUMBER: _ClassVar[int]
     error_info: _error_details_pb2.ErrorInfo
     def __init__(self, error_info: _Optional[_Union[_error_details_pb2.ErrorInfo, _Mapping]] = ...) -> None: ...
+
+class UsageItem(_message.Message):
+    __slots__ = ("user_id", "event_id", "amount_nanos", "hold_id", "service", "model", "price_version")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    event_id: str
+    amount_nanos: int
+    hold_id: str
+    service: str
+    model: str
+    price_version: str
+    def __init__(self, user_id: _Optional[str] = ..., event_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., hold_id: _Optional[str] = ..., service: _Optional[str] = ..., model: _Optional[str] = ..., price_version: _Optional[str] = ...) -> None: ...
+
+class ChargeUsageBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[UsageItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[UsageItem, _Mapping]]] = ...) -> None: ...
+
+class UsageItemResult(_message.Message):
+    __slots__ = ("user_id", "event_id", "outcome", "charged_nanos", "shortfall_nanos", "transaction_id", "duplicate")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALL_NANOS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    event_id: str
+    outcome: UsageOutcome
+    charged_nanos: int
+    shortfall_nanos: int
+    transaction_id: str
+    duplicate: bool
+    def __init__(self, user_id: _Optional[str] = ..., event_id: _Optional[str] = ..., outcome: _Optional[_Union[UsageOutcome, str]] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class ChargeUsageBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[UsageItemResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[UsageItemResult, _Mapping]]] = ...) -> None: ...
+
+class GetAccountStatesRequest(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AccountState(_message.Message):
+    __slots__ = ("user_id", "exists", "tier", "period_start", "period_end")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    exists: bool
+    tier: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., exists: _Optional[bool] = ..., tier: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetAccountStatesResponse(_message.Message):
+    __slots__ = ("accounts",)
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[AccountState]
+    def __init__(self, accounts: _Optional[_Iterable[_Union[AccountState, _Mapping]]] = ...) -> None: ...

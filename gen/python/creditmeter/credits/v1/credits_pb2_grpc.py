@@ -95,6 +95,16 @@ class CreditsServiceStub:
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageResponse.FromString,
                 _registered_method=True)
+        self.ChargeUsageBatch = channel.unary_unary(
+                '/creditmeter.credits.v1.CreditsService/ChargeUsageBatch',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchResponse.FromString,
+                _registered_method=True)
+        self.GetAccountStates = channel.unary_unary(
+                '/creditmeter.credits.v1.CreditsService/GetAccountStates',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetAccountStatesRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetAccountStatesResponse.FromString,
+                _registered_method=True)
         self.ResetPeriods = channel.unary_unary(
                 '/creditmeter.credits.v1.CreditsService/ResetPeriods',
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ResetPeriodsRequest.SerializeToString,
@@ -201,7 +211,14 @@ class CreditsServiceServicer:
         """Moves a user to another tier. A new billing period of the new tier starts
         now: what is left of the old tier allocation expires and the new tier's
         allocation is granted. Admin and service only. Returns INVALID_ARGUMENT
-        (reason UNKNOWN_TIER) for a tier that is not in the catalog.
+        (reason UNKNOWN_TIER) for a tier that is not in the catalog. Changes of
+        one account are serialised (also for a user who has no account yet): the
+        final tier is always the one of the last change to commit, and each
+        response's `previous_tier` is the tier that change replaced. Every change
+        gets a `change_id`; with `expected_change_id` the change is conditional
+        (compare-and-set), which is how a trial is reverted only while it is still
+        the account's latest tier change: FAILED_PRECONDITION (reason
+        TIER_CHANGED_SINCE) otherwise, and nothing changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -224,6 +241,43 @@ class CreditsServiceServicer:
         Returns INVALID_ARGUMENT (reasons INVALID_AMOUNT, MISSING_REQUEST_ID,
         DUPLICATE_REQUEST_ID, TOO_MANY_CHARGES) and ALREADY_EXISTS (reason
         REQUEST_ID_REUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChargeUsageBatch(self, request, context):
+        """Charges usage events of many accounts in one call: the metering
+        context's outbox charger sends everything it gathered. Usage charges live
+        in their own idempotency namespace, keyed by (user_id, event_id), apart
+        from the request ids of Deduct, holds and grants. Accounts are locked in
+        sorted order in one transaction (plus at most one maintenance transaction
+        per account with a period reset or expiry due). Per account, events are
+        charged in the given order while the balance lasts; the first that does
+        not fit is charged what is left and the rest nothing (SHORTFALL): usage
+        that happened is always settled, never refused. An item naming a hold of
+        its own account captures from it when the hold covers the amount (the
+        rest is released) and otherwise releases it and charges directly; a hold
+        of another account is never touched. Every item, zero amounts included,
+        leaves an outcome record; a repeat returns the first outcome. Only the
+        metering service (svc-metering); not routed by the gateway. Returns
+        INVALID_ARGUMENT (reasons
+        INVALID_USER_ID, INVALID_EVENT_ID, INVALID_AMOUNT, DUPLICATE_EVENT_ID,
+        TOO_MANY_CHARGES); a reused event id with a different payload is reported
+        per item (outcome USAGE_OUTCOME_REUSED), not as an error, and charges
+        nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccountStates(self, request, context):
+        """The tier and billing period of many accounts in one call (what metering
+        needs to price usage and count quotas). Unknown users are reported with
+        `exists` false and are not created. Admins and the metering service
+        (svc-metering); not routed by the gateway. Returns INVALID_ARGUMENT
+        (reasons INVALID_USER_ID,
+        TOO_MANY_USERS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -302,6 +356,16 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     servicer.ChargeUsage,
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageRequest.FromString,
                     response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageResponse.SerializeToString,
+            ),
+            'ChargeUsageBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChargeUsageBatch,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchResponse.SerializeToString,
+            ),
+            'GetAccountStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccountStates,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetAccountStatesRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetAccountStatesResponse.SerializeToString,
             ),
             'ResetPeriods': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetPeriods,
@@ -634,6 +698,60 @@ class CreditsService:
             '/creditmeter.credits.v1.CreditsService/ChargeUsage',
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageRequest.SerializeToString,
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChargeUsageBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/ChargeUsageBatch',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccountStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/GetAccountStates',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetAccountStatesRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetAccountStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

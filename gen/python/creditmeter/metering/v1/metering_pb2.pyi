@@ -13,11 +13,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EventState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_STATE_UNSPECIFIED: _ClassVar[EventState]
+    EVENT_STATE_PENDING: _ClassVar[EventState]
+    EVENT_STATE_CHARGED: _ClassVar[EventState]
+    EVENT_STATE_SHORTFALL: _ClassVar[EventState]
+    EVENT_STATE_PARKED: _ClassVar[EventState]
+
 class Granularity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GRANULARITY_UNSPECIFIED: _ClassVar[Granularity]
     GRANULARITY_DAY: _ClassVar[Granularity]
     GRANULARITY_MONTH: _ClassVar[Granularity]
+EVENT_STATE_UNSPECIFIED: EventState
+EVENT_STATE_PENDING: EventState
+EVENT_STATE_CHARGED: EventState
+EVENT_STATE_SHORTFALL: EventState
+EVENT_STATE_PARKED: EventState
 GRANULARITY_UNSPECIFIED: Granularity
 GRANULARITY_DAY: Granularity
 GRANULARITY_MONTH: Granularity
@@ -58,7 +71,7 @@ class UsageEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., service: _Optional[_Union[_service_kind_pb2.ServiceKind, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ..., hold_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RecordedEvent(_message.Message):
-    __slots__ = ("event", "cost_nanos", "charged_nanos", "shortfall_nanos", "transaction_id", "price_version", "charged", "recorded_at")
+    __slots__ = ("event", "cost_nanos", "charged_nanos", "shortfall_nanos", "transaction_id", "price_version", "charged", "recorded_at", "state", "park_reason", "attempts")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     CHARGED_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +80,9 @@ class RecordedEvent(_message.Message):
     PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHARGED_FIELD_NUMBER: _ClassVar[int]
     RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PARK_REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     event: UsageEvent
     cost_nanos: int
     charged_nanos: int
@@ -75,7 +91,10 @@ class RecordedEvent(_message.Message):
     price_version: str
     charged: bool
     recorded_at: _timestamp_pb2.Timestamp
-    def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., price_version: _Optional[str] = ..., charged: _Optional[bool] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    state: EventState
+    park_reason: str
+    attempts: int
+    def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., price_version: _Optional[str] = ..., charged: _Optional[bool] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[EventState, str]] = ..., park_reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
     __slots__ = ("user_id", "service", "model", "input_tokens", "max_output_tokens", "quantity", "byok", "hold_ttl_seconds", "request_id")
@@ -128,7 +147,7 @@ class TrackUsageRequest(_message.Message):
     def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ...) -> None: ...
 
 class TrackUsageResponse(_message.Message):
-    __slots__ = ("event_id", "cost_nanos", "charged_nanos", "shortfall_nanos", "transaction_id", "duplicate", "price_version")
+    __slots__ = ("event_id", "cost_nanos", "charged_nanos", "shortfall_nanos", "transaction_id", "duplicate", "price_version", "state")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     CHARGED_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +155,7 @@ class TrackUsageResponse(_message.Message):
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     cost_nanos: int
     charged_nanos: int
@@ -143,7 +163,8 @@ class TrackUsageResponse(_message.Message):
     transaction_id: str
     duplicate: bool
     price_version: str
-    def __init__(self, event_id: _Optional[str] = ..., cost_nanos: _Optional[int] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., price_version: _Optional[str] = ...) -> None: ...
+    state: EventState
+    def __init__(self, event_id: _Optional[str] = ..., cost_nanos: _Optional[int] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., price_version: _Optional[str] = ..., state: _Optional[_Union[EventState, str]] = ...) -> None: ...
 
 class TrackUsageBatchRequest(_message.Message):
     __slots__ = ("events",)
@@ -286,6 +307,24 @@ class ListUsageEventsRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListUsageEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[RecordedEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[RecordedEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListParkedEventsRequest(_message.Message):
+    __slots__ = ("user_id", "page_size", "page_token")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListParkedEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -50,6 +50,11 @@ class MeteringServiceStub:
                 request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.TrackUsageBatchRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.TrackUsageBatchResponse.FromString,
                 _registered_method=True)
+        self.ListParkedEvents = channel.unary_unary(
+                '/creditmeter.metering.v1.MeteringService/ListParkedEvents',
+                request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.FromString,
+                _registered_method=True)
         self.GetUsageSummary = channel.unary_unary(
                 '/creditmeter.metering.v1.MeteringService/GetUsageSummary',
                 request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.GetUsageSummaryRequest.SerializeToString,
@@ -88,9 +93,13 @@ class MeteringServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TrackUsage(self, request, context):
-        """Records one usage event and charges it (capturing its hold if it names
-        one). Services only. A repeated `event_id` returns the first result with
-        `duplicate` true. Returns INVALID_ARGUMENT (reasons INVALID_EVENT_ID,
+        """Records one usage event — durably, before anything else — and charges it
+        (capturing its hold if it names one) through metering's outbox. The
+        answer carries the cost and the charge when they are settled within the
+        call's deadline (`state` CHARGED or SHORTFALL); otherwise `state` is
+        PENDING: the event is recorded and will be charged without any retry by
+        the caller. Services only. A repeated `event_id` returns the recorded
+        result with `duplicate` true. Returns INVALID_ARGUMENT (reasons INVALID_EVENT_ID,
         UNKNOWN_SERVICE, INVALID_QUANTITY, MISSING_MODEL, OCCURRED_IN_FUTURE,
         METADATA_TOO_LARGE, …), NOT_FOUND (MODEL_NOT_FOUND) and ALREADY_EXISTS
         (EVENT_ID_REUSED: the same id with different contents).
@@ -100,9 +109,21 @@ class MeteringServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TrackUsageBatch(self, request, context):
-        """Records and charges up to 10,000 events at once, with set-based writes
-        and one ledger call per account. Services only. Any invalid event refuses
-        the whole batch (its index in the error metadata) and records nothing.
+        """Records and charges up to 10,000 events at once: recorded all or nothing
+        in one set-based statement, charged with one multi-account ledger call per
+        chunk. Services only. Any invalid event — a bad field, or an event id
+        reused with different contents (ALREADY_EXISTS EVENT_ID_REUSED) — refuses
+        the whole batch (its index or event id in the error metadata) and records
+        nothing; exact repeats, inside the batch or of earlier ones, are
+        duplicates. Results as for TrackUsage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListParkedEvents(self, request, context):
+        """Lists events the pipeline gave up on (state PARKED) with the reason, so
+        an operator can act on them; newest first, paged. Admins only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,6 +175,11 @@ def add_MeteringServiceServicer_to_server(servicer, server):
                     servicer.TrackUsageBatch,
                     request_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.TrackUsageBatchRequest.FromString,
                     response_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.TrackUsageBatchResponse.SerializeToString,
+            ),
+            'ListParkedEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedEvents,
+                    request_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.FromString,
+                    response_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.SerializeToString,
             ),
             'GetUsageSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsageSummary,
@@ -258,6 +284,33 @@ class MeteringService:
             '/creditmeter.metering.v1.MeteringService/TrackUsageBatch',
             creditmeter_dot_metering_dot_v1_dot_metering__pb2.TrackUsageBatchRequest.SerializeToString,
             creditmeter_dot_metering_dot_v1_dot_metering__pb2.TrackUsageBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.metering.v1.MeteringService/ListParkedEvents',
+            creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.SerializeToString,
+            creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -309,3 +309,37 @@ class UpdateRateCardResponse(_message.Message):
     RATE_CARD_FIELD_NUMBER: _ClassVar[int]
     rate_card: RateCard
     def __init__(self, rate_card: _Optional[_Union[RateCard, _Mapping]] = ...) -> None: ...
+
+class GetPriceBookRequest(_message.Message):
+    __slots__ = ("known_version", "refresh_catalog")
+    KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_CATALOG_FIELD_NUMBER: _ClassVar[int]
+    known_version: str
+    refresh_catalog: bool
+    def __init__(self, known_version: _Optional[str] = ..., refresh_catalog: _Optional[bool] = ...) -> None: ...
+
+class PriceBookModel(_message.Message):
+    __slots__ = ("model_id", "prompt_usd", "completion_usd", "request_usd")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_USD_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_USD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_USD_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    prompt_usd: str
+    completion_usd: str
+    request_usd: str
+    def __init__(self, model_id: _Optional[str] = ..., prompt_usd: _Optional[str] = ..., completion_usd: _Optional[str] = ..., request_usd: _Optional[str] = ...) -> None: ...
+
+class GetPriceBookResponse(_message.Message):
+    __slots__ = ("price_version", "unchanged", "rate_card", "models", "byok_tiers")
+    PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    RATE_CARD_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    BYOK_TIERS_FIELD_NUMBER: _ClassVar[int]
+    price_version: str
+    unchanged: bool
+    rate_card: RateCard
+    models: _containers.RepeatedCompositeFieldContainer[PriceBookModel]
+    byok_tiers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, price_version: _Optional[str] = ..., unchanged: _Optional[bool] = ..., rate_card: _Optional[_Union[RateCard, _Mapping]] = ..., models: _Optional[_Iterable[_Union[PriceBookModel, _Mapping]]] = ..., byok_tiers: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class OpenRouterServiceStub:
                 request_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesResponse.FromString,
                 _registered_method=True)
+        self.GetPriceBook = channel.unary_unary(
+                '/creditmeter.openrouter.v1.OpenRouterService/GetPriceBook',
+                request_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetPriceBookRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetPriceBookResponse.FromString,
+                _registered_method=True)
         self.GetProviderKey = channel.unary_unary(
                 '/creditmeter.openrouter.v1.OpenRouterService/GetProviderKey',
                 request_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetProviderKeyRequest.SerializeToString,
@@ -179,6 +184,21 @@ class OpenRouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPriceBook(self, request, context):
+        """The whole current price book — rate card, catalog and which tiers may
+        bring their own key — so that other contexts price locally with the same
+        rule (services/openrouter/pricebook.py) instead of calling per event.
+        With `known_version` equal to the current version the answer is only
+        `unchanged` true. With `refresh_catalog` the catalog is first synced from
+        OpenRouter (what a caller does once when it meets an unknown model).
+        Admins and the metering service (svc-metering); not routed by the
+        gateway. Returns UNAVAILABLE when a requested refresh cannot reach
+        OpenRouter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetProviderKey(self, request, context):
         """The key to use for a user's call: their own key when they have one and
         their tier allows BYOK, else their provisioned key. Services only; not
@@ -262,6 +282,11 @@ def add_OpenRouterServiceServicer_to_server(servicer, server):
                     servicer.QuotePrices,
                     request_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesRequest.FromString,
                     response_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesResponse.SerializeToString,
+            ),
+            'GetPriceBook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPriceBook,
+                    request_deserializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetPriceBookRequest.FromString,
+                    response_serializer=creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetPriceBookResponse.SerializeToString,
             ),
             'GetProviderKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProviderKey,
@@ -506,6 +531,33 @@ class OpenRouterService:
             '/creditmeter.openrouter.v1.OpenRouterService/QuotePrices',
             creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesRequest.SerializeToString,
             creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.QuotePricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPriceBook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.openrouter.v1.OpenRouterService/GetPriceBook',
+            creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetPriceBookRequest.SerializeToString,
+            creditmeter_dot_openrouter_dot_v1_dot_openrouter__pb2.GetPriceBookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,468 @@
+"""The usage pipeline (issue 9): one test per defect the issue lists, each asserting what a user would notice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import asyncpg
+import grpc
+import pytest
+from creditmeter.common.v1 import service_kind_pb2 as skpb
+from creditmeter.credits.v1 import credits_pb2 as cpb
+from creditmeter.metering.v1 import metering_pb2 as pb
+from creditmeter.openrouter.v1 import openrouter_pb2_grpc
+
+from services.common.auth import StaticTokenSource
+from services.common.bootstrap import RunningService
+from services.common.db import create_pool
+from services.common.grpcserver import connect
+from services.credits import verify
+from services.credits.client import CreditsClient
+from services.credits.config import CreditsSettings
+from services.credits.server import create_server as create_credits_server
+from services.metering.workflow import Metering
+from tests.conftest import Keys, Postgres, credits_environ, request_id
+from tests.integration.conftest import USD, Credits, MeteringCaller, assert_metering_ok
+from tests.integration.test_metering import PAID, _event, _settled
+from tools.fake_openrouter import FakeOpenRouter
+
+
+async def _status(metering_db: asyncpg.Pool, event_id: str) -> str | None:
+    async with metering_db.acquire() as conn:
+        value = await conn.fetchval("SELECT status FROM events WHERE event_id = $1", event_id)
+    return None if value is None else str(value)
+
+
+@contextlib.asynccontextmanager
+async def _standalone_metering(
+    credits_db: str, keys: Keys, credits_port: int, openrouter_port: int
+) -> AsyncIterator[Metering]:
+    """A second metering process's use cases (another replica) over its own pool and channels."""
+    token = StaticTokenSource(keys.token("svc-metering", "svc-metering"))
+    pool = await create_pool(credits_db, "metering", application_name="replica")
+    ledger = connect(f"127.0.0.1:{credits_port}", token)
+    pricing = connect(f"127.0.0.1:{openrouter_port}", token)
+    try:
+        yield Metering(
+            pool, CreditsClient(ledger, 5, "metering"), openrouter_pb2_grpc.OpenRouterServiceStub(pricing), 5
+        )
+    finally:
+        await ledger.close()
+        await pricing.close()
+        await pool.close()
+
+
+async def test_a_batch_refused_for_a_reused_event_id_records_nothing(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    tracked = _event(user)
+    await metering.call("TrackUsage", pb.TrackUsageRequest(event=tracked))
+    reused = pb.UsageEvent()
+    reused.CopyFrom(tracked)
+    reused.output_tokens += 1
+    fresh = [_event(user), _event(user)]
+    assert await metering.reason("TrackUsageBatch", pb.TrackUsageBatchRequest(events=[*fresh, reused])) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "EVENT_ID_REUSED",
+    )
+    # The same inside one batch: an id twice with different contents refuses the batch.
+    twin = pb.UsageEvent()
+    twin.CopyFrom(fresh[0])
+    twin.input_tokens += 1
+    assert (await metering.reason("TrackUsageBatch", pb.TrackUsageBatchRequest(events=[fresh[0], twin])))[1] == (
+        "EVENT_ID_REUSED"
+    )
+    for event in fresh:
+        assert await _status(metering_db, event.event_id) is None
+    # ... and no recovery pass charges them later.
+    balance = (await credits.balance(user)).balance_nanos
+    async with metering_db.acquire() as conn:
+        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE user_id = $1", user)
+    await asyncio.sleep(0.2)
+    assert (await credits.balance(user)).balance_nanos == balance
+    # Exact repeats, inside a batch and of an earlier batch, are duplicates, not errors.
+    again = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=[tracked, fresh[1], fresh[1]]))
+    assert [r.duplicate for r in again.results] == [True, False, True]
+    await _settled(metering_db, [fresh[1].event_id])
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_usage_event_ids_do_not_collide_with_ledger_request_ids(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    shared = f"shared-{uuid.uuid4().hex}"
+    await credits.call(
+        "Deduct",
+        cpb.DeductRequest(user_id=user, amount_nanos=1000, reason="other", request_id=shared),
+        credits.platform_token,
+    )
+    await credits.as_service(
+        "CreateHold", cpb.CreateHoldRequest(user_id=user, amount_nanos=1000, ttl_seconds=60, request_id=shared)
+    )
+    events = [_event(user, event_id=shared), _event(user)]
+    answer = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events))
+    await _settled(metering_db, [e.event_id for e in events])
+    async with metering_db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT status, charged_nanos FROM events WHERE event_id = ANY($1::text[])", [e.event_id for e in events]
+        )
+    assert [r["status"] for r in rows] == ["CHARGED", "CHARGED"]
+    cost = sum(r.cost_nanos for r in answer.results)
+    assert sum(r["charged_nanos"] for r in rows) == cost
+    assert (await credits.balance(user)).balance_nanos == 5 * USD - 1000 - cost
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_track_records_and_charges_while_openrouter_is_down(
+    metering: MeteringCaller,
+    credits: Credits,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+    credits_db: str,
+    keys: Keys,
+    credits_server: RunningService,
+    openrouter_server: RunningService,
+) -> None:
+    """Prices are local: pricing needs no openrouter call (its stub is pointed at nothing here)."""
+    from services.metering import workflow
+
+    user = await credits.funded_user(5 * USD)
+    await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user)))  # the book is loaded
+    book = workflow.PriceBookCache
+    fetches = 0
+    original = book._fetch
+
+    async def counting(self: workflow.PriceBookCache, refresh: bool) -> object:
+        nonlocal fetches
+        fetches += 1
+        raise workflow.Unavailable("openrouter: UNAVAILABLE")
+
+    book._fetch = counting  # type: ignore[assignment,method-assign]
+    try:
+        tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user)))
+        assert tracked.state == pb.EVENT_STATE_CHARGED and tracked.charged_nanos == 495_000
+        # An unknown model with openrouter away is recorded (usage happened), not refused or lost.
+        unknown = _event(user, model="new-vendor/brand-new-model")
+        pending = await metering.call("TrackUsage", pb.TrackUsageRequest(event=unknown))
+        assert pending.state == pb.EVENT_STATE_PENDING and fetches >= 1
+        assert await _status(metering_db, unknown.event_id) == "RECORDED"
+    finally:
+        book._fetch = original  # type: ignore[method-assign]
+    # Back: the recovery pass refreshes the catalog once, the model is not there, the event is parked.
+    async with metering_db.acquire() as conn:
+        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", unknown.event_id)
+    async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
+        await replica.recover()
+    async with metering_db.acquire() as conn:
+        row = await conn.fetchrow("SELECT status, park_reason FROM events WHERE event_id = $1", unknown.event_id)
+    assert (row["status"], row["park_reason"]) == ("PARKED", "MODEL_NOT_FOUND")
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_a_model_listed_after_start_up_is_metered_without_a_manual_sync(
+    metering: MeteringCaller,
+    credits: Credits,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user)))  # the book is loaded
+    model = f"newcomer/model-{uuid.uuid4().hex[:8]}"
+    refused = _event(user, model=model)
+    assert await metering.reason("TrackUsage", pb.TrackUsageRequest(event=refused)) == (
+        grpc.StatusCode.NOT_FOUND,
+        "MODEL_NOT_FOUND",
+    )
+    assert await _status(metering_db, refused.event_id) is None
+    with fake_openrouter.lock:
+        fake_openrouter.models["data"].append(
+            {
+                "id": model,
+                "name": "Newcomer",
+                "context_length": 8192,
+                "pricing": {"prompt": "0.000001", "completion": "0.000002", "request": "0", "image": "0"},
+            }
+        )
+    try:
+        tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user, model=model)))
+    finally:
+        with fake_openrouter.lock:
+            fake_openrouter.models["data"] = [m for m in fake_openrouter.models["data"] if m["id"] != model]
+    # (1000 x 1 + 500 x 2) micro-USD + the trial's 10% markup, from the refreshed catalog.
+    assert tracked.state == pb.EVENT_STATE_CHARGED and tracked.charged_nanos == 2_200_000
+    await assert_metering_ok(db, metering_db)
+
+
+@pytest.fixture
+async def own_ledger(postgres: Postgres, keys: Keys) -> AsyncIterator[tuple[Credits, asyncpg.Pool]]:
+    """A credits service on a database of its own: usage charged here on purpose has no metering event."""
+    url = await postgres.database(f"ledger_{uuid.uuid4().hex[:8]}")
+    running = await create_credits_server(CreditsSettings.from_env(credits_environ(url, keys)))
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2, server_settings={"search_path": "credits"})
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield Credits(channel, keys), pool
+    finally:
+        await pool.close()
+        await running.stop(1)
+
+
+async def test_charge_usage_batch_checks_reuse_before_commit_and_records_every_outcome(
+    own_ledger: tuple[Credits, asyncpg.Pool],
+) -> None:
+    credits, db = own_ledger
+    user = await credits.funded_user(USD)
+    other = await credits.funded_user(USD)
+    first = cpb.UsageItem(user_id=user, event_id="e-1", amount_nanos=1000, service="LLM")
+    zero = cpb.UsageItem(user_id=user, event_id="e-zero", amount_nanos=0, service="LLM")
+    answer = await credits.as_service("ChargeUsageBatch", cpb.ChargeUsageBatchRequest(items=[first, zero]))
+    assert [r.outcome for r in answer.results] == [cpb.USAGE_OUTCOME_CHARGED, cpb.USAGE_OUTCOME_CHARGED]
+    async with db.acquire() as conn:
+        outcomes = await conn.fetch("SELECT event_id, charged_nanos FROM usage_charges WHERE user_id = $1", user)
+    assert {r["event_id"]: r["charged_nanos"] for r in outcomes} == {"e-1": 1000, "e-zero": 0}
+    # The same key with another amount changes nothing and says so; the rest of the batch is charged.
+    changed = cpb.UsageItem(user_id=user, event_id="e-1", amount_nanos=2000, service="LLM")
+    fine = cpb.UsageItem(user_id=other, event_id="e-1", amount_nanos=3000, service="LLM")
+    answer = await credits.as_service("ChargeUsageBatch", cpb.ChargeUsageBatchRequest(items=[changed, zero, fine]))
+    assert [r.outcome for r in answer.results] == [
+        cpb.USAGE_OUTCOME_REUSED,
+        cpb.USAGE_OUTCOME_CHARGED,
+        cpb.USAGE_OUTCOME_CHARGED,
+    ]
+    assert [r.duplicate for r in answer.results] == [True, True, False]
+    assert (await credits.balance(user)).balance_nanos == USD - 1000
+    assert (await credits.balance(other)).balance_nanos == USD - 3000
+    async with db.acquire() as conn:
+        results = await verify.verify(conn)
+    assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
+
+
+async def test_a_hold_is_captured_only_by_usage_of_its_own_account(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    owner = await credits.funded_user(5 * USD)
+    stranger = await credits.funded_user(5 * USD)
+    allowed = await metering.call(
+        "Authorize",
+        pb.AuthorizeRequest(
+            user_id=owner,
+            service=skpb.SERVICE_KIND_LLM,
+            model=PAID,
+            input_tokens=1000,
+            max_output_tokens=4000,
+            request_id=request_id(),
+        ),
+    )
+    tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(stranger, hold_id=allowed.hold_id)))
+    assert tracked.state == pb.EVENT_STATE_CHARGED and tracked.charged_nanos == 495_000
+    owner_balance = await credits.balance(owner)
+    assert (owner_balance.balance_nanos, owner_balance.held_nanos) == (5 * USD, allowed.held_nanos)
+    assert (await credits.balance(stranger)).balance_nanos == 5 * USD - 495_000
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_the_whole_valid_range_is_chargeable_and_beyond_it_is_refused_at_the_door(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(USD)
+    longest = _event(user, event_id="x" * 128)
+    huge_tokens = _event(user, input_tokens=10_000_000_000, output_tokens=10_000_000_000)
+    answer = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=[longest, huge_tokens]))
+    assert [r.state for r in answer.results] == [pb.EVENT_STATE_CHARGED, pb.EVENT_STATE_SHORTFALL]
+    assert answer.results[0].charged_nanos == 495_000
+    assert answer.results[1].charged_nanos == USD - 495_000  # what was left; the rest is a recorded shortfall
+    assert answer.results[1].shortfall_nanos == answer.results[1].cost_nanos - (USD - 495_000)
+    # An AGENT quantity whose cost no event may reach is refused with a reason, and nothing is recorded.
+    agents = _event(user, service=skpb.SERVICE_KIND_AGENT, quantity=10_000_000_000)
+    assert await metering.reason("TrackUsage", pb.TrackUsageRequest(event=agents)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "COST_OUT_OF_RANGE",
+    )
+    assert await _status(metering_db, agents.event_id) is None
+    # The account is out of credits: new paid calls are refused.
+    refused = await metering.call(
+        "Authorize",
+        pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=request_id()),
+    )
+    assert (refused.allowed, refused.reason) == (False, "INSUFFICIENT_CREDITS")
+    await assert_metering_ok(db, metering_db)
+
+
+async def _recorded_but_uncharged(metering_db: asyncpg.Pool, user: str, count: int) -> list[str]:
+    """Events as a crashed process leaves them: recorded and priced, never charged, due for recovery."""
+    ids = [f"orphan-{uuid.uuid4().hex}" for _ in range(count)]
+    async with metering_db.acquire() as conn:
+        await conn.execute(
+            """
+            INSERT INTO events (event_id, user_id, service, model, input_tokens, output_tokens, occurred_at,
+                                fingerprint, cost_nanos, price_version, status, next_attempt_at)
+            SELECT id, $2, 'LLM', $3, 1000, 500, now(), 'fp', 495000, 'rc1-cat1', 'RECORDED', now()
+              FROM unnest($1::text[]) id
+            """,
+            ids,
+            user,
+            PAID,
+        )
+        await conn.execute(
+            """
+            INSERT INTO daily_usage AS d (user_id, day, service, model, event_count, input_tokens, output_tokens,
+                                          cost_nanos)
+            VALUES ($1, (now() AT TIME ZONE 'UTC')::date, 'LLM', $2, $3::bigint, 1000 * $3::bigint, 500 * $3::bigint,
+                    495000 * $3::bigint)
+            ON CONFLICT (user_id, day, service, model) DO UPDATE SET event_count = d.event_count + EXCLUDED.event_count,
+               input_tokens = d.input_tokens + EXCLUDED.input_tokens,
+               output_tokens = d.output_tokens + EXCLUDED.output_tokens,
+               cost_nanos = d.cost_nanos + EXCLUDED.cost_nanos
+            """,
+            user,
+            PAID,
+            count,
+        )
+    return ids
+
+
+async def test_recovery_replicas_share_the_work_without_overlap(
+    metering: MeteringCaller,
+    credits: Credits,
+    credits_db: str,
+    keys: Keys,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+    credits_server: RunningService,
+    openrouter_server: RunningService,
+) -> None:
+    user = await credits.funded_user(100 * USD)
+    ids = await _recorded_but_uncharged(metering_db, user, 300)
+    async with (
+        _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as one,
+        _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as two,
+        _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as three,
+    ):
+        claimed = await asyncio.gather(*(m.recover(batch=40) for m in (one, two, three)))
+    assert sum(claimed) >= 300
+    await _settled(metering_db, ids, seconds=5)
+    async with db.acquire() as conn:
+        outcomes = await conn.fetchval(
+            "SELECT count(*) FROM usage_charges WHERE user_id = $1 AND event_id = ANY($2::text[])", user, ids
+        )
+    assert outcomes == 300
+    assert (await credits.balance(user)).balance_nanos == 100 * USD - 300 * 495_000
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_one_poison_event_is_parked_with_a_reason_and_blocks_no_other(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    # Someone else already used this usage key in the ledger with another payload.
+    poisoned = f"poison-{uuid.uuid4().hex}"
+    await credits.as_service(
+        "ChargeUsageBatch",
+        cpb.ChargeUsageBatchRequest(items=[cpb.UsageItem(user_id=user, event_id=poisoned, amount_nanos=7)]),
+    )
+    events = [_event(user), _event(user, event_id=poisoned), _event(user)]
+    answer = await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=events))
+    assert [r.state for r in answer.results] == [
+        pb.EVENT_STATE_CHARGED,
+        pb.EVENT_STATE_PARKED,
+        pb.EVENT_STATE_CHARGED,
+    ]
+    parked = await metering.call(
+        "ListParkedEvents", pb.ListParkedEventsRequest(user_id=user), metering.keys.token("ops", "admin")
+    )
+    assert [(e.event.event_id, e.park_reason) for e in parked.events] == [(poisoned, "LEDGER_EVENT_ID_REUSED")]
+    forbidden = await metering.reason(
+        "ListParkedEvents", pb.ListParkedEventsRequest(), metering.keys.token(user, "user")
+    )
+    assert forbidden[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert (await credits.balance(user)).balance_nanos == 5 * USD - 7 - 2 * 495_000
+
+
+async def test_four_batches_of_1000_events_over_500_accounts_in_flight_at_once(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    users = [f"many-{uuid.uuid4().hex[:10]}-{i}" for i in range(500)]
+    for start in range(0, 500, 50):
+        await asyncio.gather(
+            *(
+                credits.as_admin(
+                    "Allocate",
+                    cpb.AllocateRequest(user_id=u, amount_nanos=10 * USD, reason="bench", request_id=request_id()),
+                )
+                for u in users[start : start + 50]
+            )
+        )
+    batches = [[_event(users[(b * 1000 + i) % 500]) for i in range(1000)] for b in range(4)]
+    answers = await asyncio.gather(
+        *(metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=b)) for b in batches)
+    )
+    assert all(len(a.results) == 1000 for a in answers)
+    ids = [e.event_id for b in batches for e in b]
+    await _settled(metering_db, ids)
+    async with metering_db.acquire() as conn:
+        charged = await conn.fetchval(
+            "SELECT sum(charged_nanos) FROM events WHERE event_id = ANY($1::text[]) AND status = 'CHARGED'", ids
+        )
+    assert charged == 4000 * 495_000
+    assert Decimal(charged) > 0
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_verify_reports_unsettled_events_disagreements_and_ledger_usage_without_event(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    """Each corruption lives in an open transaction that the checks see and that is rolled back after."""
+    from services.metering import verify as metering_verify
+
+    user = await credits.funded_user(5 * USD)
+    tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user)))
+    assert tracked.state == pb.EVENT_STATE_CHARGED
+
+    Corruption = tuple[str, ...]
+
+    async def failing(corrupt_metering: Corruption = (), corrupt_credits: Corruption = ()) -> set[str]:
+        async with db.acquire() as credits_conn, metering_db.acquire() as metering_conn:
+            m, c = metering_conn.transaction(), credits_conn.transaction()
+            await m.start()
+            await c.start()
+            try:
+                if corrupt_metering:
+                    await metering_conn.execute(*corrupt_metering)
+                if corrupt_credits:
+                    await credits_conn.execute(*corrupt_credits)
+                results = await metering_verify.verify(metering_conn, grace_seconds=120)
+                results += await metering_verify.cross_check_credits(metering_conn, credits_conn)
+            finally:
+                await m.rollback()
+                await c.rollback()
+        return {r.check.name for r in results if not r.ok}
+
+    assert await failing() == set()
+    stale = (
+        """
+        INSERT INTO events (event_id, user_id, service, occurred_at, fingerprint, status, recorded_at)
+        VALUES ($1, $2, 'SEARCH', now(), 'fp', 'RECORDED', now() - interval '1 hour')
+        """,
+        f"stale-{uuid.uuid4().hex}",
+        user,
+    )
+    assert await failing(stale) == {"recorded_events_settle", "rollups_equal_events"}  # not counted either
+    disagree = ("UPDATE events SET transaction_id = '' WHERE event_id = $1", tracked.event_id)
+    assert await failing(disagree) == {"event_state_matches_ledger"}
+    ghost = (
+        """
+        INSERT INTO usage_charges (user_id, event_id, fingerprint, amount_nanos, charged_nanos, shortfall_nanos,
+                                   actor_subject)
+        VALUES ($1, $2, 'fp', 5, 0, 5, 'someone')
+        """,
+        user,
+        f"ghost-{uuid.uuid4().hex}",
+    )
+    assert await failing(corrupt_credits=ghost) == {"ledger_usage_has_event"}
