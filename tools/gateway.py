@@ -21,6 +21,7 @@ from services.common.config import AuthSettings, ConfigError, Env
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "gateway" / "envoy.template.yaml"
+LOCAL_STRICT_JSON = ROOT / "gen" / "gateway" / "strict_json.lua"
 
 
 def _jwks(auth: AuthSettings) -> tuple[str, str]:
@@ -178,6 +179,8 @@ def render(
     descriptor: str = str(ROOT / "gen" / "descriptors" / "creditmeter.pb"),
     web_routes: list[dict[str, Any]] | None = None,
     dev_signin: tuple[str, int] | None = None,
+    openapi: str = str(ROOT / "docs" / "openapi.yaml"),
+    strict_json: str = str(LOCAL_STRICT_JSON),
     limits: RateLimits | None = None,
     upstream_tls: UpstreamTls | None = None,
 ) -> str:
@@ -215,6 +218,8 @@ def render(
         DESCRIPTOR_FILE=descriptor,
         WEB_ROUTES=web,
         MAX_DIRECT_RESPONSE_BYTES=16 * 1024 * 1024,
+        OPENAPI_FILE=openapi,
+        STRICT_JSON_LUA=json.dumps({"filename": strict_json}),
         XFF_TRUSTED_HOPS=limits.xff_trusted_hops,
         API_RATE_LIMIT=_bucket("api", limits.api_per_second, limits.api_burst),
         COUPON_RATE_LIMIT=_bucket("coupons", limits.coupon_per_second, limits.coupon_burst),
@@ -242,6 +247,8 @@ def main() -> int:
                 "metering": (env.text("METERING_UPSTREAM_HOST", "metering.creditmeter.svc"), 50052),
             },
             descriptor="/etc/creditmeter/creditmeter.pb",
+            openapi="/etc/creditmeter/openapi.yaml",
+            strict_json="/etc/creditmeter/strict_json.lua",
             # deploy/: the gateway's client certificate and the cluster CA, from the Secret
             # gateway-tls mounted at /etc/creditmeter/tls (never inlined in the config).
             upstream_tls=UpstreamTls(

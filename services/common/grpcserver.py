@@ -3,7 +3,8 @@
 Interceptors wrap every handler kind — unary and streaming alike — with the
 same code. Order, outermost first: telemetry (span per RPC, trace context from
 metadata) → errors (domain and database errors to google.rpc.Status) → auth
-(token → Principal, method policy). A method without a policy is refused.
+(token → Principal, method policy) → validation (the request's ``buf.validate``
+constraints, services.common.validation). A method without a policy is refused.
 """
 
 from __future__ import annotations
@@ -187,6 +188,11 @@ def _as_domain_error(exc: Exception, method: str) -> DomainError:
         return exc
     if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
         return DomainError("AMOUNT_OUT_OF_RANGE", "the amount would overflow a 64-bit balance")
+    if isinstance(exc, (asyncpg.DataError, OverflowError)):
+        # A value the database or the calendar cannot hold (a NUL byte, year 10000):
+        # the request's fault, whatever check missed it. Logged so the gap gets a rule.
+        log.warning("input out of range", extra={"rpc": method, "error": type(exc).__name__})
+        return DomainError("INVALID_VALUE", "a value in the request is out of range or malformed")
     if isinstance(exc, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
         return DomainError(
             "CONCURRENT_MODIFICATION", "the request conflicted with another; retry it", code=Code.ABORTED
@@ -411,14 +417,25 @@ def build_server(
     extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A grpc.aio server with the standard interceptors and the health service registered."""
+    # Imported here: the validation module builds on this one's constants.
+    from services.common.validation import ValidationInterceptor
+
     server = grpc.aio.server(
         interceptors=[
             TelemetryInterceptor(service),
             ErrorInterceptor(domain),
             AuthInterceptor(verifier, policies),
+            ValidationInterceptor(),
             *extra_interceptors,
         ],
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            # Above the gateway's 60 KiB header limit, so a long (refused) query string gets
+            # INVALID_ARGUMENT from validation rather than RESOURCE_EXHAUSTED without a reason.
+            ("grpc.max_metadata_size", 128 * 1024),
+            ("grpc.absolute_max_metadata_size", 128 * 1024),
+        ],
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

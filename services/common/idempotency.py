@@ -16,7 +16,7 @@ from services.common.errors import already_exists, invalid
 _M = TypeVar("_M", bound=Message)
 
 #: The shape of every caller-chosen identifier: request ids, user ids, event ids.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@|+=/-]{1,128}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@|+=/-]{1,128}\Z")
 ID_RULE = "1-128 characters of letters, digits and ._:@|+=/-"
 
 

@@ -23,7 +23,7 @@ MAX_DESCRIPTION = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
-_CODE_RE = re.compile(r"^[A-Z0-9_-]{3,64}$")
+_CODE_RE = re.compile(r"^[A-Z0-9_-]{3,64}\Z")
 
 
 class Kind(StrEnum):
@@ -84,8 +84,8 @@ def coupon_not_found(code: str) -> DomainError:
 
 
 def normalize_code(raw: str) -> str:
-    """Codes compare case-insensitively and ignore surrounding spaces."""
-    code = raw.strip().upper()
+    """Codes compare case-insensitively and ignore surrounding spaces (spaces only: a newline is bad input)."""
+    code = raw.strip(" ").upper()
     if not _CODE_RE.match(code):
         raise invalid("INVALID_CODE", "a coupon code is 3 to 64 letters, digits, '-' or '_'", field="code")
     return code

@@ -16,7 +16,7 @@ from services.common.idempotency import fingerprint
 from services.common.timestamps import field_time, to_timestamp
 from services.coupons import domain
 from services.coupons.domain import Coupon, Kind, Redemption
-from services.coupons.workflow import Coupons, page_token, parse_page_token, parse_redemption_token
+from services.coupons.workflow import Coupons, page_token, parse_page_token, parse_redemption_token, redemption_token
 
 _SERVICE = "/creditmeter.coupons.v1.CouponsService/"
 
@@ -228,5 +228,5 @@ class CouponsServicer(pb_grpc.CouponsServiceServicer):
         page = rows[:size]
         return pb.ListRedemptionsResponse(
             redemptions=[_redemption_pb(r) for r in page],
-            next_page_token=page[-1].redemption_id if len(rows) > size else "",
+            next_page_token=redemption_token(page[-1]) if len(rows) > size else "",
         )

@@ -12,14 +12,14 @@ which can never grant twice because credits replays the same request id.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime
 
 import asyncpg
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as credits_pb
 
-from services.common.errors import Code, DomainError, already_exists, invalid
+from services.common import pagetoken
+from services.common.errors import Code, DomainError, already_exists
 from services.common.idempotency import StoredResponses
 from services.common.ids import uuid7
 from services.common.rpcstatus import error_info_from
@@ -378,23 +378,19 @@ def _failed(redemption: Redemption) -> DomainError:
 
 def parse_page_token(token: str) -> tuple[datetime, str] | None:
     """Coupons pages continue after (created_at, code)."""
-    if not token:
-        return None
-    try:
-        stamp, _, code = bytes.fromhex(token).decode().partition("|")
-        return datetime.fromisoformat(stamp), code
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
+    position = pagetoken.decode("coupons.ListCoupons", token, 2)
+    return (pagetoken.position_time(position[0]), position[1]) if position else None
 
 
 def page_token(coupon: Coupon) -> str:
-    return f"{coupon.created_at.isoformat()}|{coupon.code}".encode().hex()
+    return pagetoken.encode("coupons.ListCoupons", coupon.created_at.isoformat(), coupon.code)
 
 
 def parse_redemption_token(token: str) -> str | None:
-    if not token:
-        return None
-    try:
-        return str(uuid.UUID(token))
-    except ValueError:
-        raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
+    """Redemption pages continue before a redemption id."""
+    position = pagetoken.decode("coupons.ListRedemptions", token, 1)
+    return pagetoken.position_uuid(position[0]) if position else None
+
+
+def redemption_token(redemption: Redemption) -> str:
+    return pagetoken.encode("coupons.ListRedemptions", redemption.redemption_id)

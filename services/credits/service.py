@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import math
 import time
@@ -15,6 +13,7 @@ import grpc
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 
+from services.common import pagetoken
 from services.common.auth import Forbidden, Principal
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
@@ -150,17 +149,6 @@ def _uuid(value: str, field: str, reason: str) -> str:
         raise invalid(reason, f"{field} must be a UUID", field=field) from None
 
 
-def _encode_token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
-
-
 class CreditsServicer(pb_grpc.CreditsServiceServicer):
     """The credits API over a :class:`Ledger`."""
 
@@ -246,9 +234,8 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         who = principal()
         user_id = await self._target_user(request.user_id, who)
         size = domain.validate_page_size(request.page_size)
-        before = None
-        if request.page_token:
-            before = _uuid(_decode_token(request.page_token), "page_token", "INVALID_PAGE_TOKEN")
+        position = pagetoken.decode("credits.ListTransactions", request.page_token, 1)
+        before = pagetoken.position_uuid(position[0]) if position else None
         kind = None
         if request.kind != pb.TRANSACTION_KIND_UNSPECIFIED:
             if request.kind not in pb.TransactionKind.values():
@@ -262,7 +249,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             user_id, before_id=before, kind=kind, start=start, end=end, limit=size + 1
         )
         page = rows[:size]
-        token = _encode_token(page[-1].transaction_id) if len(rows) > size else ""
+        token = pagetoken.encode("credits.ListTransactions", page[-1].transaction_id) if len(rows) > size else ""
         return pb.ListTransactionsResponse(transactions=[_transaction_pb(t) for t in page], next_page_token=token)
 
     async def CompareTiers(
@@ -429,12 +416,13 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAccountsResponse:
         size = domain.validate_page_size(request.page_size)
-        after = _decode_token(request.page_token) if request.page_token else ""
+        position = pagetoken.decode("credits.ListAccounts", request.page_token, 1)
+        after = domain.validate_user_id(position[0]) if position else ""
         if request.tier:
             await self._ledger.tier(request.tier)
         rows = await self._ledger.list_accounts(after, request.tier, size + 1, request.user_id_prefix)
         page = rows[:size]
-        token = _encode_token(page[-1].user_id) if len(rows) > size else ""
+        token = pagetoken.encode("credits.ListAccounts", page[-1].user_id) if len(rows) > size else ""
         return pb.ListAccountsResponse(accounts=[_account_pb(a) for a in page], next_page_token=token)
 
     async def GetPlatformReport(

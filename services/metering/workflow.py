@@ -29,6 +29,7 @@ import grpc
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
+from services.common import pagetoken
 from services.common.errors import Code, DomainError, invalid
 from services.common.rpcstatus import error_info_from, relay
 from services.credits.client import CreditsClient
@@ -606,17 +607,13 @@ def month_of(day: date) -> str:
 
 
 def parse_event_token(token: str) -> tuple[datetime, str] | None:
-    if not token:
-        return None
-    try:
-        stamp, _, event_id = bytes.fromhex(token).decode().partition("|")
-        return datetime.fromisoformat(stamp), event_id
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token") from None
+    """Event pages continue after (recorded_at, event_id)."""
+    position = pagetoken.decode("metering.ListEvents", token, 2)
+    return (pagetoken.position_time(position[0]), position[1]) if position else None
 
 
 def event_token(row: asyncpg.Record) -> str:
-    return f"{row['recorded_at'].isoformat()}|{row['event_id']}".encode().hex()
+    return pagetoken.encode("metering.ListEvents", row["recorded_at"].isoformat(), row["event_id"])
 
 
 def check_hold_id(hold_id: str) -> str:

@@ -69,7 +69,7 @@ def key_hint(api_key: str) -> str:
     return api_key[-4:]
 
 
-_KEY_RE = re.compile(r"^[\x21-\x7e]{8,256}$")
+_KEY_RE = re.compile(r"^[\x21-\x7e]{8,256}\Z")
 
 
 def check_key_shape(api_key: str) -> str:

@@ -121,3 +121,22 @@ def stack(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     # A loaded 2-core CI box can take more than metering's default 2 s to charge: tests want settled answers.
     with run_stack(e2e_database, local, METERING_TRACK_WAIT_MS="20000") as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def module_database(postgres: Postgres, request: pytest.FixtureRequest) -> str:
+    return await postgres.database(f"e2e_{request.module.__name__.rsplit('.', 1)[-1]}")
+
+
+@pytest.fixture(scope="module")
+def module_stack(module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of the test module's own, stopped when the module ends.
+
+    For tests that flood the stack (fuzzing, hostile sweeps): the background work
+    their traffic leaves behind (recovery passes, catalog refreshes) must not
+    slow down the tests that run after them.
+    """
+    local = tmp_path_factory.mktemp("module-stack")
+    ensure_dev_keys(local / "dev-auth")
+    with run_stack(module_database, local) as running:
+        yield running

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditmeter/coupons/v1/coupons.proto\x12\x16\x63reditmeter.coupons.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x04\n\x06\x43oupon\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".creditmeter.coupons.v1.CouponKind\x12\x1b\n\x13\x63redit_amount_nanos\x18\x04 \x01(\x03\x12\x1a\n\x12\x63redit_expiry_days\x18\x05 \x01(\x05\x12\x12\n\ntrial_tier\x18\x06 \x01(\t\x12\x12\n\ntrial_days\x18\x07 \x01(\x05\x12.\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fmax_redemptions\x18\n \x01(\x03\x12\x16\n\x0eper_user_limit\x18\x0b \x01(\x05\x12\x16\n\x0e\x65ligible_tiers\x18\x0c \x03(\t\x12\x17\n\x0f\x66irst_time_only\x18\r \x01(\x08\x12\x10\n\x08\x64isabled\x18\x0e \x01(\x08\x12\x18\n\x10redemption_count\x18\x0f \x01(\x03\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x11 \x01(\t\x12\x17\n\x0fstacks_on_trial\x18\x12 \x01(\x08\"\xaf\x01\n\x05Grant\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".creditmeter.coupons.v1.CouponKind\x12\x15\n\rcredits_nanos\x18\x02 \x01(\x03\x12\x35\n\x11\x63redits_expire_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntrial_tier\x18\x04 \x01(\t\x12\x12\n\ntrial_days\x18\x05 \x01(\x05\"\x8b\x03\n\nRedemption\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x38\n\x06status\x18\x04 \x01(\x0e\x32(.creditmeter.coupons.v1.RedemptionStatus\x12,\n\x05grant\x18\x05 \x01(\x0b\x32\x1d.creditmeter.coupons.v1.Grant\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x07 \x01(\x03\x12\x31\n\rtrial_ends_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rprevious_tier\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x03\n\x13\x43reateCouponRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".creditmeter.coupons.v1.CouponKind\x12\x1b\n\x13\x63redit_amount_nanos\x18\x04 \x01(\x03\x12\x1a\n\x12\x63redit_expiry_days\x18\x05 \x01(\x05\x12\x12\n\ntrial_tier\x18\x06 \x01(\t\x12\x12\n\ntrial_days\x18\x07 \x01(\x05\x12.\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fmax_redemptions\x18\n \x01(\x03\x12\x16\n\x0eper_user_limit\x18\x0b \x01(\x05\x12\x16\n\x0e\x65ligible_tiers\x18\x0c \x03(\t\x12\x17\n\x0f\x66irst_time_only\x18\r \x01(\x08\x12\x12\n\nrequest_id\x18\x0e \x01(\t\x12\x17\n\x0fstacks_on_trial\x18\x0f \x01(\x08\"F\n\x14\x43reateCouponResponse\x12.\n\x06\x63oupon\x18\x01 \x01(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\"%\n\x15ValidateCouponRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"\x88\x01\n\x16ValidateCouponResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12,\n\x05grant\x18\x03 \x01(\x0b\x32\x1d.creditmeter.coupons.v1.Grant\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"7\n\x13RedeemCouponRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xe8\x01\n\x14RedeemCouponResponse\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x1d\n\x15\x63redits_granted_nanos\x18\x02 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x03 \x01(\x03\x12\x12\n\ntrial_tier\x18\x04 \x01(\t\x12\x31\n\rtrial_ends_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\nredemption\x18\x06 \x01(\x0b\x32\".creditmeter.coupons.v1.Redemption\"U\n\x12ListCouponsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10include_disabled\x18\x03 \x01(\x08\"_\n\x13ListCouponsResponse\x12/\n\x07\x63oupons\x18\x01 \x03(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10GetCouponRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"C\n\x11GetCouponResponse\x12.\n\x06\x63oupon\x18\x01 \x01(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\"H\n\x14\x44isableCouponRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x15\x44isableCouponResponse\x12.\n\x06\x63oupon\x18\x01 \x01(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\"^\n\x16ListRedemptionsRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"k\n\x17ListRedemptionsResponse\x12\x37\n\x0bredemptions\x18\x01 \x03(\x0b\x32\".creditmeter.coupons.v1.Redemption\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*c\n\nCouponKind\x12\x1b\n\x17\x43OUPON_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OUPON_KIND_CREDIT_GRANT\x10\x01\x12\x1a\n\x16\x43OUPON_KIND_TIER_TRIAL\x10\x02*\x93\x01\n\x10RedemptionStatus\x12!\n\x1dREDEMPTION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19REDEMPTION_STATUS_PENDING\x10\x01\x12\x1f\n\x1bREDEMPTION_STATUS_COMPLETED\x10\x02\x12\x1c\n\x18REDEMPTION_STATUS_FAILED\x10\x03\x32\x85\x08\n\x0e\x43ouponsService\x12\x8c\x01\n\x0c\x43reateCoupon\x12+.creditmeter.coupons.v1.CreateCouponRequest\x1a,.creditmeter.coupons.v1.CreateCouponResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/coupons/create:\x01*\x12\x94\x01\n\x0eValidateCoupon\x12-.creditmeter.coupons.v1.ValidateCouponRequest\x1a..creditmeter.coupons.v1.ValidateCouponResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/coupons/validate:\x01*\x12\x8c\x01\n\x0cRedeemCoupon\x12+.creditmeter.coupons.v1.RedeemCouponRequest\x1a,.creditmeter.coupons.v1.RedeemCouponResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/coupons/redeem:\x01*\x12\x7f\n\x0bListCoupons\x12*.creditmeter.coupons.v1.ListCouponsRequest\x1a+.creditmeter.coupons.v1.ListCouponsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/coupons\x12\x88\x01\n\tGetCoupon\x12(.creditmeter.coupons.v1.GetCouponRequest\x1a).creditmeter.coupons.v1.GetCouponResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/api/v1/coupons/by-code/{code}\x12\x97\x01\n\rDisableCoupon\x12,.creditmeter.coupons.v1.DisableCouponRequest\x1a-.creditmeter.coupons.v1.DisableCouponResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/coupons/{code}/disable:\x01*\x12\x97\x01\n\x0fListRedemptions\x12..creditmeter.coupons.v1.ListRedemptionsRequest\x1a/.creditmeter.coupons.v1.ListRedemptionsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/coupons/redemptionsB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditmeter/coupons/v1/coupons.proto\x12\x16\x63reditmeter.coupons.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x04\n\x06\x43oupon\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".creditmeter.coupons.v1.CouponKind\x12\x1b\n\x13\x63redit_amount_nanos\x18\x04 \x01(\x03\x12\x1a\n\x12\x63redit_expiry_days\x18\x05 \x01(\x05\x12\x12\n\ntrial_tier\x18\x06 \x01(\t\x12\x12\n\ntrial_days\x18\x07 \x01(\x05\x12.\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fmax_redemptions\x18\n \x01(\x03\x12\x16\n\x0eper_user_limit\x18\x0b \x01(\x05\x12\x16\n\x0e\x65ligible_tiers\x18\x0c \x03(\t\x12\x17\n\x0f\x66irst_time_only\x18\r \x01(\x08\x12\x10\n\x08\x64isabled\x18\x0e \x01(\x08\x12\x18\n\x10redemption_count\x18\x0f \x01(\x03\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x11 \x01(\t\x12\x17\n\x0fstacks_on_trial\x18\x12 \x01(\x08\"\xaf\x01\n\x05Grant\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".creditmeter.coupons.v1.CouponKind\x12\x15\n\rcredits_nanos\x18\x02 \x01(\x03\x12\x35\n\x11\x63redits_expire_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntrial_tier\x18\x04 \x01(\t\x12\x12\n\ntrial_days\x18\x05 \x01(\x05\"\x8b\x03\n\nRedemption\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x38\n\x06status\x18\x04 \x01(\x0e\x32(.creditmeter.coupons.v1.RedemptionStatus\x12,\n\x05grant\x18\x05 \x01(\x0b\x32\x1d.creditmeter.coupons.v1.Grant\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x07 \x01(\x03\x12\x31\n\rtrial_ends_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rprevious_tier\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf7\x05\n\x13\x43reateCouponRequest\x12\x31\n\x04\x63ode\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^ *[A-Za-z0-9_-]{3,64} *$\xd8\x01\x01\x12\x45\n\x0b\x64\x65scription\x18\x02 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12:\n\x04kind\x18\x03 \x01(\x0e\x32\".creditmeter.coupons.v1.CouponKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12.\n\x13\x63redit_amount_nanos\x18\x04 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12&\n\x12\x63redit_expiry_days\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xc2\x1c(\x00\x12\x34\n\ntrial_tier\x18\x06 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\x12\x1e\n\ntrial_days\x18\x07 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xed\x02(\x00\x12@\n\nvalid_from\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12@\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12\'\n\x0fmax_redemptions\x18\n \x01(\x03\x42\x0e\xbaH\x0b\"\t\x18\x80\xa0\x94\xa5\x8d\x1d(\x00\x12\"\n\x0eper_user_limit\x18\x0b \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12<\n\x0e\x65ligible_tiers\x18\x0c \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\"\x1ar\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\x12\x17\n\x0f\x66irst_time_only\x18\r \x01(\x08\x12;\n\nrequest_id\x18\x0e \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x17\n\x0fstacks_on_trial\x18\x0f \x01(\x08\"F\n\x14\x43reateCouponResponse\x12.\n\x06\x63oupon\x18\x01 \x01(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\"J\n\x15ValidateCouponRequest\x12\x31\n\x04\x63ode\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^ *[A-Za-z0-9_-]{3,64} *$\xd8\x01\x01\"\x88\x01\n\x16ValidateCouponResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12,\n\x05grant\x18\x03 \x01(\x0b\x32\x1d.creditmeter.coupons.v1.Grant\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x85\x01\n\x13RedeemCouponRequest\x12\x31\n\x04\x63ode\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^ *[A-Za-z0-9_-]{3,64} *$\xd8\x01\x01\x12;\n\nrequest_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"\xe8\x01\n\x14RedeemCouponResponse\x12\x15\n\rredemption_id\x18\x01 \x01(\t\x12\x1d\n\x15\x63redits_granted_nanos\x18\x02 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x03 \x01(\x03\x12\x12\n\ntrial_tier\x18\x04 \x01(\t\x12\x31\n\rtrial_ends_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\nredemption\x18\x06 \x01(\x0b\x32\".creditmeter.coupons.v1.Redemption\"\x7f\n\x12ListCouponsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\x12\x18\n\x10include_disabled\x18\x03 \x01(\x08\"_\n\x13ListCouponsResponse\x12/\n\x07\x63oupons\x18\x01 \x03(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10GetCouponRequest\x12\x31\n\x04\x63ode\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^ *[A-Za-z0-9_-]{3,64} *$\xd8\x01\x01\"C\n\x11GetCouponResponse\x12.\n\x06\x63oupon\x18\x01 \x01(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\"\xc8\x01\n\x14\x44isableCouponRequest\x12\x31\n\x04\x63ode\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^ *[A-Za-z0-9_-]{3,64} *$\xd8\x01\x01\x12@\n\x06reason\x18\x02 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12;\n\nrequest_id\x18\x03 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"G\n\x15\x44isableCouponResponse\x12.\n\x06\x63oupon\x18\x01 \x01(\x0b\x32\x1e.creditmeter.coupons.v1.Coupon\"\xd6\x01\n\x16ListRedemptionsRequest\x12\x31\n\x04\x63ode\x18\x01 \x01(\tB#\xbaH r\x1b\x32\x19^ *[A-Za-z0-9_-]{3,64} *$\xd8\x01\x01\x12\x38\n\x07user_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x04 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\"k\n\x17ListRedemptionsResponse\x12\x37\n\x0bredemptions\x18\x01 \x03(\x0b\x32\".creditmeter.coupons.v1.Redemption\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*c\n\nCouponKind\x12\x1b\n\x17\x43OUPON_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OUPON_KIND_CREDIT_GRANT\x10\x01\x12\x1a\n\x16\x43OUPON_KIND_TIER_TRIAL\x10\x02*\x93\x01\n\x10RedemptionStatus\x12!\n\x1dREDEMPTION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19REDEMPTION_STATUS_PENDING\x10\x01\x12\x1f\n\x1bREDEMPTION_STATUS_COMPLETED\x10\x02\x12\x1c\n\x18REDEMPTION_STATUS_FAILED\x10\x03\x32\x85\x08\n\x0e\x43ouponsService\x12\x8c\x01\n\x0c\x43reateCoupon\x12+.creditmeter.coupons.v1.CreateCouponRequest\x1a,.creditmeter.coupons.v1.CreateCouponResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/coupons/create:\x01*\x12\x94\x01\n\x0eValidateCoupon\x12-.creditmeter.coupons.v1.ValidateCouponRequest\x1a..creditmeter.coupons.v1.ValidateCouponResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/coupons/validate:\x01*\x12\x8c\x01\n\x0cRedeemCoupon\x12+.creditmeter.coupons.v1.RedeemCouponRequest\x1a,.creditmeter.coupons.v1.RedeemCouponResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/coupons/redeem:\x01*\x12\x7f\n\x0bListCoupons\x12*.creditmeter.coupons.v1.ListCouponsRequest\x1a+.creditmeter.coupons.v1.ListCouponsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/coupons\x12\x88\x01\n\tGetCoupon\x12(.creditmeter.coupons.v1.GetCouponRequest\x1a).creditmeter.coupons.v1.GetCouponResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/api/v1/coupons/by-code/{code}\x12\x97\x01\n\rDisableCoupon\x12,.creditmeter.coupons.v1.DisableCouponRequest\x1a-.creditmeter.coupons.v1.DisableCouponResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/coupons/{code}/disable:\x01*\x12\x97\x01\n\x0fListRedemptions\x12..creditmeter.coupons.v1.ListRedemptionsRequest\x1a/.creditmeter.coupons.v1.ListRedemptionsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/coupons/redemptionsB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +35,58 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditmeter.coupons.v1.coup
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['code']._serialized_options = b'\272H r\0332\031^ *[A-Za-z0-9_-]{3,64} *$\330\001\001'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['description']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['kind']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['credit_amount_nanos']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['credit_amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['credit_expiry_days']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['credit_expiry_days']._serialized_options = b'\272H\007\032\005\030\302\034(\000'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['trial_tier']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['trial_tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['trial_days']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['trial_days']._serialized_options = b'\272H\007\032\005\030\355\002(\000'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['valid_from']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['valid_from']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['expires_at']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['expires_at']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['max_redemptions']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['max_redemptions']._serialized_options = b'\272H\013\"\t\030\200\240\224\245\215\035(\000'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['per_user_limit']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['per_user_limit']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['eligible_tiers']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['eligible_tiers']._serialized_options = b'\272H!\222\001\036\020\020\"\032r\0302\026^[A-Za-z0-9_.-]{1,64}$'
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATECOUPONREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_VALIDATECOUPONREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_VALIDATECOUPONREQUEST'].fields_by_name['code']._serialized_options = b'\272H r\0332\031^ *[A-Za-z0-9_-]{3,64} *$\330\001\001'
+  _globals['_REDEEMCOUPONREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_REDEEMCOUPONREQUEST'].fields_by_name['code']._serialized_options = b'\272H r\0332\031^ *[A-Za-z0-9_-]{3,64} *$\330\001\001'
+  _globals['_REDEEMCOUPONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REDEEMCOUPONREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTCOUPONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTCOUPONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTCOUPONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTCOUPONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
+  _globals['_GETCOUPONREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_GETCOUPONREQUEST'].fields_by_name['code']._serialized_options = b'\272H r\0332\031^ *[A-Za-z0-9_-]{3,64} *$\330\001\001'
+  _globals['_DISABLECOUPONREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_DISABLECOUPONREQUEST'].fields_by_name['code']._serialized_options = b'\272H r\0332\031^ *[A-Za-z0-9_-]{3,64} *$\330\001\001'
+  _globals['_DISABLECOUPONREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_DISABLECOUPONREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DISABLECOUPONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DISABLECOUPONREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['code']._serialized_options = b'\272H r\0332\031^ *[A-Za-z0-9_-]{3,64} *$\330\001\001'
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTREDEMPTIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
   _globals['_COUPONSSERVICE'].methods_by_name['CreateCoupon']._loaded_options = None
   _globals['_COUPONSSERVICE'].methods_by_name['CreateCoupon']._serialized_options = b'\202\323\344\223\002\033\"\026/api/v1/coupons/create:\001*'
   _globals['_COUPONSSERVICE'].methods_by_name['ValidateCoupon']._loaded_options = None
@@ -48,44 +101,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COUPONSSERVICE'].methods_by_name['DisableCoupon']._serialized_options = b'\202\323\344\223\002#\"\036/api/v1/coupons/{code}/disable:\001*'
   _globals['_COUPONSSERVICE'].methods_by_name['ListRedemptions']._loaded_options = None
   _globals['_COUPONSSERVICE'].methods_by_name['ListRedemptions']._serialized_options = b'\202\323\344\223\002\035\022\033/api/v1/coupons/redemptions'
-  _globals['_COUPONKIND']._serialized_start=2853
-  _globals['_COUPONKIND']._serialized_end=2952
-  _globals['_REDEMPTIONSTATUS']._serialized_start=2955
-  _globals['_REDEMPTIONSTATUS']._serialized_end=3102
-  _globals['_COUPON']._serialized_start=128
-  _globals['_COUPON']._serialized_end=649
-  _globals['_GRANT']._serialized_start=652
-  _globals['_GRANT']._serialized_end=827
-  _globals['_REDEMPTION']._serialized_start=830
-  _globals['_REDEMPTION']._serialized_end=1225
-  _globals['_CREATECOUPONREQUEST']._serialized_start=1228
-  _globals['_CREATECOUPONREQUEST']._serialized_end=1670
-  _globals['_CREATECOUPONRESPONSE']._serialized_start=1672
-  _globals['_CREATECOUPONRESPONSE']._serialized_end=1742
-  _globals['_VALIDATECOUPONREQUEST']._serialized_start=1744
-  _globals['_VALIDATECOUPONREQUEST']._serialized_end=1781
-  _globals['_VALIDATECOUPONRESPONSE']._serialized_start=1784
-  _globals['_VALIDATECOUPONRESPONSE']._serialized_end=1920
-  _globals['_REDEEMCOUPONREQUEST']._serialized_start=1922
-  _globals['_REDEEMCOUPONREQUEST']._serialized_end=1977
-  _globals['_REDEEMCOUPONRESPONSE']._serialized_start=1980
-  _globals['_REDEEMCOUPONRESPONSE']._serialized_end=2212
-  _globals['_LISTCOUPONSREQUEST']._serialized_start=2214
-  _globals['_LISTCOUPONSREQUEST']._serialized_end=2299
-  _globals['_LISTCOUPONSRESPONSE']._serialized_start=2301
-  _globals['_LISTCOUPONSRESPONSE']._serialized_end=2396
-  _globals['_GETCOUPONREQUEST']._serialized_start=2398
-  _globals['_GETCOUPONREQUEST']._serialized_end=2430
-  _globals['_GETCOUPONRESPONSE']._serialized_start=2432
-  _globals['_GETCOUPONRESPONSE']._serialized_end=2499
-  _globals['_DISABLECOUPONREQUEST']._serialized_start=2501
-  _globals['_DISABLECOUPONREQUEST']._serialized_end=2573
-  _globals['_DISABLECOUPONRESPONSE']._serialized_start=2575
-  _globals['_DISABLECOUPONRESPONSE']._serialized_end=2646
-  _globals['_LISTREDEMPTIONSREQUEST']._serialized_start=2648
-  _globals['_LISTREDEMPTIONSREQUEST']._serialized_end=2742
-  _globals['_LISTREDEMPTIONSRESPONSE']._serialized_start=2744
-  _globals['_LISTREDEMPTIONSRESPONSE']._serialized_end=2851
-  _globals['_COUPONSSERVICE']._serialized_start=3105
-  _globals['_COUPONSSERVICE']._serialized_end=4134
+  _globals['_COUPONKIND']._serialized_start=3644
+  _globals['_COUPONKIND']._serialized_end=3743
+  _globals['_REDEMPTIONSTATUS']._serialized_start=3746
+  _globals['_REDEMPTIONSTATUS']._serialized_end=3893
+  _globals['_COUPON']._serialized_start=157
+  _globals['_COUPON']._serialized_end=678
+  _globals['_GRANT']._serialized_start=681
+  _globals['_GRANT']._serialized_end=856
+  _globals['_REDEMPTION']._serialized_start=859
+  _globals['_REDEMPTION']._serialized_end=1254
+  _globals['_CREATECOUPONREQUEST']._serialized_start=1257
+  _globals['_CREATECOUPONREQUEST']._serialized_end=2016
+  _globals['_CREATECOUPONRESPONSE']._serialized_start=2018
+  _globals['_CREATECOUPONRESPONSE']._serialized_end=2088
+  _globals['_VALIDATECOUPONREQUEST']._serialized_start=2090
+  _globals['_VALIDATECOUPONREQUEST']._serialized_end=2164
+  _globals['_VALIDATECOUPONRESPONSE']._serialized_start=2167
+  _globals['_VALIDATECOUPONRESPONSE']._serialized_end=2303
+  _globals['_REDEEMCOUPONREQUEST']._serialized_start=2306
+  _globals['_REDEEMCOUPONREQUEST']._serialized_end=2439
+  _globals['_REDEEMCOUPONRESPONSE']._serialized_start=2442
+  _globals['_REDEEMCOUPONRESPONSE']._serialized_end=2674
+  _globals['_LISTCOUPONSREQUEST']._serialized_start=2676
+  _globals['_LISTCOUPONSREQUEST']._serialized_end=2803
+  _globals['_LISTCOUPONSRESPONSE']._serialized_start=2805
+  _globals['_LISTCOUPONSRESPONSE']._serialized_end=2900
+  _globals['_GETCOUPONREQUEST']._serialized_start=2902
+  _globals['_GETCOUPONREQUEST']._serialized_end=2971
+  _globals['_GETCOUPONRESPONSE']._serialized_start=2973
+  _globals['_GETCOUPONRESPONSE']._serialized_end=3040
+  _globals['_DISABLECOUPONREQUEST']._serialized_start=3043
+  _globals['_DISABLECOUPONREQUEST']._serialized_end=3243
+  _globals['_DISABLECOUPONRESPONSE']._serialized_start=3245
+  _globals['_DISABLECOUPONRESPONSE']._serialized_end=3316
+  _globals['_LISTREDEMPTIONSREQUEST']._serialized_start=3319
+  _globals['_LISTREDEMPTIONSREQUEST']._serialized_end=3533
+  _globals['_LISTREDEMPTIONSRESPONSE']._serialized_start=3535
+  _globals['_LISTREDEMPTIONSRESPONSE']._serialized_end=3642
+  _globals['_COUPONSSERVICE']._serialized_start=3896
+  _globals['_COUPONSSERVICE']._serialized_end=4925
 # @@protoc_insertion_point(module_scope)

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditmeter/credits/v1/credits.proto\x12\x16\x63reditmeter.credits.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\x8f\x01\n\x05\x41udit\x12\x15\n\ractor_subject\x18\x01 \x01(\t\x12\x12\n\nactor_role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"\xf2\x02\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x35\n\x04kind\x18\x03 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKind\x12\x14\n\x0c\x61mount_nanos\x18\x04 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x05 \x01(\x03\x12\x15\n\rdebit_account\x18\x06 \x01(\t\x12\x16\n\x0e\x63redit_account\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x1e\n\x16related_transaction_id\x18\t \x01(\t\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12,\n\x05\x61udit\x18\x0b \x01(\x0b\x32\x1d.creditmeter.credits.v1.Audit\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\x07\x41\x63\x63ount\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x91\x02\n\x12GetBalanceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x08\x65xpiring\x18\x08 \x03(\x0b\x32$.creditmeter.credits.v1.GrantSummary\"&\n\x13WatchBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"S\n\x14WatchBalanceResponse\x12;\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32*.creditmeter.credits.v1.GetBalanceResponse\"\x9e\x01\n\x0cGrantSummary\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x33\n\x06source\x18\x02 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSource\x12\x17\n\x0fremaining_nanos\x18\x03 \x01(\x03\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x01\n\x17ListTransactionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x35\n\x04kind\x18\x04 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKind\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x18ListTransactionsResponse\x12\x39\n\x0ctransactions\x18\x01 \x03(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13\x43ompareTiersRequest\"\xcd\x02\n\x04Tier\x12\x0f\n\x07tier_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\x16\n\x0e\x62illing_period\x18\x04 \x01(\t\x12\x15\n\rcredits_nanos\x18\x05 \x01(\x03\x12\x16\n\x0e\x61pi_call_limit\x18\x06 \x01(\x03\x12\x17\n\x0f\x61pi_call_period\x18\x07 \x01(\t\x12\x14\n\x0c\x62yok_allowed\x18\x08 \x01(\x08\x12\x16\n\x0emarkup_percent\x18\t \x01(\x05\x12\x1b\n\x13markup_basis_points\x18\n \x01(\x05\x12 \n\x18\x62yok_markup_basis_points\x18\x0b \x01(\x05\x12*\n\"free_model_fee_per_1k_tokens_nanos\x18\x0c \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\r \x03(\t\"C\n\x14\x43ompareTiersResponse\x12+\n\x05tiers\x18\x01 \x03(\x0b\x32\x1c.creditmeter.credits.v1.Tier\"\xd7\x01\n\x0f\x41llocateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x33\n\x06source\x18\x05 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSource\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creference_id\x18\x07 \x01(\t\"^\n\x10\x41llocateResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x10\n\x08grant_id\x18\x02 \x01(\t\"\x96\x01\n\rDeductRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"i\n\x0e\x44\x65\x64uctResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x1d\n\x15\x61vailable_after_nanos\x18\x02 \x01(\x03\"r\n\rRefundRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\"n\n\x0eRefundResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\"\n\x1arefundable_remaining_nanos\x18\x02 \x01(\x03\"\x8a\x02\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x03 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_nanos\x18\x04 \x01(\x03\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".creditmeter.credits.v1.HoldStatus\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16\x63\x61pture_transaction_id\x18\x08 \x01(\t\"\x89\x01\n\x11\x43reateHoldRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\"p\n\x12\x43reateHoldResponse\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12*\n\x04hold\x18\x02 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x1d\n\x15\x61vailable_after_nanos\x18\x03 \x01(\x03\"\x9b\x01\n\x12\x43\x61ptureHoldRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"\x93\x01\n\x13\x43\x61ptureHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x38\n\x0btransaction\x18\x02 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x16\n\x0ereleased_nanos\x18\x03 \x01(\x03\"9\n\x12ReleaseHoldRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"A\n\x13ReleaseHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\"o\n\x0eSetTierRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x1a\n\x12\x65xpected_change_id\x18\x05 \x01(\t\"m\n\x0fSetTierResponse\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x15\n\rprevious_tier\x18\x02 \x01(\t\x12\x11\n\tchange_id\x18\x03 \x01(\t\"\xcb\x01\n\x18GetPlatformReportRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x08interval\x18\x03 \x01(\x0e\x32&.creditmeter.credits.v1.ReportInterval\x12\x17\n\x0ftop_users_count\x18\x04 \x01(\x05\"\x84\x01\n\x0fPlatformDateRow\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x1b\n\x13usage_revenue_nanos\x18\x02 \x01(\x03\x12\x15\n\rgranted_nanos\x18\x03 \x01(\x03\x12\x19\n\x11\x61\x63tive_user_count\x18\x04 \x01(\x03\x12\x14\n\x0c\x63harge_count\x18\x05 \x01(\x03\"T\n\x10PlatformModelRow\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1b\n\x13usage_revenue_nanos\x18\x02 \x01(\x03\x12\x14\n\x0c\x63harge_count\x18\x03 \x01(\x03\"h\n\x0fPlatformTierRow\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x15\n\raccount_count\x18\x02 \x01(\x03\x12\x1b\n\x13usage_revenue_nanos\x18\x03 \x01(\x03\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\"M\n\x0fPlatformUserRow\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x1b\n\x13usage_revenue_nanos\x18\x03 \x01(\x03\"\xe5\x02\n\x19GetPlatformReportResponse\x12\x38\n\x07\x62y_date\x18\x01 \x03(\x0b\x32\'.creditmeter.credits.v1.PlatformDateRow\x12:\n\x08\x62y_model\x18\x02 \x03(\x0b\x32(.creditmeter.credits.v1.PlatformModelRow\x12\x38\n\x07\x62y_tier\x18\x03 \x03(\x0b\x32\'.creditmeter.credits.v1.PlatformTierRow\x12:\n\ttop_users\x18\x04 \x03(\x0b\x32\'.creditmeter.credits.v1.PlatformUserRow\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x16\n\x0euser_id_prefix\x18\x04 \x01(\t\"b\n\x14ListAccountsResponse\x12\x31\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x13ResetPeriodsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"+\n\x14ResetPeriodsResponse\x12\x13\n\x0breset_count\x18\x01 \x01(\x03\"\x83\x01\n\x0bUsageCharge\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0creference_id\x18\x04 \x01(\t\x12\x15\n\rprice_version\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"r\n\x12\x43hargeUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x07\x63harges\x18\x02 \x03(\x0b\x32#.creditmeter.credits.v1.UsageCharge\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x82\x01\n\x11UsageChargeResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rcharged_nanos\x18\x02 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x03 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"n\n\x13\x43hargeUsageResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).creditmeter.credits.v1.UsageChargeResult\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x02 \x01(\x03\"=\n\x10\x45rrorDetailTypes\x12)\n\nerror_info\x18\x01 \x01(\x0b\x32\x15.google.rpc.ErrorInfo\"\x8c\x01\n\tUsageItem\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x03 \x01(\x03\x12\x0f\n\x07hold_id\x18\x04 \x01(\t\x12\x0f\n\x07service\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"K\n\x17\x43hargeUsageBatchRequest\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.creditmeter.credits.v1.UsageItem\"\xc6\x01\n\x0fUsageItemResult\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x35\n\x07outcome\x18\x03 \x01(\x0e\x32$.creditmeter.credits.v1.UsageOutcome\x12\x15\n\rcharged_nanos\x18\x04 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x05 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x11\n\tduplicate\x18\x07 \x01(\x08\"T\n\x18\x43hargeUsageBatchResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.creditmeter.credits.v1.UsageItemResult\"+\n\x17GetAccountStatesRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"\x9f\x01\n\x0c\x41\x63\x63ountState\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x30\n\x0cperiod_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x18GetAccountStatesResponse\x12\x36\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32$.creditmeter.credits.v1.AccountState*\xf7\x01\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12$\n TRANSACTION_KIND_TIER_ALLOCATION\x10\x01\x12\x1f\n\x1bTRANSACTION_KIND_ALLOCATION\x10\x02\x12\x1e\n\x1aTRANSACTION_KIND_DEDUCTION\x10\x03\x12!\n\x1dTRANSACTION_KIND_HOLD_CAPTURE\x10\x04\x12\x1b\n\x17TRANSACTION_KIND_REFUND\x10\x05\x12\x1b\n\x17TRANSACTION_KIND_EXPIRY\x10\x06*\x8c\x01\n\x0bGrantSource\x12\x1c\n\x18GRANT_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11GRANT_SOURCE_TIER\x10\x01\x12\x16\n\x12GRANT_SOURCE_ADMIN\x10\x02\x12\x17\n\x13GRANT_SOURCE_COUPON\x10\x03\x12\x17\n\x13GRANT_SOURCE_REFUND\x10\x04*\x8e\x01\n\nHoldStatus\x12\x1b\n\x17HOLD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12HOLD_STATUS_ACTIVE\x10\x01\x12\x18\n\x14HOLD_STATUS_CAPTURED\x10\x02\x12\x18\n\x14HOLD_STATUS_RELEASED\x10\x03\x12\x17\n\x13HOLD_STATUS_EXPIRED\x10\x04*e\n\x0eReportInterval\x12\x1f\n\x1bREPORT_INTERVAL_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_INTERVAL_DAY\x10\x01\x12\x19\n\x15REPORT_INTERVAL_MONTH\x10\x02*\x7f\n\x0cUsageOutcome\x12\x1d\n\x19USAGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_OUTCOME_CHARGED\x10\x01\x12\x1b\n\x17USAGE_OUTCOME_SHORTFALL\x10\x02\x12\x18\n\x14USAGE_OUTCOME_REUSED\x10\x03\x32\xb7\x12\n\x0e\x43reditsService\x12\x84\x01\n\nGetBalance\x12).creditmeter.credits.v1.GetBalanceRequest\x1a*.creditmeter.credits.v1.GetBalanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/credits/balance\x12\x92\x01\n\x0cWatchBalance\x12+.creditmeter.credits.v1.WatchBalanceRequest\x1a,.creditmeter.credits.v1.WatchBalanceResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/credits/balance/watch0\x01\x12\x9b\x01\n\x10ListTransactions\x12/.creditmeter.credits.v1.ListTransactionsRequest\x1a\x30.creditmeter.credits.v1.ListTransactionsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/credits/transactions\x12\x90\x01\n\x0c\x43ompareTiers\x12+.creditmeter.credits.v1.CompareTiersRequest\x1a,.creditmeter.credits.v1.CompareTiersResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/credits/tiers/compare\x12\x82\x01\n\x08\x41llocate\x12\'.creditmeter.credits.v1.AllocateRequest\x1a(.creditmeter.credits.v1.AllocateResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/credits/allocate:\x01*\x12z\n\x06\x44\x65\x64uct\x12%.creditmeter.credits.v1.DeductRequest\x1a&.creditmeter.credits.v1.DeductResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/deduct:\x01*\x12z\n\x06Refund\x12%.creditmeter.credits.v1.RefundRequest\x1a&.creditmeter.credits.v1.RefundResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/refund:\x01*\x12\x85\x01\n\nCreateHold\x12).creditmeter.credits.v1.CreateHoldRequest\x1a*.creditmeter.credits.v1.CreateHoldResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/credits/holds:\x01*\x12\x9a\x01\n\x0b\x43\x61ptureHold\x12*.creditmeter.credits.v1.CaptureHoldRequest\x1a+.creditmeter.credits.v1.CaptureHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/capture:\x01*\x12\x9a\x01\n\x0bReleaseHold\x12*.creditmeter.credits.v1.ReleaseHoldRequest\x1a+.creditmeter.credits.v1.ReleaseHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/release:\x01*\x12{\n\x07SetTier\x12&.creditmeter.credits.v1.SetTierRequest\x1a\'.creditmeter.credits.v1.SetTierResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/credits/tier:\x01*\x12\xa1\x01\n\x11GetPlatformReport\x12\x30.creditmeter.credits.v1.GetPlatformReportRequest\x1a\x31.creditmeter.credits.v1.GetPlatformReportResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/credits/platform/report\x12\x8b\x01\n\x0cListAccounts\x12+.creditmeter.credits.v1.ListAccountsRequest\x1a,.creditmeter.credits.v1.ListAccountsResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/credits/accounts\x12\x66\n\x0b\x43hargeUsage\x12*.creditmeter.credits.v1.ChargeUsageRequest\x1a+.creditmeter.credits.v1.ChargeUsageResponse\x12u\n\x10\x43hargeUsageBatch\x12/.creditmeter.credits.v1.ChargeUsageBatchRequest\x1a\x30.creditmeter.credits.v1.ChargeUsageBatchResponse\x12u\n\x10GetAccountStates\x12/.creditmeter.credits.v1.GetAccountStatesRequest\x1a\x30.creditmeter.credits.v1.GetAccountStatesResponse\x12\x93\x01\n\x0cResetPeriods\x12+.creditmeter.credits.v1.ResetPeriodsRequest\x1a,.creditmeter.credits.v1.ResetPeriodsResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/api/v1/credits/periods/reset:\x01*B\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditmeter/credits/v1/credits.proto\x12\x16\x63reditmeter.credits.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/rpc/error_details.proto\"\x8f\x01\n\x05\x41udit\x12\x15\n\ractor_subject\x18\x01 \x01(\t\x12\x12\n\nactor_role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0creference_id\x18\x06 \x01(\t\x12\x15\n\rprice_version\x18\x07 \x01(\t\"\xf2\x02\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x35\n\x04kind\x18\x03 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKind\x12\x14\n\x0c\x61mount_nanos\x18\x04 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x05 \x01(\x03\x12\x15\n\rdebit_account\x18\x06 \x01(\t\x12\x16\n\x0e\x63redit_account\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x1e\n\x16related_transaction_id\x18\t \x01(\t\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12,\n\x05\x61udit\x18\x0b \x01(\x0b\x32\x1d.creditmeter.credits.v1.Audit\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x01\n\x07\x41\x63\x63ount\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x11GetBalanceRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"\x91\x02\n\x12GetBalanceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rbalance_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\x12\x12\n\nheld_nanos\x18\x05 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x08\x65xpiring\x18\x08 \x03(\x0b\x32$.creditmeter.credits.v1.GrantSummary\"O\n\x13WatchBalanceRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"S\n\x14WatchBalanceResponse\x12;\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32*.creditmeter.credits.v1.GetBalanceResponse\"\x9e\x01\n\x0cGrantSummary\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x33\n\x06source\x18\x02 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSource\x12\x17\n\x0fremaining_nanos\x18\x03 \x01(\x03\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe7\x02\n\x17ListTransactionsRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\x12?\n\x04kind\x18\x04 \x01(\x0e\x32\'.creditmeter.credits.v1.TransactionKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12@\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12>\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\"n\n\x18ListTransactionsResponse\x12\x39\n\x0ctransactions\x18\x01 \x03(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13\x43ompareTiersRequest\"\xcd\x02\n\x04Tier\x12\x0f\n\x07tier_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\x16\n\x0e\x62illing_period\x18\x04 \x01(\t\x12\x15\n\rcredits_nanos\x18\x05 \x01(\x03\x12\x16\n\x0e\x61pi_call_limit\x18\x06 \x01(\x03\x12\x17\n\x0f\x61pi_call_period\x18\x07 \x01(\t\x12\x14\n\x0c\x62yok_allowed\x18\x08 \x01(\x08\x12\x16\n\x0emarkup_percent\x18\t \x01(\x05\x12\x1b\n\x13markup_basis_points\x18\n \x01(\x05\x12 \n\x18\x62yok_markup_basis_points\x18\x0b \x01(\x05\x12*\n\"free_model_fee_per_1k_tokens_nanos\x18\x0c \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\r \x03(\t\"C\n\x14\x43ompareTiersResponse\x12+\n\x05tiers\x18\x01 \x03(\x0b\x32\x1c.creditmeter.credits.v1.Tier\"\xbc\x03\n\x0f\x41llocateRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12@\n\x06reason\x18\x03 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12=\n\x06source\x18\x05 \x01(\x0e\x32#.creditmeter.credits.v1.GrantSourceB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12@\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12\x46\n\x0creference_id\x18\x07 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"^\n\x10\x41llocateResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x10\n\x08grant_id\x18\x02 \x01(\t\"\xc3\x03\n\rDeductRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12@\n\x06reason\x18\x03 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12?\n\x05model\x18\x05 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x06 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12G\n\rprice_version\x18\x07 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"i\n\x0e\x44\x65\x64uctResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x1d\n\x15\x61vailable_after_nanos\x18\x02 \x01(\x03\"\x96\x02\n\rRefundRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12@\n\x06reason\x18\x03 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12#\n\x0etransaction_id\x18\x05 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"n\n\x0eRefundResponse\x12\x38\n\x0btransaction\x18\x01 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\"\n\x1arefundable_remaining_nanos\x18\x02 \x01(\x03\"\x8a\x02\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x03 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_nanos\x18\x04 \x01(\x03\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".creditmeter.credits.v1.HoldStatus\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16\x63\x61pture_transaction_id\x18\x08 \x01(\t\"\xdf\x02\n\x11\x43reateHoldRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12 \n\x0bttl_seconds\x18\x03 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\x12;\n\nrequest_id\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\x06reason\x18\x05 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x06 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"p\n\x12\x43reateHoldResponse\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12*\n\x04hold\x18\x02 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x1d\n\x15\x61vailable_after_nanos\x18\x03 \x01(\x03\"\xac\x03\n\x12\x43\x61ptureHoldRequest\x12\x1c\n\x07hold_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12;\n\nrequest_id\x18\x03 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\x06reason\x18\x04 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12?\n\x05model\x18\x05 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x06 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12G\n\rprice_version\x18\x07 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"\x93\x01\n\x13\x43\x61ptureHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\x12\x38\n\x0btransaction\x18\x02 \x01(\x0b\x32#.creditmeter.credits.v1.Transaction\x12\x16\n\x0ereleased_nanos\x18\x03 \x01(\x03\"o\n\x12ReleaseHoldRequest\x12\x1c\n\x07hold_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12;\n\nrequest_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"A\n\x13ReleaseHoldResponse\x12*\n\x04hold\x18\x01 \x01(\x0b\x32\x1c.creditmeter.credits.v1.Hold\"\xbe\x02\n\x0eSetTierRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12.\n\x04tier\x18\x02 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\x12;\n\nrequest_id\x18\x03 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\x06reason\x18\x04 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x43\n\x12\x65xpected_change_id\x18\x05 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"m\n\x0fSetTierResponse\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x15\n\rprevious_tier\x18\x02 \x01(\t\x12\x11\n\tchange_id\x18\x03 \x01(\t\"\x84\x02\n\x18GetPlatformReportRequest\x12@\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12>\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12\x42\n\x08interval\x18\x03 \x01(\x0e\x32&.creditmeter.credits.v1.ReportIntervalB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\"\n\x0ftop_users_count\x18\x04 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\"\x84\x01\n\x0fPlatformDateRow\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x1b\n\x13usage_revenue_nanos\x18\x02 \x01(\x03\x12\x15\n\rgranted_nanos\x18\x03 \x01(\x03\x12\x19\n\x11\x61\x63tive_user_count\x18\x04 \x01(\x03\x12\x14\n\x0c\x63harge_count\x18\x05 \x01(\x03\"T\n\x10PlatformModelRow\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1b\n\x13usage_revenue_nanos\x18\x02 \x01(\x03\x12\x14\n\x0c\x63harge_count\x18\x03 \x01(\x03\"h\n\x0fPlatformTierRow\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x15\n\raccount_count\x18\x02 \x01(\x03\x12\x1b\n\x13usage_revenue_nanos\x18\x03 \x01(\x03\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\"M\n\x0fPlatformUserRow\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x1b\n\x13usage_revenue_nanos\x18\x03 \x01(\x03\"\xe5\x02\n\x19GetPlatformReportResponse\x12\x38\n\x07\x62y_date\x18\x01 \x03(\x0b\x32\'.creditmeter.credits.v1.PlatformDateRow\x12:\n\x08\x62y_model\x18\x02 \x03(\x0b\x32(.creditmeter.credits.v1.PlatformModelRow\x12\x38\n\x07\x62y_tier\x18\x03 \x03(\x0b\x32\'.creditmeter.credits.v1.PlatformTierRow\x12:\n\ttop_users\x18\x04 \x03(\x0b\x32\'.creditmeter.credits.v1.PlatformUserRow\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd7\x01\n\x13ListAccountsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\x12.\n\x04tier\x18\x03 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\x12?\n\x0euser_id_prefix\x18\x04 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"b\n\x14ListAccountsResponse\x12\x31\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1f.creditmeter.credits.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8c\x01\n\x13ResetPeriodsRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12;\n\nrequest_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"+\n\x14ResetPeriodsResponse\x12\x13\n\x0breset_count\x18\x01 \x01(\x03\"\x87\x03\n\x0bUsageCharge\x12;\n\nrequest_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12?\n\x05model\x18\x03 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x46\n\x0creference_id\x18\x04 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12G\n\rprice_version\x18\x05 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12@\n\x06reason\x18\x06 \x01(\tB0\xbaH-r+\x18\xf4\x03\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"\xa6\x01\n\x12\x43hargeUsageRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12?\n\x07\x63harges\x18\x02 \x03(\x0b\x32#.creditmeter.credits.v1.UsageChargeB\t\xbaH\x06\x92\x01\x03\x10\x90N\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x82\x01\n\x11UsageChargeResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rcharged_nanos\x18\x02 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x03 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"n\n\x13\x43hargeUsageResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).creditmeter.credits.v1.UsageChargeResult\x12\x1b\n\x13\x62\x61lance_after_nanos\x18\x02 \x01(\x03\"=\n\x10\x45rrorDetailTypes\x12)\n\nerror_info\x18\x01 \x01(\x0b\x32\x15.google.rpc.ErrorInfo\"\x93\x03\n\tUsageItem\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x39\n\x08\x65vent_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\'\n\x0c\x61mount_nanos\x18\x03 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12\x1c\n\x07hold_id\x18\x04 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12@\n\x07service\x18\x05 \x01(\tB/\xbaH,r*\x18@2&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12?\n\x05model\x18\x06 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12G\n\rprice_version\x18\x07 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"V\n\x17\x43hargeUsageBatchRequest\x12;\n\x05items\x18\x01 \x03(\x0b\x32!.creditmeter.credits.v1.UsageItemB\t\xbaH\x06\x92\x01\x03\x10\x90N\"\xc6\x01\n\x0fUsageItemResult\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x35\n\x07outcome\x18\x03 \x01(\x0e\x32$.creditmeter.credits.v1.UsageOutcome\x12\x15\n\rcharged_nanos\x18\x04 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x05 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x11\n\tduplicate\x18\x07 \x01(\x08\"T\n\x18\x43hargeUsageBatchResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.creditmeter.credits.v1.UsageItemResult\"Y\n\x17GetAccountStatesRequest\x12>\n\x08user_ids\x18\x01 \x03(\tB,\xbaH)\x92\x01&\x10\x90N\"!r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\"\x9f\x01\n\x0c\x41\x63\x63ountState\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x30\n\x0cperiod_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x18GetAccountStatesResponse\x12\x36\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32$.creditmeter.credits.v1.AccountState*\xf7\x01\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12$\n TRANSACTION_KIND_TIER_ALLOCATION\x10\x01\x12\x1f\n\x1bTRANSACTION_KIND_ALLOCATION\x10\x02\x12\x1e\n\x1aTRANSACTION_KIND_DEDUCTION\x10\x03\x12!\n\x1dTRANSACTION_KIND_HOLD_CAPTURE\x10\x04\x12\x1b\n\x17TRANSACTION_KIND_REFUND\x10\x05\x12\x1b\n\x17TRANSACTION_KIND_EXPIRY\x10\x06*\x8c\x01\n\x0bGrantSource\x12\x1c\n\x18GRANT_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11GRANT_SOURCE_TIER\x10\x01\x12\x16\n\x12GRANT_SOURCE_ADMIN\x10\x02\x12\x17\n\x13GRANT_SOURCE_COUPON\x10\x03\x12\x17\n\x13GRANT_SOURCE_REFUND\x10\x04*\x8e\x01\n\nHoldStatus\x12\x1b\n\x17HOLD_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12HOLD_STATUS_ACTIVE\x10\x01\x12\x18\n\x14HOLD_STATUS_CAPTURED\x10\x02\x12\x18\n\x14HOLD_STATUS_RELEASED\x10\x03\x12\x17\n\x13HOLD_STATUS_EXPIRED\x10\x04*e\n\x0eReportInterval\x12\x1f\n\x1bREPORT_INTERVAL_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_INTERVAL_DAY\x10\x01\x12\x19\n\x15REPORT_INTERVAL_MONTH\x10\x02*\x7f\n\x0cUsageOutcome\x12\x1d\n\x19USAGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_OUTCOME_CHARGED\x10\x01\x12\x1b\n\x17USAGE_OUTCOME_SHORTFALL\x10\x02\x12\x18\n\x14USAGE_OUTCOME_REUSED\x10\x03\x32\xb7\x12\n\x0e\x43reditsService\x12\x84\x01\n\nGetBalance\x12).creditmeter.credits.v1.GetBalanceRequest\x1a*.creditmeter.credits.v1.GetBalanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/credits/balance\x12\x92\x01\n\x0cWatchBalance\x12+.creditmeter.credits.v1.WatchBalanceRequest\x1a,.creditmeter.credits.v1.WatchBalanceResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/credits/balance/watch0\x01\x12\x9b\x01\n\x10ListTransactions\x12/.creditmeter.credits.v1.ListTransactionsRequest\x1a\x30.creditmeter.credits.v1.ListTransactionsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/credits/transactions\x12\x90\x01\n\x0c\x43ompareTiers\x12+.creditmeter.credits.v1.CompareTiersRequest\x1a,.creditmeter.credits.v1.CompareTiersResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/credits/tiers/compare\x12\x82\x01\n\x08\x41llocate\x12\'.creditmeter.credits.v1.AllocateRequest\x1a(.creditmeter.credits.v1.AllocateResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/credits/allocate:\x01*\x12z\n\x06\x44\x65\x64uct\x12%.creditmeter.credits.v1.DeductRequest\x1a&.creditmeter.credits.v1.DeductResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/deduct:\x01*\x12z\n\x06Refund\x12%.creditmeter.credits.v1.RefundRequest\x1a&.creditmeter.credits.v1.RefundResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/credits/refund:\x01*\x12\x85\x01\n\nCreateHold\x12).creditmeter.credits.v1.CreateHoldRequest\x1a*.creditmeter.credits.v1.CreateHoldResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/credits/holds:\x01*\x12\x9a\x01\n\x0b\x43\x61ptureHold\x12*.creditmeter.credits.v1.CaptureHoldRequest\x1a+.creditmeter.credits.v1.CaptureHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/capture:\x01*\x12\x9a\x01\n\x0bReleaseHold\x12*.creditmeter.credits.v1.ReleaseHoldRequest\x1a+.creditmeter.credits.v1.ReleaseHoldResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/credits/holds/{hold_id}/release:\x01*\x12{\n\x07SetTier\x12&.creditmeter.credits.v1.SetTierRequest\x1a\'.creditmeter.credits.v1.SetTierResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/credits/tier:\x01*\x12\xa1\x01\n\x11GetPlatformReport\x12\x30.creditmeter.credits.v1.GetPlatformReportRequest\x1a\x31.creditmeter.credits.v1.GetPlatformReportResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/credits/platform/report\x12\x8b\x01\n\x0cListAccounts\x12+.creditmeter.credits.v1.ListAccountsRequest\x1a,.creditmeter.credits.v1.ListAccountsResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/credits/accounts\x12\x66\n\x0b\x43hargeUsage\x12*.creditmeter.credits.v1.ChargeUsageRequest\x1a+.creditmeter.credits.v1.ChargeUsageResponse\x12u\n\x10\x43hargeUsageBatch\x12/.creditmeter.credits.v1.ChargeUsageBatchRequest\x1a\x30.creditmeter.credits.v1.ChargeUsageBatchResponse\x12u\n\x10GetAccountStates\x12/.creditmeter.credits.v1.GetAccountStatesRequest\x1a\x30.creditmeter.credits.v1.GetAccountStatesResponse\x12\x93\x01\n\x0cResetPeriods\x12+.creditmeter.credits.v1.ResetPeriodsRequest\x1a,.creditmeter.credits.v1.ResetPeriodsResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/api/v1/credits/periods/reset:\x01*B\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +36,154 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditmeter.credits.v1.cred
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
+  _globals['_GETBALANCEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETBALANCEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_WATCHBALANCEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_WATCHBALANCEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['kind']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['start_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_LISTTRANSACTIONSREQUEST'].fields_by_name['end_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['source']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['source']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['expires_at']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['expires_at']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_ALLOCATEREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_DEDUCTREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_DEDUCTREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_DEDUCTREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_DEDUCTREQUEST'].fields_by_name['price_version']._loaded_options = None
+  _globals['_DEDUCTREQUEST'].fields_by_name['price_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_REFUNDREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_REFUNDREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_REFUNDREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_REFUNDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_REFUNDREQUEST'].fields_by_name['transaction_id']._loaded_options = None
+  _globals['_REFUNDREQUEST'].fields_by_name['transaction_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['ttl_seconds']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['ttl_seconds']._serialized_options = b'\272H\010\032\006\030\200\243\005(\000'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['hold_id']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['hold_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['price_version']._loaded_options = None
+  _globals['_CAPTUREHOLDREQUEST'].fields_by_name['price_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['hold_id']._loaded_options = None
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['hold_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_RELEASEHOLDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['tier']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SETTIERREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_SETTIERREQUEST'].fields_by_name['expected_change_id']._loaded_options = None
+  _globals['_SETTIERREQUEST'].fields_by_name['expected_change_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['start_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['end_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['interval']._loaded_options = None
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['interval']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['top_users_count']._loaded_options = None
+  _globals['_GETPLATFORMREPORTREQUEST'].fields_by_name['top_users_count']._serialized_options = b'\272H\006\032\004\030d(\000'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['tier']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['user_id_prefix']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['user_id_prefix']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_RESETPERIODSREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGECHARGE'].fields_by_name['request_id']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGECHARGE'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_USAGECHARGE'].fields_by_name['model']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGECHARGE'].fields_by_name['reference_id']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['reference_id']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGECHARGE'].fields_by_name['price_version']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['price_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGECHARGE'].fields_by_name['reason']._loaded_options = None
+  _globals['_USAGECHARGE'].fields_by_name['reason']._serialized_options = b'\272H-r+\030\364\0032&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['charges']._loaded_options = None
+  _globals['_CHARGEUSAGEREQUEST'].fields_by_name['charges']._serialized_options = b'\272H\006\222\001\003\020\220N'
+  _globals['_USAGEITEM'].fields_by_name['user_id']._loaded_options = None
+  _globals['_USAGEITEM'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGEITEM'].fields_by_name['event_id']._loaded_options = None
+  _globals['_USAGEITEM'].fields_by_name['event_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGEITEM'].fields_by_name['amount_nanos']._loaded_options = None
+  _globals['_USAGEITEM'].fields_by_name['amount_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_USAGEITEM'].fields_by_name['hold_id']._loaded_options = None
+  _globals['_USAGEITEM'].fields_by_name['hold_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_USAGEITEM'].fields_by_name['service']._loaded_options = None
+  _globals['_USAGEITEM'].fields_by_name['service']._serialized_options = b'\272H,r*\030@2&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGEITEM'].fields_by_name['model']._loaded_options = None
+  _globals['_USAGEITEM'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGEITEM'].fields_by_name['price_version']._loaded_options = None
+  _globals['_USAGEITEM'].fields_by_name['price_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_CHARGEUSAGEBATCHREQUEST'].fields_by_name['items']._loaded_options = None
+  _globals['_CHARGEUSAGEBATCHREQUEST'].fields_by_name['items']._serialized_options = b'\272H\006\222\001\003\020\220N'
+  _globals['_GETACCOUNTSTATESREQUEST'].fields_by_name['user_ids']._loaded_options = None
+  _globals['_GETACCOUNTSTATESREQUEST'].fields_by_name['user_ids']._serialized_options = b'\272H)\222\001&\020\220N\"!r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$'
   _globals['_CREDITSSERVICE'].methods_by_name['GetBalance']._loaded_options = None
   _globals['_CREDITSSERVICE'].methods_by_name['GetBalance']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/credits/balance'
   _globals['_CREDITSSERVICE'].methods_by_name['WatchBalance']._loaded_options = None
@@ -63,116 +212,116 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREDITSSERVICE'].methods_by_name['ListAccounts']._serialized_options = b'\202\323\344\223\002\032\022\030/api/v1/credits/accounts'
   _globals['_CREDITSSERVICE'].methods_by_name['ResetPeriods']._loaded_options = None
   _globals['_CREDITSSERVICE'].methods_by_name['ResetPeriods']._serialized_options = b'\202\323\344\223\002\"\"\035/api/v1/credits/periods/reset:\001*'
-  _globals['_TRANSACTIONKIND']._serialized_start=6925
-  _globals['_TRANSACTIONKIND']._serialized_end=7172
-  _globals['_GRANTSOURCE']._serialized_start=7175
-  _globals['_GRANTSOURCE']._serialized_end=7315
-  _globals['_HOLDSTATUS']._serialized_start=7318
-  _globals['_HOLDSTATUS']._serialized_end=7460
-  _globals['_REPORTINTERVAL']._serialized_start=7462
-  _globals['_REPORTINTERVAL']._serialized_end=7563
-  _globals['_USAGEOUTCOME']._serialized_start=7565
-  _globals['_USAGEOUTCOME']._serialized_end=7692
-  _globals['_AUDIT']._serialized_start=160
-  _globals['_AUDIT']._serialized_end=303
-  _globals['_TRANSACTION']._serialized_start=306
-  _globals['_TRANSACTION']._serialized_end=676
-  _globals['_ACCOUNT']._serialized_start=679
-  _globals['_ACCOUNT']._serialized_end=933
-  _globals['_GETBALANCEREQUEST']._serialized_start=935
-  _globals['_GETBALANCEREQUEST']._serialized_end=971
-  _globals['_GETBALANCERESPONSE']._serialized_start=974
-  _globals['_GETBALANCERESPONSE']._serialized_end=1247
-  _globals['_WATCHBALANCEREQUEST']._serialized_start=1249
-  _globals['_WATCHBALANCEREQUEST']._serialized_end=1287
-  _globals['_WATCHBALANCERESPONSE']._serialized_start=1289
-  _globals['_WATCHBALANCERESPONSE']._serialized_end=1372
-  _globals['_GRANTSUMMARY']._serialized_start=1375
-  _globals['_GRANTSUMMARY']._serialized_end=1533
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1536
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1766
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1768
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1878
-  _globals['_COMPARETIERSREQUEST']._serialized_start=1880
-  _globals['_COMPARETIERSREQUEST']._serialized_end=1901
-  _globals['_TIER']._serialized_start=1904
-  _globals['_TIER']._serialized_end=2237
-  _globals['_COMPARETIERSRESPONSE']._serialized_start=2239
-  _globals['_COMPARETIERSRESPONSE']._serialized_end=2306
-  _globals['_ALLOCATEREQUEST']._serialized_start=2309
-  _globals['_ALLOCATEREQUEST']._serialized_end=2524
-  _globals['_ALLOCATERESPONSE']._serialized_start=2526
-  _globals['_ALLOCATERESPONSE']._serialized_end=2620
-  _globals['_DEDUCTREQUEST']._serialized_start=2623
-  _globals['_DEDUCTREQUEST']._serialized_end=2773
-  _globals['_DEDUCTRESPONSE']._serialized_start=2775
-  _globals['_DEDUCTRESPONSE']._serialized_end=2880
-  _globals['_REFUNDREQUEST']._serialized_start=2882
-  _globals['_REFUNDREQUEST']._serialized_end=2996
-  _globals['_REFUNDRESPONSE']._serialized_start=2998
-  _globals['_REFUNDRESPONSE']._serialized_end=3108
-  _globals['_HOLD']._serialized_start=3111
-  _globals['_HOLD']._serialized_end=3377
-  _globals['_CREATEHOLDREQUEST']._serialized_start=3380
-  _globals['_CREATEHOLDREQUEST']._serialized_end=3517
-  _globals['_CREATEHOLDRESPONSE']._serialized_start=3519
-  _globals['_CREATEHOLDRESPONSE']._serialized_end=3631
-  _globals['_CAPTUREHOLDREQUEST']._serialized_start=3634
-  _globals['_CAPTUREHOLDREQUEST']._serialized_end=3789
-  _globals['_CAPTUREHOLDRESPONSE']._serialized_start=3792
-  _globals['_CAPTUREHOLDRESPONSE']._serialized_end=3939
-  _globals['_RELEASEHOLDREQUEST']._serialized_start=3941
-  _globals['_RELEASEHOLDREQUEST']._serialized_end=3998
-  _globals['_RELEASEHOLDRESPONSE']._serialized_start=4000
-  _globals['_RELEASEHOLDRESPONSE']._serialized_end=4065
-  _globals['_SETTIERREQUEST']._serialized_start=4067
-  _globals['_SETTIERREQUEST']._serialized_end=4178
-  _globals['_SETTIERRESPONSE']._serialized_start=4180
-  _globals['_SETTIERRESPONSE']._serialized_end=4289
-  _globals['_GETPLATFORMREPORTREQUEST']._serialized_start=4292
-  _globals['_GETPLATFORMREPORTREQUEST']._serialized_end=4495
-  _globals['_PLATFORMDATEROW']._serialized_start=4498
-  _globals['_PLATFORMDATEROW']._serialized_end=4630
-  _globals['_PLATFORMMODELROW']._serialized_start=4632
-  _globals['_PLATFORMMODELROW']._serialized_end=4716
-  _globals['_PLATFORMTIERROW']._serialized_start=4718
-  _globals['_PLATFORMTIERROW']._serialized_end=4822
-  _globals['_PLATFORMUSERROW']._serialized_start=4824
-  _globals['_PLATFORMUSERROW']._serialized_end=4901
-  _globals['_GETPLATFORMREPORTRESPONSE']._serialized_start=4904
-  _globals['_GETPLATFORMREPORTRESPONSE']._serialized_end=5261
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=5263
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=5361
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=5363
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=5461
-  _globals['_RESETPERIODSREQUEST']._serialized_start=5463
-  _globals['_RESETPERIODSREQUEST']._serialized_end=5521
-  _globals['_RESETPERIODSRESPONSE']._serialized_start=5523
-  _globals['_RESETPERIODSRESPONSE']._serialized_end=5566
-  _globals['_USAGECHARGE']._serialized_start=5569
-  _globals['_USAGECHARGE']._serialized_end=5700
-  _globals['_CHARGEUSAGEREQUEST']._serialized_start=5702
-  _globals['_CHARGEUSAGEREQUEST']._serialized_end=5816
-  _globals['_USAGECHARGERESULT']._serialized_start=5819
-  _globals['_USAGECHARGERESULT']._serialized_end=5949
-  _globals['_CHARGEUSAGERESPONSE']._serialized_start=5951
-  _globals['_CHARGEUSAGERESPONSE']._serialized_end=6061
-  _globals['_ERRORDETAILTYPES']._serialized_start=6063
-  _globals['_ERRORDETAILTYPES']._serialized_end=6124
-  _globals['_USAGEITEM']._serialized_start=6127
-  _globals['_USAGEITEM']._serialized_end=6267
-  _globals['_CHARGEUSAGEBATCHREQUEST']._serialized_start=6269
-  _globals['_CHARGEUSAGEBATCHREQUEST']._serialized_end=6344
-  _globals['_USAGEITEMRESULT']._serialized_start=6347
-  _globals['_USAGEITEMRESULT']._serialized_end=6545
-  _globals['_CHARGEUSAGEBATCHRESPONSE']._serialized_start=6547
-  _globals['_CHARGEUSAGEBATCHRESPONSE']._serialized_end=6631
-  _globals['_GETACCOUNTSTATESREQUEST']._serialized_start=6633
-  _globals['_GETACCOUNTSTATESREQUEST']._serialized_end=6676
-  _globals['_ACCOUNTSTATE']._serialized_start=6679
-  _globals['_ACCOUNTSTATE']._serialized_end=6838
-  _globals['_GETACCOUNTSTATESRESPONSE']._serialized_start=6840
-  _globals['_GETACCOUNTSTATESRESPONSE']._serialized_end=6922
-  _globals['_CREDITSSERVICE']._serialized_start=7695
-  _globals['_CREDITSSERVICE']._serialized_end=10054
+  _globals['_TRANSACTIONKIND']._serialized_start=9500
+  _globals['_TRANSACTIONKIND']._serialized_end=9747
+  _globals['_GRANTSOURCE']._serialized_start=9750
+  _globals['_GRANTSOURCE']._serialized_end=9890
+  _globals['_HOLDSTATUS']._serialized_start=9893
+  _globals['_HOLDSTATUS']._serialized_end=10035
+  _globals['_REPORTINTERVAL']._serialized_start=10037
+  _globals['_REPORTINTERVAL']._serialized_end=10138
+  _globals['_USAGEOUTCOME']._serialized_start=10140
+  _globals['_USAGEOUTCOME']._serialized_end=10267
+  _globals['_AUDIT']._serialized_start=189
+  _globals['_AUDIT']._serialized_end=332
+  _globals['_TRANSACTION']._serialized_start=335
+  _globals['_TRANSACTION']._serialized_end=705
+  _globals['_ACCOUNT']._serialized_start=708
+  _globals['_ACCOUNT']._serialized_end=962
+  _globals['_GETBALANCEREQUEST']._serialized_start=964
+  _globals['_GETBALANCEREQUEST']._serialized_end=1041
+  _globals['_GETBALANCERESPONSE']._serialized_start=1044
+  _globals['_GETBALANCERESPONSE']._serialized_end=1317
+  _globals['_WATCHBALANCEREQUEST']._serialized_start=1319
+  _globals['_WATCHBALANCEREQUEST']._serialized_end=1398
+  _globals['_WATCHBALANCERESPONSE']._serialized_start=1400
+  _globals['_WATCHBALANCERESPONSE']._serialized_end=1483
+  _globals['_GRANTSUMMARY']._serialized_start=1486
+  _globals['_GRANTSUMMARY']._serialized_end=1644
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1647
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=2006
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=2008
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=2118
+  _globals['_COMPARETIERSREQUEST']._serialized_start=2120
+  _globals['_COMPARETIERSREQUEST']._serialized_end=2141
+  _globals['_TIER']._serialized_start=2144
+  _globals['_TIER']._serialized_end=2477
+  _globals['_COMPARETIERSRESPONSE']._serialized_start=2479
+  _globals['_COMPARETIERSRESPONSE']._serialized_end=2546
+  _globals['_ALLOCATEREQUEST']._serialized_start=2549
+  _globals['_ALLOCATEREQUEST']._serialized_end=2993
+  _globals['_ALLOCATERESPONSE']._serialized_start=2995
+  _globals['_ALLOCATERESPONSE']._serialized_end=3089
+  _globals['_DEDUCTREQUEST']._serialized_start=3092
+  _globals['_DEDUCTREQUEST']._serialized_end=3543
+  _globals['_DEDUCTRESPONSE']._serialized_start=3545
+  _globals['_DEDUCTRESPONSE']._serialized_end=3650
+  _globals['_REFUNDREQUEST']._serialized_start=3653
+  _globals['_REFUNDREQUEST']._serialized_end=3931
+  _globals['_REFUNDRESPONSE']._serialized_start=3933
+  _globals['_REFUNDRESPONSE']._serialized_end=4043
+  _globals['_HOLD']._serialized_start=4046
+  _globals['_HOLD']._serialized_end=4312
+  _globals['_CREATEHOLDREQUEST']._serialized_start=4315
+  _globals['_CREATEHOLDREQUEST']._serialized_end=4666
+  _globals['_CREATEHOLDRESPONSE']._serialized_start=4668
+  _globals['_CREATEHOLDRESPONSE']._serialized_end=4780
+  _globals['_CAPTUREHOLDREQUEST']._serialized_start=4783
+  _globals['_CAPTUREHOLDREQUEST']._serialized_end=5211
+  _globals['_CAPTUREHOLDRESPONSE']._serialized_start=5214
+  _globals['_CAPTUREHOLDRESPONSE']._serialized_end=5361
+  _globals['_RELEASEHOLDREQUEST']._serialized_start=5363
+  _globals['_RELEASEHOLDREQUEST']._serialized_end=5474
+  _globals['_RELEASEHOLDRESPONSE']._serialized_start=5476
+  _globals['_RELEASEHOLDRESPONSE']._serialized_end=5541
+  _globals['_SETTIERREQUEST']._serialized_start=5544
+  _globals['_SETTIERREQUEST']._serialized_end=5862
+  _globals['_SETTIERRESPONSE']._serialized_start=5864
+  _globals['_SETTIERRESPONSE']._serialized_end=5973
+  _globals['_GETPLATFORMREPORTREQUEST']._serialized_start=5976
+  _globals['_GETPLATFORMREPORTREQUEST']._serialized_end=6236
+  _globals['_PLATFORMDATEROW']._serialized_start=6239
+  _globals['_PLATFORMDATEROW']._serialized_end=6371
+  _globals['_PLATFORMMODELROW']._serialized_start=6373
+  _globals['_PLATFORMMODELROW']._serialized_end=6457
+  _globals['_PLATFORMTIERROW']._serialized_start=6459
+  _globals['_PLATFORMTIERROW']._serialized_end=6563
+  _globals['_PLATFORMUSERROW']._serialized_start=6565
+  _globals['_PLATFORMUSERROW']._serialized_end=6642
+  _globals['_GETPLATFORMREPORTRESPONSE']._serialized_start=6645
+  _globals['_GETPLATFORMREPORTRESPONSE']._serialized_end=7002
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=7005
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=7220
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=7222
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=7320
+  _globals['_RESETPERIODSREQUEST']._serialized_start=7323
+  _globals['_RESETPERIODSREQUEST']._serialized_end=7463
+  _globals['_RESETPERIODSRESPONSE']._serialized_start=7465
+  _globals['_RESETPERIODSRESPONSE']._serialized_end=7508
+  _globals['_USAGECHARGE']._serialized_start=7511
+  _globals['_USAGECHARGE']._serialized_end=7902
+  _globals['_CHARGEUSAGEREQUEST']._serialized_start=7905
+  _globals['_CHARGEUSAGEREQUEST']._serialized_end=8071
+  _globals['_USAGECHARGERESULT']._serialized_start=8074
+  _globals['_USAGECHARGERESULT']._serialized_end=8204
+  _globals['_CHARGEUSAGERESPONSE']._serialized_start=8206
+  _globals['_CHARGEUSAGERESPONSE']._serialized_end=8316
+  _globals['_ERRORDETAILTYPES']._serialized_start=8318
+  _globals['_ERRORDETAILTYPES']._serialized_end=8379
+  _globals['_USAGEITEM']._serialized_start=8382
+  _globals['_USAGEITEM']._serialized_end=8785
+  _globals['_CHARGEUSAGEBATCHREQUEST']._serialized_start=8787
+  _globals['_CHARGEUSAGEBATCHREQUEST']._serialized_end=8873
+  _globals['_USAGEITEMRESULT']._serialized_start=8876
+  _globals['_USAGEITEMRESULT']._serialized_end=9074
+  _globals['_CHARGEUSAGEBATCHRESPONSE']._serialized_start=9076
+  _globals['_CHARGEUSAGEBATCHRESPONSE']._serialized_end=9160
+  _globals['_GETACCOUNTSTATESREQUEST']._serialized_start=9162
+  _globals['_GETACCOUNTSTATESREQUEST']._serialized_end=9251
+  _globals['_ACCOUNTSTATE']._serialized_start=9254
+  _globals['_ACCOUNTSTATE']._serialized_end=9413
+  _globals['_GETACCOUNTSTATESRESPONSE']._serialized_start=9415
+  _globals['_GETACCOUNTSTATESRESPONSE']._serialized_end=9497
+  _globals['_CREDITSSERVICE']._serialized_start=10270
+  _globals['_CREDITSSERVICE']._serialized_end=12629
 # @@protoc_insertion_point(module_scope)

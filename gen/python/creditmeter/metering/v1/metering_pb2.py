@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from creditmeter.common.v1 import service_kind_pb2 as creditmeter_dot_common_dot_v1_dot_service__kind__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&creditmeter/metering/v1/metering.proto\x12\x17\x63reditmeter.metering.v1\x1a(creditmeter/common/v1/service_kind.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x33\n\x07service\x18\x03 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x10\n\x08quantity\x18\x08 \x01(\x03\x12\x0c\n\x04\x62yok\x18\t \x01(\x08\x12\x0f\n\x07hold_id\x18\n \x01(\t\x12/\n\x0boccurred_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x08metadata\x18\x0c \x03(\x0b\x32\x31.creditmeter.metering.v1.UsageEvent.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x02\n\rRecordedEvent\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x15\n\rprice_version\x18\x06 \x01(\t\x12\x0f\n\x07\x63harged\x18\x07 \x01(\x08\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x05state\x18\t \x01(\x0e\x32#.creditmeter.metering.v1.EventState\x12\x13\n\x0bpark_reason\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\"\xe6\x01\n\x10\x41uthorizeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x07service\x18\x02 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\x12\x18\n\x10hold_ttl_seconds\x18\x08 \x01(\x05\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xd0\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07hold_id\x18\x03 \x01(\t\x12\x12\n\nheld_nanos\x18\x04 \x01(\x03\x12\x1c\n\x14\x65stimated_cost_nanos\x18\x05 \x01(\x03\x12\x12\n\ncalls_used\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x07 \x01(\x03\x12\x17\n\x0f\x63\x61lls_remaining\x18\x08 \x01(\x03\x12\x15\n\rprice_version\x18\t \x01(\t\"G\n\x11TrackUsageRequest\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"\xe0\x01\n\x12TrackUsageResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x15\n\rprice_version\x18\x07 \x01(\t\x12\x32\n\x05state\x18\x08 \x01(\x0e\x32#.creditmeter.metering.v1.EventState\"M\n\x16TrackUsageBatchRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"W\n\x17TrackUsageBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditmeter.metering.v1.TrackUsageResponse\"\xa5\x01\n\x0bUsageTotals\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x07 \x01(\x03\"y\n\x0cServiceUsage\x12\x33\n\x07service\x18\x01 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\"\x87\x01\n\x16GetUsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x17GetUsageSummaryResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\x12\x39\n\nby_service\x18\x03 \x03(\x0b\x32%.creditmeter.metering.v1.ServiceUsage\x12\x12\n\ncalls_used\x18\x04 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x05 \x01(\x03\x12\x36\n\x12quota_window_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x87\x01\n\x16GetUsageByModelRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"L\n\x17GetUsageByModelResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.ModelUsage\"\xc1\x01\n\x15GetUsageByDateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x0bgranularity\x18\x04 \x01(\x0e\x32$.creditmeter.metering.v1.Granularity\"\x86\x01\n\tDateUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"J\n\x16GetUsageByDateResponse\x12\x30\n\x04rows\x18\x01 \x03(\x0b\x32\".creditmeter.metering.v1.DateUsage\"P\n\x16ListUsageEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x17ListUsageEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x17ListParkedEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x18ListParkedEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8e\x01\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_PENDING\x10\x01\x12\x17\n\x13\x45VENT_STATE_CHARGED\x10\x02\x12\x19\n\x15\x45VENT_STATE_SHORTFALL\x10\x03\x12\x16\n\x12\x45VENT_STATE_PARKED\x10\x04*V\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x15\n\x11GRANULARITY_MONTH\x10\x02\x32\xc4\t\n\x0fMeteringService\x12\x89\x01\n\tAuthorize\x12).creditmeter.metering.v1.AuthorizeRequest\x1a*.creditmeter.metering.v1.AuthorizeResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/metering/authorize:\x01*\x12\x88\x01\n\nTrackUsage\x12*.creditmeter.metering.v1.TrackUsageRequest\x1a+.creditmeter.metering.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/metering/track:\x01*\x12\x9d\x01\n\x0fTrackUsageBatch\x12/.creditmeter.metering.v1.TrackUsageBatchRequest\x1a\x30.creditmeter.metering.v1.TrackUsageBatchResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/metering/track-batch:\x01*\x12\x98\x01\n\x10ListParkedEvents\x12\x30.creditmeter.metering.v1.ListParkedEventsRequest\x1a\x31.creditmeter.metering.v1.ListParkedEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/parked\x12\x96\x01\n\x0fGetUsageSummary\x12/.creditmeter.metering.v1.GetUsageSummaryRequest\x1a\x30.creditmeter.metering.v1.GetUsageSummaryResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/summary\x12\x97\x01\n\x0fGetUsageByModel\x12/.creditmeter.metering.v1.GetUsageByModelRequest\x1a\x30.creditmeter.metering.v1.GetUsageByModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/metering/by-model\x12\x93\x01\n\x0eGetUsageByDate\x12..creditmeter.metering.v1.GetUsageByDateRequest\x1a/.creditmeter.metering.v1.GetUsageByDateResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/by-date\x12\x95\x01\n\x0fListUsageEvents\x12/.creditmeter.metering.v1.ListUsageEventsRequest\x1a\x30.creditmeter.metering.v1.ListUsageEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/eventsB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&creditmeter/metering/v1/metering.proto\x12\x17\x63reditmeter.metering.v1\x1a(creditmeter/common/v1/service_kind.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x06\n\nUsageEvent\x12\x39\n\x08\x65vent_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x38\n\x07user_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12=\n\x07service\x18\x03 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12?\n\x05model\x18\x04 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x42\n\x08provider\x18\x05 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12#\n\x0cinput_tokens\x18\x06 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12$\n\routput_tokens\x18\x07 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x1f\n\x08quantity\x18\x08 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x0c\n\x04\x62yok\x18\t \x01(\x08\x12\x1c\n\x07hold_id\x18\n \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x41\n\x0boccurred_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12\xac\x01\n\x08metadata\x18\x0c \x03(\x0b\x32\x31.creditmeter.metering.v1.UsageEvent.MetadataEntryBg\xbaHd\x9a\x01\x61\x10\x10\".r,\x10\x01\x18@2&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$*-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x02\n\rRecordedEvent\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x15\n\rprice_version\x18\x06 \x01(\t\x12\x0f\n\x07\x63harged\x18\x07 \x01(\x08\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x05state\x18\t \x01(\x0e\x32#.creditmeter.metering.v1.EventState\x12\x13\n\x0bpark_reason\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\"\xae\x03\n\x10\x41uthorizeRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12=\n\x07service\x18\x02 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12?\n\x05model\x18\x03 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12#\n\x0cinput_tokens\x18\x04 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12(\n\x11max_output_tokens\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x1f\n\x08quantity\x18\x06 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\x12%\n\x10hold_ttl_seconds\x18\x08 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\x12;\n\nrequest_id\x18\t \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"\xd0\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07hold_id\x18\x03 \x01(\t\x12\x12\n\nheld_nanos\x18\x04 \x01(\x03\x12\x1c\n\x14\x65stimated_cost_nanos\x18\x05 \x01(\x03\x12\x12\n\ncalls_used\x18\x06 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x07 \x01(\x03\x12\x17\n\x0f\x63\x61lls_remaining\x18\x08 \x01(\x03\x12\x15\n\rprice_version\x18\t \x01(\t\"G\n\x11TrackUsageRequest\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.creditmeter.metering.v1.UsageEvent\"\xe0\x01\n\x12TrackUsageResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x03 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x04 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x15\n\rprice_version\x18\x07 \x01(\t\x12\x32\n\x05state\x18\x08 \x01(\x0e\x32#.creditmeter.metering.v1.EventState\"X\n\x16TrackUsageBatchRequest\x12>\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.UsageEventB\t\xbaH\x06\x92\x01\x03\x10\x90N\"W\n\x17TrackUsageBatchResponse\x12<\n\x07results\x18\x01 \x03(\x0b\x32+.creditmeter.metering.v1.TrackUsageResponse\"\xa5\x01\n\x0bUsageTotals\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\x12\x17\n\x0fshortfall_nanos\x18\x07 \x01(\x03\"y\n\x0cServiceUsage\x12\x33\n\x07service\x18\x01 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\"\xd4\x01\n\x16GetUsageSummaryRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12>\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\"\xfc\x01\n\x17GetUsageSummaryResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x34\n\x06totals\x18\x02 \x01(\x0b\x32$.creditmeter.metering.v1.UsageTotals\x12\x39\n\nby_service\x18\x03 \x03(\x0b\x32%.creditmeter.metering.v1.ServiceUsage\x12\x12\n\ncalls_used\x18\x04 \x01(\x03\x12\x13\n\x0b\x63\x61lls_limit\x18\x05 \x01(\x03\x12\x36\n\x12quota_window_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x16GetUsageByModelRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12>\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\"\x88\x01\n\nModelUsage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"L\n\x17GetUsageByModelResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.creditmeter.metering.v1.ModelUsage\"\x98\x02\n\x15GetUsageByDateRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12@\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12>\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n\x1a\x06\x08\x80\xb2\xf8\x84\x1b\x32\x00\x12\x43\n\x0bgranularity\x18\x04 \x01(\x0e\x32$.creditmeter.metering.v1.GranularityB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\x86\x01\n\tDateUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\x12\x15\n\rcharged_nanos\x18\x06 \x01(\x03\"J\n\x16GetUsageByDateResponse\x12\x30\n\x04rows\x18\x01 \x03(\x0b\x32\".creditmeter.metering.v1.DateUsage\"\xa3\x01\n\x16ListUsageEventsRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\"j\n\x17ListUsageEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa4\x01\n\x17ListParkedEventsRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x30\n\npage_token\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x04\x32\x12^[A-Za-z0-9_.=-]*$\"k\n\x18ListParkedEventsResponse\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.creditmeter.metering.v1.RecordedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8e\x01\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_PENDING\x10\x01\x12\x17\n\x13\x45VENT_STATE_CHARGED\x10\x02\x12\x19\n\x15\x45VENT_STATE_SHORTFALL\x10\x03\x12\x16\n\x12\x45VENT_STATE_PARKED\x10\x04*V\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fGRANULARITY_DAY\x10\x01\x12\x15\n\x11GRANULARITY_MONTH\x10\x02\x32\xc4\t\n\x0fMeteringService\x12\x89\x01\n\tAuthorize\x12).creditmeter.metering.v1.AuthorizeRequest\x1a*.creditmeter.metering.v1.AuthorizeResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/metering/authorize:\x01*\x12\x88\x01\n\nTrackUsage\x12*.creditmeter.metering.v1.TrackUsageRequest\x1a+.creditmeter.metering.v1.TrackUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/metering/track:\x01*\x12\x9d\x01\n\x0fTrackUsageBatch\x12/.creditmeter.metering.v1.TrackUsageBatchRequest\x1a\x30.creditmeter.metering.v1.TrackUsageBatchResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/metering/track-batch:\x01*\x12\x98\x01\n\x10ListParkedEvents\x12\x30.creditmeter.metering.v1.ListParkedEventsRequest\x1a\x31.creditmeter.metering.v1.ListParkedEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/parked\x12\x96\x01\n\x0fGetUsageSummary\x12/.creditmeter.metering.v1.GetUsageSummaryRequest\x1a\x30.creditmeter.metering.v1.GetUsageSummaryResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/summary\x12\x97\x01\n\x0fGetUsageByModel\x12/.creditmeter.metering.v1.GetUsageByModelRequest\x1a\x30.creditmeter.metering.v1.GetUsageByModelResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/metering/by-model\x12\x93\x01\n\x0eGetUsageByDate\x12..creditmeter.metering.v1.GetUsageByDateRequest\x1a/.creditmeter.metering.v1.GetUsageByDateResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/metering/by-date\x12\x95\x01\n\x0fListUsageEvents\x12/.creditmeter.metering.v1.ListUsageEventsRequest\x1a\x30.creditmeter.metering.v1.ListUsageEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/metering/eventsB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +38,78 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
   _globals['_USAGEEVENT_METADATAENTRY']._loaded_options = None
   _globals['_USAGEEVENT_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_USAGEEVENT'].fields_by_name['event_id']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['event_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGEEVENT'].fields_by_name['user_id']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_USAGEEVENT'].fields_by_name['service']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['service']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_USAGEEVENT'].fields_by_name['model']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGEEVENT'].fields_by_name['provider']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['provider']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_USAGEEVENT'].fields_by_name['input_tokens']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['input_tokens']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_USAGEEVENT'].fields_by_name['output_tokens']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['output_tokens']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_USAGEEVENT'].fields_by_name['quantity']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['quantity']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_USAGEEVENT'].fields_by_name['hold_id']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['hold_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_USAGEEVENT'].fields_by_name['occurred_at']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['occurred_at']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_USAGEEVENT'].fields_by_name['metadata']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['metadata']._serialized_options = b'\272Hd\232\001a\020\020\".r,\020\001\030@2&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$*-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['service']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['service']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['input_tokens']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['input_tokens']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['max_output_tokens']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['max_output_tokens']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['quantity']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['quantity']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['hold_ttl_seconds']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['hold_ttl_seconds']._serialized_options = b'\272H\010\032\006\030\200\243\005(\000'
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_AUTHORIZEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_TRACKUSAGEBATCHREQUEST'].fields_by_name['events']._loaded_options = None
+  _globals['_TRACKUSAGEBATCHREQUEST'].fields_by_name['events']._serialized_options = b'\272H\006\222\001\003\020\220N'
+  _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['start_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['end_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETUSAGEBYMODELREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETUSAGEBYMODELREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_GETUSAGEBYMODELREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_GETUSAGEBYMODELREQUEST'].fields_by_name['start_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETUSAGEBYMODELREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_GETUSAGEBYMODELREQUEST'].fields_by_name['end_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['start_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['end_time']._serialized_options = b'\272H\r\262\001\n\032\006\010\200\262\370\204\0332\000'
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['granularity']._loaded_options = None
+  _globals['_GETUSAGEBYDATEREQUEST'].fields_by_name['granularity']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTUSAGEEVENTSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_LISTUSAGEEVENTSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTUSAGEEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTUSAGEEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTUSAGEEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTUSAGEEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
+  _globals['_LISTPARKEDEVENTSREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_LISTPARKEDEVENTSREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTPARKEDEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPARKEDEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTPARKEDEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTPARKEDEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\031r\027\030\200\0042\022^[A-Za-z0-9_.=-]*$'
   _globals['_METERINGSERVICE'].methods_by_name['Authorize']._loaded_options = None
   _globals['_METERINGSERVICE'].methods_by_name['Authorize']._serialized_options = b'\202\323\344\223\002\037\"\032/api/v1/metering/authorize:\001*'
   _globals['_METERINGSERVICE'].methods_by_name['TrackUsage']._loaded_options = None
@@ -53,56 +126,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METERINGSERVICE'].methods_by_name['GetUsageByDate']._serialized_options = b'\202\323\344\223\002\032\022\030/api/v1/metering/by-date'
   _globals['_METERINGSERVICE'].methods_by_name['ListUsageEvents']._loaded_options = None
   _globals['_METERINGSERVICE'].methods_by_name['ListUsageEvents']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/metering/events'
-  _globals['_EVENTSTATE']._serialized_start=3654
-  _globals['_EVENTSTATE']._serialized_end=3796
-  _globals['_GRANULARITY']._serialized_start=3798
-  _globals['_GRANULARITY']._serialized_end=3884
-  _globals['_USAGEEVENT']._serialized_start=173
-  _globals['_USAGEEVENT']._serialized_end=567
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=520
-  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=567
-  _globals['_RECORDEDEVENT']._serialized_start=570
-  _globals['_RECORDEDEVENT']._serialized_end=909
-  _globals['_AUTHORIZEREQUEST']._serialized_start=912
-  _globals['_AUTHORIZEREQUEST']._serialized_end=1142
-  _globals['_AUTHORIZERESPONSE']._serialized_start=1145
-  _globals['_AUTHORIZERESPONSE']._serialized_end=1353
-  _globals['_TRACKUSAGEREQUEST']._serialized_start=1355
-  _globals['_TRACKUSAGEREQUEST']._serialized_end=1426
-  _globals['_TRACKUSAGERESPONSE']._serialized_start=1429
-  _globals['_TRACKUSAGERESPONSE']._serialized_end=1653
-  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_start=1655
-  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_end=1732
-  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_start=1734
-  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_end=1821
-  _globals['_USAGETOTALS']._serialized_start=1824
-  _globals['_USAGETOTALS']._serialized_end=1989
-  _globals['_SERVICEUSAGE']._serialized_start=1991
-  _globals['_SERVICEUSAGE']._serialized_end=2112
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=2115
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=2250
-  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_start=2253
-  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_end=2505
-  _globals['_GETUSAGEBYMODELREQUEST']._serialized_start=2508
-  _globals['_GETUSAGEBYMODELREQUEST']._serialized_end=2643
-  _globals['_MODELUSAGE']._serialized_start=2646
-  _globals['_MODELUSAGE']._serialized_end=2782
-  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_start=2784
-  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_end=2860
-  _globals['_GETUSAGEBYDATEREQUEST']._serialized_start=2863
-  _globals['_GETUSAGEBYDATEREQUEST']._serialized_end=3056
-  _globals['_DATEUSAGE']._serialized_start=3059
-  _globals['_DATEUSAGE']._serialized_end=3193
-  _globals['_GETUSAGEBYDATERESPONSE']._serialized_start=3195
-  _globals['_GETUSAGEBYDATERESPONSE']._serialized_end=3269
-  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_start=3271
-  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_end=3351
-  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_start=3353
-  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_end=3459
-  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_start=3461
-  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_end=3542
-  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_start=3544
-  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_end=3651
-  _globals['_METERINGSERVICE']._serialized_start=3887
-  _globals['_METERINGSERVICE']._serialized_end=5107
+  _globals['_EVENTSTATE']._serialized_start=4677
+  _globals['_EVENTSTATE']._serialized_end=4819
+  _globals['_GRANULARITY']._serialized_start=4821
+  _globals['_GRANULARITY']._serialized_end=4907
+  _globals['_USAGEEVENT']._serialized_start=202
+  _globals['_USAGEEVENT']._serialized_end=970
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_start=923
+  _globals['_USAGEEVENT_METADATAENTRY']._serialized_end=970
+  _globals['_RECORDEDEVENT']._serialized_start=973
+  _globals['_RECORDEDEVENT']._serialized_end=1312
+  _globals['_AUTHORIZEREQUEST']._serialized_start=1315
+  _globals['_AUTHORIZEREQUEST']._serialized_end=1745
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1748
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1956
+  _globals['_TRACKUSAGEREQUEST']._serialized_start=1958
+  _globals['_TRACKUSAGEREQUEST']._serialized_end=2029
+  _globals['_TRACKUSAGERESPONSE']._serialized_start=2032
+  _globals['_TRACKUSAGERESPONSE']._serialized_end=2256
+  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_start=2258
+  _globals['_TRACKUSAGEBATCHREQUEST']._serialized_end=2346
+  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_start=2348
+  _globals['_TRACKUSAGEBATCHRESPONSE']._serialized_end=2435
+  _globals['_USAGETOTALS']._serialized_start=2438
+  _globals['_USAGETOTALS']._serialized_end=2603
+  _globals['_SERVICEUSAGE']._serialized_start=2605
+  _globals['_SERVICEUSAGE']._serialized_end=2726
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=2729
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=2941
+  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_start=2944
+  _globals['_GETUSAGESUMMARYRESPONSE']._serialized_end=3196
+  _globals['_GETUSAGEBYMODELREQUEST']._serialized_start=3199
+  _globals['_GETUSAGEBYMODELREQUEST']._serialized_end=3411
+  _globals['_MODELUSAGE']._serialized_start=3414
+  _globals['_MODELUSAGE']._serialized_end=3550
+  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_start=3552
+  _globals['_GETUSAGEBYMODELRESPONSE']._serialized_end=3628
+  _globals['_GETUSAGEBYDATEREQUEST']._serialized_start=3631
+  _globals['_GETUSAGEBYDATEREQUEST']._serialized_end=3911
+  _globals['_DATEUSAGE']._serialized_start=3914
+  _globals['_DATEUSAGE']._serialized_end=4048
+  _globals['_GETUSAGEBYDATERESPONSE']._serialized_start=4050
+  _globals['_GETUSAGEBYDATERESPONSE']._serialized_end=4124
+  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_start=4127
+  _globals['_LISTUSAGEEVENTSREQUEST']._serialized_end=4290
+  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_start=4292
+  _globals['_LISTUSAGEEVENTSRESPONSE']._serialized_end=4398
+  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_start=4401
+  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_end=4565
+  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_start=4567
+  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_end=4674
+  _globals['_METERINGSERVICE']._serialized_start=4910
+  _globals['_METERINGSERVICE']._serialized_end=6130
 # @@protoc_insertion_point(module_scope)

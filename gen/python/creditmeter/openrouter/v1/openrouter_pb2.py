@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from creditmeter.common.v1 import service_kind_pb2 as creditmeter_dot_common_dot_v1_dot_service__kind__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*creditmeter/openrouter/v1/openrouter.proto\x12\x19\x63reditmeter.openrouter.v1\x1a(creditmeter/common/v1/service_kind.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n\x07\x41\x63\x63ount\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08key_hash\x18\x02 \x01(\t\x12\x10\n\x08key_hint\x18\x03 \x01(\t\x12\x13\n\x0blimit_nanos\x18\x04 \x01(\x03\x12\x13\n\x0busage_nanos\x18\x05 \x01(\x03\x12\x1d\n\x15limit_remaining_nanos\x18\x06 \x01(\x03\x12\x13\n\x0blimit_reset\x18\x07 \x01(\t\x12\x0c\n\x04tier\x18\x08 \x01(\t\x12\x11\n\tbyok_hint\x18\t \x01(\t\x12\x38\n\nactive_key\x18\n \x01(\x0e\x32$.creditmeter.openrouter.v1.KeySource\x12-\n\tsynced_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x14\x43reateAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"]\n\x15\x43reateAccountResponse\x12\x33\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x13\n\x11GetAccountRequest\"I\n\x12GetAccountResponse\x12\x33\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\"(\n\x12SyncBalanceRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"J\n\x13SyncBalanceResponse\x12\x33\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\"8\n\x11SetByokKeyRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\\\n\x12SetByokKeyResponse\x12\x11\n\tbyok_hint\x18\x01 \x01(\t\x12\x33\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\"*\n\x14\x44\x65leteByokKeyRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"(\n\x15\x44\x65leteByokKeyResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\xc0\x02\n\x05Model\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\x03\x12\x0c\n\x04\x66ree\x18\x04 \x01(\x08\x12&\n\x1eprovider_prompt_nanos_per_mtok\x18\x05 \x01(\t\x12*\n\"provider_completion_nanos_per_mtok\x18\x06 \x01(\t\x12\x1e\n\x16provider_request_nanos\x18\x07 \x01(\t\x12\x1d\n\x15prompt_nanos_per_mtok\x18\x08 \x01(\t\x12!\n\x19\x63ompletion_nanos_per_mtok\x18\t \x01(\t\x12\x15\n\rrequest_nanos\x18\n \x01(\t\x12$\n\x1c\x66ree_fee_per_1k_tokens_nanos\x18\x0b \x01(\x03\"B\n\x11ListModelsRequest\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x11\n\tfree_only\x18\x02 \x01(\x08\x12\x0c\n\x04\x62yok\x18\x03 \x01(\x08\"k\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .creditmeter.openrouter.v1.Model\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rprice_version\x18\x03 \x01(\t\"\xb2\x01\n\x11QuotePriceRequest\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x33\n\x07service\x18\x02 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\"\x8d\x01\n\x12QuotePriceResponse\x12\x1b\n\x13provider_cost_nanos\x18\x01 \x01(\x03\x12\x1a\n\x12platform_fee_nanos\x18\x02 \x01(\x03\x12\x13\n\x0btotal_nanos\x18\x03 \x01(\x03\x12\x15\n\rprice_version\x18\x04 \x01(\t\x12\x12\n\nfree_model\x18\x05 \x01(\x08\"R\n\x12QuotePricesRequest\x12<\n\x06quotes\x18\x01 \x03(\x0b\x32,.creditmeter.openrouter.v1.QuotePriceRequest\"T\n\x13QuotePricesResponse\x12=\n\x06quotes\x18\x01 \x03(\x0b\x32-.creditmeter.openrouter.v1.QuotePriceResponse\"(\n\x15GetProviderKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"_\n\x16GetProviderKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x34\n\x06source\x18\x02 \x01(\x0e\x32$.creditmeter.openrouter.v1.KeySource\"1\n\x1bRotateEncryptionKeysRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"5\n\x1cRotateEncryptionKeysResponse\x12\x15\n\rrotated_count\x18\x01 \x01(\x03\"\'\n\x11SyncModelsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"S\n\x12SyncModelsResponse\x12\x13\n\x0bmodel_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"q\n\x08TierRate\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x12\n\nmarkup_bps\x18\x02 \x01(\x05\x12\x17\n\x0f\x62yok_markup_bps\x18\x03 \x01(\x05\x12*\n\"free_model_fee_per_1k_tokens_nanos\x18\x04 \x01(\x03\"~\n\tUnitPrice\x12\x33\n\x07service\x18\x01 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKind\x12\x13\n\x0bprice_nanos\x18\x02 \x01(\x03\x12\x19\n\x11quantity_per_unit\x18\x03 \x01(\x03\x12\x0c\n\x04unit\x18\x04 \x01(\t\"\xce\x01\n\x08RateCard\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x32\n\x05tiers\x18\x02 \x03(\x0b\x32#.creditmeter.openrouter.v1.TierRate\x12\x39\n\x0bunit_prices\x18\x03 \x03(\x0b\x32$.creditmeter.openrouter.v1.UnitPrice\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x05 \x01(\t\"\x14\n\x12GetRateCardRequest\"M\n\x13GetRateCardResponse\x12\x36\n\trate_card\x18\x01 \x01(\x0b\x32#.creditmeter.openrouter.v1.RateCard\"\x9a\x01\n\x15UpdateRateCardRequest\x12\x32\n\x05tiers\x18\x01 \x03(\x0b\x32#.creditmeter.openrouter.v1.TierRate\x12\x39\n\x0bunit_prices\x18\x02 \x03(\x0b\x32$.creditmeter.openrouter.v1.UnitPrice\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"P\n\x16UpdateRateCardResponse\x12\x36\n\trate_card\x18\x01 \x01(\x0b\x32#.creditmeter.openrouter.v1.RateCard\"E\n\x13GetPriceBookRequest\x12\x15\n\rknown_version\x18\x01 \x01(\t\x12\x17\n\x0frefresh_catalog\x18\x02 \x01(\x08\"c\n\x0ePriceBookModel\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nprompt_usd\x18\x02 \x01(\t\x12\x16\n\x0e\x63ompletion_usd\x18\x03 \x01(\t\x12\x13\n\x0brequest_usd\x18\x04 \x01(\t\"\xc7\x01\n\x14GetPriceBookResponse\x12\x15\n\rprice_version\x18\x01 \x01(\t\x12\x11\n\tunchanged\x18\x02 \x01(\x08\x12\x36\n\trate_card\x18\x03 \x01(\x0b\x32#.creditmeter.openrouter.v1.RateCard\x12\x39\n\x06models\x18\x04 \x03(\x0b\x32).creditmeter.openrouter.v1.PriceBookModel\x12\x12\n\nbyok_tiers\x18\x05 \x03(\t*X\n\tKeySource\x12\x1a\n\x16KEY_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16KEY_SOURCE_PROVISIONED\x10\x01\x12\x13\n\x0fKEY_SOURCE_BYOK\x10\x02\x32\xff\x0f\n\x11OpenRouterService\x12\xa0\x01\n\rCreateAccount\x12/.creditmeter.openrouter.v1.CreateAccountRequest\x1a\x30.creditmeter.openrouter.v1.CreateAccountResponse\",\x82\xd3\xe4\x93\x02&\"!/api/v1/openrouter/create-account:\x01*\x12\x8d\x01\n\nGetAccount\x12,.creditmeter.openrouter.v1.GetAccountRequest\x1a-.creditmeter.openrouter.v1.GetAccountResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/openrouter/account\x12\x98\x01\n\x0bSyncBalance\x12-.creditmeter.openrouter.v1.SyncBalanceRequest\x1a..creditmeter.openrouter.v1.SyncBalanceResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/api/v1/openrouter/sync-balance:\x01*\x12\x8d\x01\n\nSetByokKey\x12,.creditmeter.openrouter.v1.SetByokKeyRequest\x1a-.creditmeter.openrouter.v1.SetByokKeyResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x1a\x17/api/v1/openrouter/byok:\x01*\x12\x93\x01\n\rDeleteByokKey\x12/.creditmeter.openrouter.v1.DeleteByokKeyRequest\x1a\x30.creditmeter.openrouter.v1.DeleteByokKeyResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/openrouter/byok\x12\x8c\x01\n\nListModels\x12,.creditmeter.openrouter.v1.ListModelsRequest\x1a-.creditmeter.openrouter.v1.ListModelsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/openrouter/models\x12\x8e\x01\n\nQuotePrice\x12,.creditmeter.openrouter.v1.QuotePriceRequest\x1a-.creditmeter.openrouter.v1.QuotePriceResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/openrouter/quote:\x01*\x12l\n\x0bQuotePrices\x12-.creditmeter.openrouter.v1.QuotePricesRequest\x1a..creditmeter.openrouter.v1.QuotePricesResponse\x12o\n\x0cGetPriceBook\x12..creditmeter.openrouter.v1.GetPriceBookRequest\x1a/.creditmeter.openrouter.v1.GetPriceBookResponse\x12u\n\x0eGetProviderKey\x12\x30.creditmeter.openrouter.v1.GetProviderKeyRequest\x1a\x31.creditmeter.openrouter.v1.GetProviderKeyResponse\x12\xb2\x01\n\x14RotateEncryptionKeys\x12\x36.creditmeter.openrouter.v1.RotateEncryptionKeysRequest\x1a\x37.creditmeter.openrouter.v1.RotateEncryptionKeysResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/openrouter/keys/rotate:\x01*\x12\x94\x01\n\nSyncModels\x12,.creditmeter.openrouter.v1.SyncModelsRequest\x1a-.creditmeter.openrouter.v1.SyncModelsResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/openrouter/models/sync:\x01*\x12\x92\x01\n\x0bGetRateCard\x12-.creditmeter.openrouter.v1.GetRateCardRequest\x1a..creditmeter.openrouter.v1.GetRateCardResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/openrouter/rate-card\x12\x9e\x01\n\x0eUpdateRateCard\x12\x30.creditmeter.openrouter.v1.UpdateRateCardRequest\x1a\x31.creditmeter.openrouter.v1.UpdateRateCardResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/openrouter/rate-card:\x01*B\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*creditmeter/openrouter/v1/openrouter.proto\x12\x19\x63reditmeter.openrouter.v1\x1a(creditmeter/common/v1/service_kind.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n\x07\x41\x63\x63ount\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08key_hash\x18\x02 \x01(\t\x12\x10\n\x08key_hint\x18\x03 \x01(\t\x12\x13\n\x0blimit_nanos\x18\x04 \x01(\x03\x12\x13\n\x0busage_nanos\x18\x05 \x01(\x03\x12\x1d\n\x15limit_remaining_nanos\x18\x06 \x01(\x03\x12\x13\n\x0blimit_reset\x18\x07 \x01(\t\x12\x0c\n\x04tier\x18\x08 \x01(\t\x12\x11\n\tbyok_hint\x18\t \x01(\t\x12\x38\n\nactive_key\x18\n \x01(\x0e\x32$.creditmeter.openrouter.v1.KeySource\x12-\n\tsynced_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x14\x43reateAccountRequest\x12;\n\nrequest_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"]\n\x15\x43reateAccountResponse\x12\x33\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x13\n\x11GetAccountRequest\"I\n\x12GetAccountResponse\x12\x33\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\"Q\n\x12SyncBalanceRequest\x12;\n\nrequest_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"J\n\x13SyncBalanceResponse\x12\x33\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\"\x81\x01\n\x11SetByokKeyRequest\x12/\n\x07\x61pi_key\x18\x01 \x01(\tB\x1e\xbaH\x1br\x16\x32\x14^[\\x21-\\x7E]{8,256}$\xd8\x01\x01\x12;\n\nrequest_id\x18\x02 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"\\\n\x12SetByokKeyResponse\x12\x11\n\tbyok_hint\x18\x01 \x01(\t\x12\x33\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\".creditmeter.openrouter.v1.Account\"S\n\x14\x44\x65leteByokKeyRequest\x12;\n\nrequest_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"(\n\x15\x44\x65leteByokKeyResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\xc0\x02\n\x05Model\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\x03\x12\x0c\n\x04\x66ree\x18\x04 \x01(\x08\x12&\n\x1eprovider_prompt_nanos_per_mtok\x18\x05 \x01(\t\x12*\n\"provider_completion_nanos_per_mtok\x18\x06 \x01(\t\x12\x1e\n\x16provider_request_nanos\x18\x07 \x01(\t\x12\x1d\n\x15prompt_nanos_per_mtok\x18\x08 \x01(\t\x12!\n\x19\x63ompletion_nanos_per_mtok\x18\t \x01(\t\x12\x15\n\rrequest_nanos\x18\n \x01(\t\x12$\n\x1c\x66ree_fee_per_1k_tokens_nanos\x18\x0b \x01(\x03\"d\n\x11ListModelsRequest\x12.\n\x04tier\x18\x01 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\x12\x11\n\tfree_only\x18\x02 \x01(\x08\x12\x0c\n\x04\x62yok\x18\x03 \x01(\x08\"k\n\x12ListModelsResponse\x12\x30\n\x06models\x18\x01 \x03(\x0b\x32 .creditmeter.openrouter.v1.Model\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x15\n\rprice_version\x18\x03 \x01(\t\"\xbe\x02\n\x11QuotePriceRequest\x12.\n\x04tier\x18\x01 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\x12=\n\x07service\x18\x02 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12?\n\x05model\x18\x03 \x01(\tB0\xbaH-r+\x18\x80\x02\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12#\n\x0cinput_tokens\x18\x04 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12$\n\routput_tokens\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12 \n\x08quantity\x18\x06 \x01(\x03\x42\x0e\xbaH\x0b\"\t\x18\x80\xa0\x94\xa5\x8d\x1d(\x00\x12\x0c\n\x04\x62yok\x18\x07 \x01(\x08\"\x8d\x01\n\x12QuotePriceResponse\x12\x1b\n\x13provider_cost_nanos\x18\x01 \x01(\x03\x12\x1a\n\x12platform_fee_nanos\x18\x02 \x01(\x03\x12\x13\n\x0btotal_nanos\x18\x03 \x01(\x03\x12\x15\n\rprice_version\x18\x04 \x01(\t\x12\x12\n\nfree_model\x18\x05 \x01(\x08\"]\n\x12QuotePricesRequest\x12G\n\x06quotes\x18\x01 \x03(\x0b\x32,.creditmeter.openrouter.v1.QuotePriceRequestB\t\xbaH\x06\x92\x01\x03\x10\x90N\"T\n\x13QuotePricesResponse\x12=\n\x06quotes\x18\x01 \x03(\x0b\x32-.creditmeter.openrouter.v1.QuotePriceResponse\"Q\n\x15GetProviderKeyRequest\x12\x38\n\x07user_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"_\n\x16GetProviderKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x34\n\x06source\x18\x02 \x01(\x0e\x32$.creditmeter.openrouter.v1.KeySource\"Z\n\x1bRotateEncryptionKeysRequest\x12;\n\nrequest_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"5\n\x1cRotateEncryptionKeysResponse\x12\x15\n\rrotated_count\x18\x01 \x01(\x03\"P\n\x11SyncModelsRequest\x12;\n\nrequest_id\x18\x01 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"S\n\x12SyncModelsResponse\x12\x13\n\x0bmodel_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"\xc0\x01\n\x08TierRate\x12.\n\x04tier\x18\x01 \x01(\tB \xbaH\x1dr\x18\x32\x16^[A-Za-z0-9_.-]{1,64}$\xd8\x01\x01\x12\x1f\n\nmarkup_bps\x18\x02 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xa0\x8d\x06(\x00\x12$\n\x0f\x62yok_markup_bps\x18\x03 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xa0\x8d\x06(\x00\x12=\n\"free_model_fee_per_1k_tokens_nanos\x18\x04 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\"\xdc\x01\n\tUnitPrice\x12=\n\x07service\x18\x01 \x01(\x0e\x32\".creditmeter.common.v1.ServiceKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12&\n\x0bprice_nanos\x18\x02 \x01(\x03\x42\x11\xbaH\x0e\"\x0c\x18\x80\x80\xa8\xec\x85\xaf\xd1\xb1\x01(\x00\x12)\n\x11quantity_per_unit\x18\x03 \x01(\x03\x42\x0e\xbaH\x0b\"\t\x18\x80\xa0\x94\xa5\x8d\x1d(\x00\x12=\n\x04unit\x18\x04 \x01(\tB/\xbaH,r*\x18@2&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\"\xce\x01\n\x08RateCard\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x32\n\x05tiers\x18\x02 \x03(\x0b\x32#.creditmeter.openrouter.v1.TierRate\x12\x39\n\x0bunit_prices\x18\x03 \x03(\x0b\x32$.creditmeter.openrouter.v1.UnitPrice\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x05 \x01(\t\"\x14\n\x12GetRateCardRequest\"M\n\x13GetRateCardResponse\x12\x36\n\trate_card\x18\x01 \x01(\x0b\x32#.creditmeter.openrouter.v1.RateCard\"\xd7\x01\n\x15UpdateRateCardRequest\x12<\n\x05tiers\x18\x01 \x03(\x0b\x32#.creditmeter.openrouter.v1.TierRateB\x08\xbaH\x05\x92\x01\x02\x10@\x12\x43\n\x0bunit_prices\x18\x02 \x03(\x0b\x32$.creditmeter.openrouter.v1.UnitPriceB\x08\xbaH\x05\x92\x01\x02\x10@\x12;\n\nrequest_id\x18\x03 \x01(\tB\'\xbaH$r\x1f\x32\x1d^[A-Za-z0-9._:@|+=/-]{1,128}$\xd8\x01\x01\"P\n\x16UpdateRateCardResponse\x12\x36\n\trate_card\x18\x01 \x01(\x0b\x32#.creditmeter.openrouter.v1.RateCard\"w\n\x13GetPriceBookRequest\x12G\n\rknown_version\x18\x01 \x01(\tB0\xbaH-r+\x18\x80\x01\x32&^[^\\x00-\\x1F\\x7F-\\x9F\xe2\x80\xaa-\xe2\x80\xae\xe2\x81\xa6-\xe2\x81\xa9]*$\x12\x17\n\x0frefresh_catalog\x18\x02 \x01(\x08\"c\n\x0ePriceBookModel\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nprompt_usd\x18\x02 \x01(\t\x12\x16\n\x0e\x63ompletion_usd\x18\x03 \x01(\t\x12\x13\n\x0brequest_usd\x18\x04 \x01(\t\"\xc7\x01\n\x14GetPriceBookResponse\x12\x15\n\rprice_version\x18\x01 \x01(\t\x12\x11\n\tunchanged\x18\x02 \x01(\x08\x12\x36\n\trate_card\x18\x03 \x01(\x0b\x32#.creditmeter.openrouter.v1.RateCard\x12\x39\n\x06models\x18\x04 \x03(\x0b\x32).creditmeter.openrouter.v1.PriceBookModel\x12\x12\n\nbyok_tiers\x18\x05 \x03(\t*X\n\tKeySource\x12\x1a\n\x16KEY_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16KEY_SOURCE_PROVISIONED\x10\x01\x12\x13\n\x0fKEY_SOURCE_BYOK\x10\x02\x32\xff\x0f\n\x11OpenRouterService\x12\xa0\x01\n\rCreateAccount\x12/.creditmeter.openrouter.v1.CreateAccountRequest\x1a\x30.creditmeter.openrouter.v1.CreateAccountResponse\",\x82\xd3\xe4\x93\x02&\"!/api/v1/openrouter/create-account:\x01*\x12\x8d\x01\n\nGetAccount\x12,.creditmeter.openrouter.v1.GetAccountRequest\x1a-.creditmeter.openrouter.v1.GetAccountResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/openrouter/account\x12\x98\x01\n\x0bSyncBalance\x12-.creditmeter.openrouter.v1.SyncBalanceRequest\x1a..creditmeter.openrouter.v1.SyncBalanceResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/api/v1/openrouter/sync-balance:\x01*\x12\x8d\x01\n\nSetByokKey\x12,.creditmeter.openrouter.v1.SetByokKeyRequest\x1a-.creditmeter.openrouter.v1.SetByokKeyResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x1a\x17/api/v1/openrouter/byok:\x01*\x12\x93\x01\n\rDeleteByokKey\x12/.creditmeter.openrouter.v1.DeleteByokKeyRequest\x1a\x30.creditmeter.openrouter.v1.DeleteByokKeyResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/openrouter/byok\x12\x8c\x01\n\nListModels\x12,.creditmeter.openrouter.v1.ListModelsRequest\x1a-.creditmeter.openrouter.v1.ListModelsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/openrouter/models\x12\x8e\x01\n\nQuotePrice\x12,.creditmeter.openrouter.v1.QuotePriceRequest\x1a-.creditmeter.openrouter.v1.QuotePriceResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/openrouter/quote:\x01*\x12l\n\x0bQuotePrices\x12-.creditmeter.openrouter.v1.QuotePricesRequest\x1a..creditmeter.openrouter.v1.QuotePricesResponse\x12o\n\x0cGetPriceBook\x12..creditmeter.openrouter.v1.GetPriceBookRequest\x1a/.creditmeter.openrouter.v1.GetPriceBookResponse\x12u\n\x0eGetProviderKey\x12\x30.creditmeter.openrouter.v1.GetProviderKeyRequest\x1a\x31.creditmeter.openrouter.v1.GetProviderKeyResponse\x12\xb2\x01\n\x14RotateEncryptionKeys\x12\x36.creditmeter.openrouter.v1.RotateEncryptionKeysRequest\x1a\x37.creditmeter.openrouter.v1.RotateEncryptionKeysResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/openrouter/keys/rotate:\x01*\x12\x94\x01\n\nSyncModels\x12,.creditmeter.openrouter.v1.SyncModelsRequest\x1a-.creditmeter.openrouter.v1.SyncModelsResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/openrouter/models/sync:\x01*\x12\x92\x01\n\x0bGetRateCard\x12-.creditmeter.openrouter.v1.GetRateCardRequest\x1a..creditmeter.openrouter.v1.GetRateCardResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/openrouter/rate-card\x12\x9e\x01\n\x0eUpdateRateCard\x12\x30.creditmeter.openrouter.v1.UpdateRateCardRequest\x1a\x31.creditmeter.openrouter.v1.UpdateRateCardResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/openrouter/rate-card:\x01*B\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +36,62 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditmeter.openrouter.v1.o
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
+  _globals['_CREATEACCOUNTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEACCOUNTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SYNCBALANCEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_SYNCBALANCEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SETBYOKKEYREQUEST'].fields_by_name['api_key']._loaded_options = None
+  _globals['_SETBYOKKEYREQUEST'].fields_by_name['api_key']._serialized_options = b'\272H\033r\0262\024^[\\x21-\\x7E]{8,256}$\330\001\001'
+  _globals['_SETBYOKKEYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_SETBYOKKEYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_DELETEBYOKKEYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DELETEBYOKKEYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_LISTMODELSREQUEST'].fields_by_name['tier']._loaded_options = None
+  _globals['_LISTMODELSREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['tier']._loaded_options = None
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['service']._loaded_options = None
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['service']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['model']._serialized_options = b'\272H-r+\030\200\0022&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['input_tokens']._loaded_options = None
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['input_tokens']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['output_tokens']._loaded_options = None
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['output_tokens']._serialized_options = b'\272H\n\"\010\030\200\310\257\240%(\000'
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['quantity']._loaded_options = None
+  _globals['_QUOTEPRICEREQUEST'].fields_by_name['quantity']._serialized_options = b'\272H\013\"\t\030\200\240\224\245\215\035(\000'
+  _globals['_QUOTEPRICESREQUEST'].fields_by_name['quotes']._loaded_options = None
+  _globals['_QUOTEPRICESREQUEST'].fields_by_name['quotes']._serialized_options = b'\272H\006\222\001\003\020\220N'
+  _globals['_GETPROVIDERKEYREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETPROVIDERKEYREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_ROTATEENCRYPTIONKEYSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ROTATEENCRYPTIONKEYSREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_SYNCMODELSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_SYNCMODELSREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_TIERRATE'].fields_by_name['tier']._loaded_options = None
+  _globals['_TIERRATE'].fields_by_name['tier']._serialized_options = b'\272H\035r\0302\026^[A-Za-z0-9_.-]{1,64}$\330\001\001'
+  _globals['_TIERRATE'].fields_by_name['markup_bps']._loaded_options = None
+  _globals['_TIERRATE'].fields_by_name['markup_bps']._serialized_options = b'\272H\010\032\006\030\240\215\006(\000'
+  _globals['_TIERRATE'].fields_by_name['byok_markup_bps']._loaded_options = None
+  _globals['_TIERRATE'].fields_by_name['byok_markup_bps']._serialized_options = b'\272H\010\032\006\030\240\215\006(\000'
+  _globals['_TIERRATE'].fields_by_name['free_model_fee_per_1k_tokens_nanos']._loaded_options = None
+  _globals['_TIERRATE'].fields_by_name['free_model_fee_per_1k_tokens_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_UNITPRICE'].fields_by_name['service']._loaded_options = None
+  _globals['_UNITPRICE'].fields_by_name['service']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_UNITPRICE'].fields_by_name['price_nanos']._loaded_options = None
+  _globals['_UNITPRICE'].fields_by_name['price_nanos']._serialized_options = b'\272H\016\"\014\030\200\200\250\354\205\257\321\261\001(\000'
+  _globals['_UNITPRICE'].fields_by_name['quantity_per_unit']._loaded_options = None
+  _globals['_UNITPRICE'].fields_by_name['quantity_per_unit']._serialized_options = b'\272H\013\"\t\030\200\240\224\245\215\035(\000'
+  _globals['_UNITPRICE'].fields_by_name['unit']._loaded_options = None
+  _globals['_UNITPRICE'].fields_by_name['unit']._serialized_options = b'\272H,r*\030@2&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
+  _globals['_UPDATERATECARDREQUEST'].fields_by_name['tiers']._loaded_options = None
+  _globals['_UPDATERATECARDREQUEST'].fields_by_name['tiers']._serialized_options = b'\272H\005\222\001\002\020@'
+  _globals['_UPDATERATECARDREQUEST'].fields_by_name['unit_prices']._loaded_options = None
+  _globals['_UPDATERATECARDREQUEST'].fields_by_name['unit_prices']._serialized_options = b'\272H\005\222\001\002\020@'
+  _globals['_UPDATERATECARDREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATERATECARDREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H$r\0372\035^[A-Za-z0-9._:@|+=/-]{1,128}$\330\001\001'
+  _globals['_GETPRICEBOOKREQUEST'].fields_by_name['known_version']._loaded_options = None
+  _globals['_GETPRICEBOOKREQUEST'].fields_by_name['known_version']._serialized_options = b'\272H-r+\030\200\0012&^[^\\x00-\\x1F\\x7F-\\x9F\342\200\252-\342\200\256\342\201\246-\342\201\251]*$'
   _globals['_OPENROUTERSERVICE'].methods_by_name['CreateAccount']._loaded_options = None
   _globals['_OPENROUTERSERVICE'].methods_by_name['CreateAccount']._serialized_options = b'\202\323\344\223\002&\"!/api/v1/openrouter/create-account:\001*'
   _globals['_OPENROUTERSERVICE'].methods_by_name['GetAccount']._loaded_options = None
@@ -57,76 +114,76 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPENROUTERSERVICE'].methods_by_name['GetRateCard']._serialized_options = b'\202\323\344\223\002\036\022\034/api/v1/openrouter/rate-card'
   _globals['_OPENROUTERSERVICE'].methods_by_name['UpdateRateCard']._loaded_options = None
   _globals['_OPENROUTERSERVICE'].methods_by_name['UpdateRateCard']._serialized_options = b'\202\323\344\223\002!\"\034/api/v1/openrouter/rate-card:\001*'
-  _globals['_KEYSOURCE']._serialized_start=3646
-  _globals['_KEYSOURCE']._serialized_end=3734
-  _globals['_ACCOUNT']._serialized_start=179
-  _globals['_ACCOUNT']._serialized_end=521
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=523
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=565
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=567
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=660
-  _globals['_GETACCOUNTREQUEST']._serialized_start=662
-  _globals['_GETACCOUNTREQUEST']._serialized_end=681
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=683
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=756
-  _globals['_SYNCBALANCEREQUEST']._serialized_start=758
-  _globals['_SYNCBALANCEREQUEST']._serialized_end=798
-  _globals['_SYNCBALANCERESPONSE']._serialized_start=800
-  _globals['_SYNCBALANCERESPONSE']._serialized_end=874
-  _globals['_SETBYOKKEYREQUEST']._serialized_start=876
-  _globals['_SETBYOKKEYREQUEST']._serialized_end=932
-  _globals['_SETBYOKKEYRESPONSE']._serialized_start=934
-  _globals['_SETBYOKKEYRESPONSE']._serialized_end=1026
-  _globals['_DELETEBYOKKEYREQUEST']._serialized_start=1028
-  _globals['_DELETEBYOKKEYREQUEST']._serialized_end=1070
-  _globals['_DELETEBYOKKEYRESPONSE']._serialized_start=1072
-  _globals['_DELETEBYOKKEYRESPONSE']._serialized_end=1112
-  _globals['_MODEL']._serialized_start=1115
-  _globals['_MODEL']._serialized_end=1435
-  _globals['_LISTMODELSREQUEST']._serialized_start=1437
-  _globals['_LISTMODELSREQUEST']._serialized_end=1503
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1505
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1612
-  _globals['_QUOTEPRICEREQUEST']._serialized_start=1615
-  _globals['_QUOTEPRICEREQUEST']._serialized_end=1793
-  _globals['_QUOTEPRICERESPONSE']._serialized_start=1796
-  _globals['_QUOTEPRICERESPONSE']._serialized_end=1937
-  _globals['_QUOTEPRICESREQUEST']._serialized_start=1939
-  _globals['_QUOTEPRICESREQUEST']._serialized_end=2021
-  _globals['_QUOTEPRICESRESPONSE']._serialized_start=2023
-  _globals['_QUOTEPRICESRESPONSE']._serialized_end=2107
-  _globals['_GETPROVIDERKEYREQUEST']._serialized_start=2109
-  _globals['_GETPROVIDERKEYREQUEST']._serialized_end=2149
-  _globals['_GETPROVIDERKEYRESPONSE']._serialized_start=2151
-  _globals['_GETPROVIDERKEYRESPONSE']._serialized_end=2246
-  _globals['_ROTATEENCRYPTIONKEYSREQUEST']._serialized_start=2248
-  _globals['_ROTATEENCRYPTIONKEYSREQUEST']._serialized_end=2297
-  _globals['_ROTATEENCRYPTIONKEYSRESPONSE']._serialized_start=2299
-  _globals['_ROTATEENCRYPTIONKEYSRESPONSE']._serialized_end=2352
-  _globals['_SYNCMODELSREQUEST']._serialized_start=2354
-  _globals['_SYNCMODELSREQUEST']._serialized_end=2393
-  _globals['_SYNCMODELSRESPONSE']._serialized_start=2395
-  _globals['_SYNCMODELSRESPONSE']._serialized_end=2478
-  _globals['_TIERRATE']._serialized_start=2480
-  _globals['_TIERRATE']._serialized_end=2593
-  _globals['_UNITPRICE']._serialized_start=2595
-  _globals['_UNITPRICE']._serialized_end=2721
-  _globals['_RATECARD']._serialized_start=2724
-  _globals['_RATECARD']._serialized_end=2930
-  _globals['_GETRATECARDREQUEST']._serialized_start=2932
-  _globals['_GETRATECARDREQUEST']._serialized_end=2952
-  _globals['_GETRATECARDRESPONSE']._serialized_start=2954
-  _globals['_GETRATECARDRESPONSE']._serialized_end=3031
-  _globals['_UPDATERATECARDREQUEST']._serialized_start=3034
-  _globals['_UPDATERATECARDREQUEST']._serialized_end=3188
-  _globals['_UPDATERATECARDRESPONSE']._serialized_start=3190
-  _globals['_UPDATERATECARDRESPONSE']._serialized_end=3270
-  _globals['_GETPRICEBOOKREQUEST']._serialized_start=3272
-  _globals['_GETPRICEBOOKREQUEST']._serialized_end=3341
-  _globals['_PRICEBOOKMODEL']._serialized_start=3343
-  _globals['_PRICEBOOKMODEL']._serialized_end=3442
-  _globals['_GETPRICEBOOKRESPONSE']._serialized_start=3445
-  _globals['_GETPRICEBOOKRESPONSE']._serialized_end=3644
-  _globals['_OPENROUTERSERVICE']._serialized_start=3737
-  _globals['_OPENROUTERSERVICE']._serialized_end=5784
+  _globals['_KEYSOURCE']._serialized_start=4466
+  _globals['_KEYSOURCE']._serialized_end=4554
+  _globals['_ACCOUNT']._serialized_start=208
+  _globals['_ACCOUNT']._serialized_end=550
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=552
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=635
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=637
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=730
+  _globals['_GETACCOUNTREQUEST']._serialized_start=732
+  _globals['_GETACCOUNTREQUEST']._serialized_end=751
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=753
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=826
+  _globals['_SYNCBALANCEREQUEST']._serialized_start=828
+  _globals['_SYNCBALANCEREQUEST']._serialized_end=909
+  _globals['_SYNCBALANCERESPONSE']._serialized_start=911
+  _globals['_SYNCBALANCERESPONSE']._serialized_end=985
+  _globals['_SETBYOKKEYREQUEST']._serialized_start=988
+  _globals['_SETBYOKKEYREQUEST']._serialized_end=1117
+  _globals['_SETBYOKKEYRESPONSE']._serialized_start=1119
+  _globals['_SETBYOKKEYRESPONSE']._serialized_end=1211
+  _globals['_DELETEBYOKKEYREQUEST']._serialized_start=1213
+  _globals['_DELETEBYOKKEYREQUEST']._serialized_end=1296
+  _globals['_DELETEBYOKKEYRESPONSE']._serialized_start=1298
+  _globals['_DELETEBYOKKEYRESPONSE']._serialized_end=1338
+  _globals['_MODEL']._serialized_start=1341
+  _globals['_MODEL']._serialized_end=1661
+  _globals['_LISTMODELSREQUEST']._serialized_start=1663
+  _globals['_LISTMODELSREQUEST']._serialized_end=1763
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1765
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1872
+  _globals['_QUOTEPRICEREQUEST']._serialized_start=1875
+  _globals['_QUOTEPRICEREQUEST']._serialized_end=2193
+  _globals['_QUOTEPRICERESPONSE']._serialized_start=2196
+  _globals['_QUOTEPRICERESPONSE']._serialized_end=2337
+  _globals['_QUOTEPRICESREQUEST']._serialized_start=2339
+  _globals['_QUOTEPRICESREQUEST']._serialized_end=2432
+  _globals['_QUOTEPRICESRESPONSE']._serialized_start=2434
+  _globals['_QUOTEPRICESRESPONSE']._serialized_end=2518
+  _globals['_GETPROVIDERKEYREQUEST']._serialized_start=2520
+  _globals['_GETPROVIDERKEYREQUEST']._serialized_end=2601
+  _globals['_GETPROVIDERKEYRESPONSE']._serialized_start=2603
+  _globals['_GETPROVIDERKEYRESPONSE']._serialized_end=2698
+  _globals['_ROTATEENCRYPTIONKEYSREQUEST']._serialized_start=2700
+  _globals['_ROTATEENCRYPTIONKEYSREQUEST']._serialized_end=2790
+  _globals['_ROTATEENCRYPTIONKEYSRESPONSE']._serialized_start=2792
+  _globals['_ROTATEENCRYPTIONKEYSRESPONSE']._serialized_end=2845
+  _globals['_SYNCMODELSREQUEST']._serialized_start=2847
+  _globals['_SYNCMODELSREQUEST']._serialized_end=2927
+  _globals['_SYNCMODELSRESPONSE']._serialized_start=2929
+  _globals['_SYNCMODELSRESPONSE']._serialized_end=3012
+  _globals['_TIERRATE']._serialized_start=3015
+  _globals['_TIERRATE']._serialized_end=3207
+  _globals['_UNITPRICE']._serialized_start=3210
+  _globals['_UNITPRICE']._serialized_end=3430
+  _globals['_RATECARD']._serialized_start=3433
+  _globals['_RATECARD']._serialized_end=3639
+  _globals['_GETRATECARDREQUEST']._serialized_start=3641
+  _globals['_GETRATECARDREQUEST']._serialized_end=3661
+  _globals['_GETRATECARDRESPONSE']._serialized_start=3663
+  _globals['_GETRATECARDRESPONSE']._serialized_end=3740
+  _globals['_UPDATERATECARDREQUEST']._serialized_start=3743
+  _globals['_UPDATERATECARDREQUEST']._serialized_end=3958
+  _globals['_UPDATERATECARDRESPONSE']._serialized_start=3960
+  _globals['_UPDATERATECARDRESPONSE']._serialized_end=4040
+  _globals['_GETPRICEBOOKREQUEST']._serialized_start=4042
+  _globals['_GETPRICEBOOKREQUEST']._serialized_end=4161
+  _globals['_PRICEBOOKMODEL']._serialized_start=4163
+  _globals['_PRICEBOOKMODEL']._serialized_end=4262
+  _globals['_GETPRICEBOOKRESPONSE']._serialized_start=4265
+  _globals['_GETPRICEBOOKRESPONSE']._serialized_end=4464
+  _globals['_OPENROUTERSERVICE']._serialized_start=4557
+  _globals['_OPENROUTERSERVICE']._serialized_end=6604
 # @@protoc_insertion_point(module_scope)

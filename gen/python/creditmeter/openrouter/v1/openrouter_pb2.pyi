@@ -1,6 +1,7 @@
 import datetime
 
 from creditmeter.common.v1 import service_kind_pb2 as _service_kind_pb2
+from buf.validate import validate_pb2 as _validate_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
