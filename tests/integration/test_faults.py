@@ -30,6 +30,7 @@ import pytest
 from creditmeter.common.v1 import service_kind_pb2 as skpb
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.metering.v1 import metering_pb2 as mpb
+from creditmeter.openrouter.v1 import openrouter_pb2 as orpb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.coupons.config import CouponsSettings
@@ -39,16 +40,29 @@ from services.credits.config import CreditsSettings
 from services.credits.server import RunningServer, create_server
 from services.metering.config import MeteringSettings
 from services.metering.server import create_server as create_metering_server
-from tests.conftest import Keys, Postgres, coupons_environ, credits_environ, metering_environ, new_user, request_id
+from services.openrouter.config import OpenRouterSettings
+from services.openrouter.server import create_server as create_openrouter_server
+from tests.conftest import (
+    Keys,
+    Postgres,
+    coupons_environ,
+    credits_environ,
+    metering_environ,
+    new_user,
+    openrouter_environ,
+    request_id,
+)
 from tests.integration.conftest import (
     USD,
     CouponsClient,
     Credits,
     MeteringCaller,
+    OpenRouterCaller,
     assert_everything_ok,
     assert_ledger_ok,
     assert_metering_ok,
 )
+from tools.fake_openrouter import FakeOpenRouter
 from tools.localdb import start_embedded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -483,3 +497,37 @@ async def test_migrations_are_not_cut_by_the_statement_timeout(postgres: Postgre
             assert await conn.fetchval("SHOW statement_timeout") == "50ms"
     finally:
         await pool.close()
+
+
+async def test_two_replicas_of_openrouter_provision_exactly_one_key_per_user(
+    credits_db: str,
+    keys: Keys,
+    credits_server: RunningServer,
+    openrouter_server: RunningServer,
+    fake_openrouter: FakeOpenRouter,
+    fernet_keys: list[str],
+) -> None:
+    """Racing CreateAccount calls split over two openrouter replicas still make one key at OpenRouter."""
+    second = await create_openrouter_server(
+        OpenRouterSettings.from_env(
+            openrouter_environ(credits_db, keys, credits_server.port, fake_openrouter.url, fernet_keys)
+        )
+    )
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{s.port}") for s in (openrouter_server, second)]
+    try:
+        replicas = [OpenRouterCaller(channel, keys) for channel in channels]
+        user = new_user("or2")
+        token = replicas[0].user(user)
+        results = await asyncio.gather(
+            *(replicas[i % 2].call("CreateAccount", orpb.CreateAccountRequest(), token) for i in range(20))
+        )
+        assert sum(r.created for r in results) == 1
+        assert len({r.account.key_hash for r in results}) == 1
+        assert len(fake_openrouter.keys_named(f"creditmeter-{user}-")) == 1
+        # Either replica reads the same account afterwards.
+        accounts = [(await r.call("GetAccount", orpb.GetAccountRequest(), token)).account for r in replicas]
+        assert accounts[0].key_hash == accounts[1].key_hash == results[0].account.key_hash
+    finally:
+        for channel in channels:
+            await channel.close()
+        await second.stop(1)
