@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,21 +102,26 @@ def generate_client() -> None:
     """TypeScript messages and service descriptors from protos/ (@bufbuild/protoc-gen-es)."""
     from grpc_tools import protoc
 
-    from tools.gen_protos import PROTOS, _include_dirs
+    from tools.gen_protos import PROTOS, VALIDATE_PROTO, _include_dirs, _validate_descriptor_set
 
     if GEN_TS.exists():
         shutil.rmtree(GEN_TS)
     GEN_TS.mkdir(parents=True)
     plugin = WEB / "node_modules" / ".bin" / "protoc-gen-es"
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    # buf/validate/validate.proto comes compiled from the pinned protovalidate package
+    # (as for the Python stubs); its TypeScript is generated too, since ours import it.
+    scratch = tempfile.TemporaryDirectory()
     args = [
         "protoc",
         *(f"-I{d}" for d in _include_dirs()),
+        f"--descriptor_set_in={_validate_descriptor_set(Path(scratch.name))}",
         f"--plugin=protoc-gen-es={plugin}",
         f"--es_out={GEN_TS}",
         "--es_opt=target=ts,json_types=true",
         *_GOOGLE_PROTOS,
         *sources,
+        VALIDATE_PROTO,
     ]
     # protoc-gen-es is a node script: it needs node on PATH.
     old_path = os.environ.get("PATH", "")
@@ -125,6 +131,7 @@ def generate_client() -> None:
             raise SystemExit("protoc (protoc-gen-es) failed")
     finally:
         os.environ["PATH"] = old_path
+        scratch.cleanup()
 
 
 def build(force: bool = False) -> bool:
