@@ -198,6 +198,9 @@ def test_an_admin_allocates_credits_and_creates_then_disables_a_coupon(app: App)
     page.get_by_role("link", name="Platform").click()
     expect(page.get_by_role("heading", level=1, name="Platform", exact=True)).to_be_visible()
     expect(page.get_by_role("table", name="By tier")).to_contain_text("Starter")
+    # The pipeline's parked events are listed for operators (none here: the panel says so).
+    parked = page.get_by_role("region", name="Parked usage events")
+    expect(parked.get_by_text("No parked usage events")).to_be_visible()
     app.screenshot("admin-platform")
 
 

@@ -21,10 +21,11 @@ import { call } from "../../api/client";
 import { formatUsd, formatUsdAuto, nanosForChart } from "../../api/money";
 import { palette } from "../../components/charts";
 import { EmptyState } from "../../components/EmptyState";
-import { enumOf, formatCount, tierLabel } from "../../components/format";
+import { enumOf, formatCount, formatDate, tierLabel } from "../../components/format";
 import { PageHeader } from "../../components/PageHeader";
 import { Panel } from "../../components/Panel";
 import { CreditsService, GetPlatformReportRequestSchema } from "../../gen/creditmeter/credits/v1/credits_pb";
+import { MeteringService } from "../../gen/creditmeter/metering/v1/metering_pb";
 
 const intervalEnum = enumOf(GetPlatformReportRequestSchema, "interval");
 const DAY = intervalEnum.values.find((v) => v.name.endsWith("DAY"))?.number ?? 1;
@@ -42,6 +43,11 @@ export default function PlatformPage() {
     queryKey: ["platform", days, monthly],
     queryFn: ({ signal }) =>
       call(CreditsService.method.getPlatformReport, { ...range, interval: monthly ? MONTH : DAY, topUsersCount: 10 }, signal),
+  });
+  // Usage the pipeline gave up charging (state PARKED, with its reason): an operator's to-do list.
+  const parked = useQuery({
+    queryKey: ["parked-events"],
+    queryFn: ({ signal }) => call(MeteringService.method.listParkedEvents, { pageSize: 50 }, signal),
   });
   const r = report.data;
   const total = r ? r.byDate.reduce((sum, d) => sum + d.usageRevenueNanos, 0n) : 0n;
@@ -202,6 +208,41 @@ export default function PlatformPage() {
                     </TableCell>
                     <TableCell>{tierLabel(u.tier)}</TableCell>
                     <TableCell align="right">{formatUsdAuto(u.usageRevenueNanos)}</TableCell>
+                  </TableRow>
+                ))}
+              </TableBody>
+            </Table>
+          ) : null}
+        </Panel>
+        <Panel title="Parked usage events" loading={parked.isPending} error={parked.error} id="platform-parked">
+          {parked.data && parked.data.events.length === 0 ? (
+            <EmptyState title="No parked usage events">
+              Usage the pipeline could not charge after its retries appears here with the reason.
+            </EmptyState>
+          ) : null}
+          {parked.data && parked.data.events.length ? (
+            <Table size="small" aria-labelledby="platform-parked-title">
+              <TableHead>
+                <TableRow>
+                  <TableCell>Event</TableCell>
+                  <TableCell>User</TableCell>
+                  <TableCell>Recorded</TableCell>
+                  <TableCell align="right">Attempts</TableCell>
+                  <TableCell>Reason</TableCell>
+                </TableRow>
+              </TableHead>
+              <TableBody>
+                {parked.data.events.map((e) => (
+                  <TableRow key={`${e.event?.userId ?? ""}/${e.event?.eventId ?? ""}`}>
+                    <TableCell sx={{ overflowWrap: "anywhere" }}>{e.event?.eventId}</TableCell>
+                    <TableCell>
+                      <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(e.event?.userId ?? "")}`}>
+                        {e.event?.userId}
+                      </RouterLink>
+                    </TableCell>
+                    <TableCell>{formatDate(e.recordedAt, true)}</TableCell>
+                    <TableCell align="right">{formatCount(e.attempts)}</TableCell>
+                    <TableCell sx={{ overflowWrap: "anywhere" }}>{e.parkReason}</TableCell>
                   </TableRow>
                 ))}
               </TableBody>
