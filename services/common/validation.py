@@ -42,6 +42,7 @@ _STABLE_REASONS = {
     "hold_id": "INVALID_HOLD_ID",
     "transaction_id": "INVALID_TRANSACTION_ID",
     "page_size": "INVALID_PAGE_SIZE",
+    "top_users_count": "INVALID_PAGE_SIZE",
     "page_token": "INVALID_PAGE_TOKEN",
     "code": "INVALID_CODE",
     "reason": "INVALID_REASON",
