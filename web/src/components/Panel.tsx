@@ -33,7 +33,7 @@ export function Panel({ title, action, loading, error, children, id, fill }: Pan
         {error ? (
           <ErrorAlert error={error} />
         ) : loading ? (
-          <Box aria-busy="true" aria-label={`Loading ${title.toLowerCase()}`}>
+          <Box role="status" aria-busy="true" aria-label={`Loading ${title.toLowerCase()}`}>
             <Skeleton height={32} />
             <Skeleton height={32} width="70%" />
           </Box>
