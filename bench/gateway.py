@@ -78,6 +78,38 @@ class Row:
     ratios: dict[str, float] = field(default_factory=dict)
 
 
+def _cpu_ticks() -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, grouped by what it is."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                stat = handle.read()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / hz
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        name = comm
+        if b"-m" in argv and argv.index(b"-m") + 1 < len(argv):
+            name = argv[argv.index(b"-m") + 1].decode(errors="replace")
+        elif comm.startswith("postgres") or comm.startswith("postmaster"):
+            name = "postgres"
+        out[name] = out.get(name, 0.0) + used
+    return out
+
+
+def _cpu_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores used by each group between two snapshots (only groups above 2% of a core)."""
+    used = {k: (after.get(k, 0.0) - before.get(k, 0.0)) / seconds for k in after}
+    return {k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.02}
+
+
 def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -226,7 +258,9 @@ def wrk(stack: Stack, opts: argparse.Namespace, folder: Path, name: str, method:
         str(script),
         stack.url,
     ]
+    cpu_before, cpu_began = _cpu_ticks(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=opts.duration + 60, check=True)
+    cpu = _cpu_share(cpu_before, _cpu_ticks(), time.perf_counter() - cpu_began)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary for {name}:\n{done.stdout}\n{done.stderr}")
@@ -235,8 +269,8 @@ def wrk(stack: Stack, opts: argparse.Namespace, folder: Path, name: str, method:
     ok = stats["requests"] - stats["non2xx"]
     rate = ok / (stats["duration_us"] / 1e6)
     row = Row(name, rate, stats["p50_us"] / 1000, stats["p99_us"] / 1000, failed=failed)
-    row.note = json.dumps({"ok": ok})
-    _log(f"{name}: {rate:.0f} req/s ok, {failed} failed, p50 {row.p50_ms} ms, p99 {row.p99_ms} ms")
+    row.note = json.dumps({"ok": ok, "cores": cpu})
+    _log(f"{name}: {rate:.0f} req/s ok, {failed} failed, p50 {row.p50_ms} ms, p99 {row.p99_ms} ms; cores {cpu}")
     if failed:
         # Show what the failures were, so a bench run is never quietly wrong.
         _log(f"{name}: sample failure: {_sample_failure(stack, method, path, kw)}")
@@ -504,7 +538,7 @@ def _stack_port(stack: Stack, service: str) -> int:
 
 
 def _ratios(rows: dict[str, Row]) -> None:
-    tiers = rows["tiers_compare"].rate
+    tiers = rows["tiers_compare"].rate if "tiers_compare" in rows else None
     versus = {
         "track": "raw_insert",
         "authorize": "raw_insert",
@@ -515,7 +549,7 @@ def _ratios(rows: dict[str, Row]) -> None:
         "grpc_hot_deduct": "raw_hot_update",
     }
     for name, row in rows.items():
-        if not name.startswith("raw_") and name != "batch_ingest" and name != "grpc_hot_deduct":
+        if tiers and not name.startswith("raw_") and name not in ("batch_ingest", "grpc_hot_deduct"):
             row.ratios["tiers"] = round(row.rate / tiers, 3)
         if name in versus:
             row.ratios["raw"] = round(row.rate / rows[versus[name]].rate, 3)
@@ -541,7 +575,9 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
     local = folder / "stack"
     ensure_dev_keys(local / "dev-auth")
     problems: list[str] = []
-    with run_stack(url, local, LOG_LEVEL="WARNING") as stack:
+    # The gateway's flood guard (a token bucket per Envoy, GATEWAY_RATE_LIMIT_RPS) is off for the run:
+    # the bench measures capacity, and a throttled baseline route would flatter every ratio.
+    with run_stack(url, local, LOG_LEVEL="WARNING", GATEWAY_RATE_LIMIT_RPS="0") as stack:
         _log(f"stack up at {stack.url}")
         admin = stack.headers("bench-admin", "admin")
         svc = {"authorization": f"Bearer {stack.token('svc-platform', 'svc-platform')}"}
@@ -620,7 +656,10 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
                 {"users": spread, "tokens": [stack.token(user, "user") for user in spread]},
             ),
         ]
+        wanted = set(opts.only.split(",")) if opts.only else None
         for name, method, path, kw in scenarios:
+            if wanted is not None and name not in wanted:
+                continue
             output = f"{opts.profile_out}.{name}"
             profiler = _profiler(stack, opts, output) if name in opts.profile.split(",") else None
             rows[name] = wrk(stack, opts, folder, name, method, path, **kw)
@@ -632,23 +671,29 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         assert pool is not None
         try:
-            hot_ok = json.loads(rows["deduct_hot"].note)["ok"]
-            problems += await check_charges(pool, hot, hot_ok, hot_ok + rows["deduct_hot"].failed + opts.connections)
-            spread_ok = json.loads(rows["deduct_spread"].note)["ok"]
-            problems += await check_spread(
-                pool, spread, spread_ok, spread_ok + rows["deduct_spread"].failed + opts.connections
-            )
-            rows["batch_ingest"] = await batch_ingestion(stack, pool, opts, svc)
-            grpc_user = f"grpc-hot-{uuid.uuid4().hex[:8]}"
-            async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
-                await set_enterprise(client, admin, [grpc_user])
-            rows["grpc_hot_deduct"], grpc_ok = await grpc_hot_deduct(
-                stack, _stack_port(stack, "credits"), opts, grpc_user
-            )
-            problems += await check_charges(pool, grpc_user, grpc_ok, grpc_ok + rows["grpc_hot_deduct"].failed)
-            batch = json.loads(rows["batch_ingest"].note)
-            if batch["all_charged"] is False:
-                problems.append(f"batch: charged {batch['charged_nanos']} of {batch['cost_nanos']} nanos")
+            if "deduct_hot" in rows:
+                hot_ok = json.loads(rows["deduct_hot"].note)["ok"]
+                problems += await check_charges(
+                    pool, hot, hot_ok, hot_ok + rows["deduct_hot"].failed + opts.connections
+                )
+            if "deduct_spread" in rows:
+                spread_ok = json.loads(rows["deduct_spread"].note)["ok"]
+                problems += await check_spread(
+                    pool, spread, spread_ok, spread_ok + rows["deduct_spread"].failed + opts.connections
+                )
+            if wanted is None or "batch_ingest" in wanted:
+                rows["batch_ingest"] = await batch_ingestion(stack, pool, opts, svc)
+                batch = json.loads(rows["batch_ingest"].note)
+                if batch["all_charged"] is False:
+                    problems.append(f"batch: charged {batch['charged_nanos']} of {batch['cost_nanos']} nanos")
+            if wanted is None or "grpc_hot_deduct" in wanted:
+                grpc_user = f"grpc-hot-{uuid.uuid4().hex[:8]}"
+                async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+                    await set_enterprise(client, admin, [grpc_user])
+                rows["grpc_hot_deduct"], grpc_ok = await grpc_hot_deduct(
+                    stack, _stack_port(stack, "credits"), opts, grpc_user
+                )
+                problems += await check_charges(pool, grpc_user, grpc_ok, grpc_ok + rows["grpc_hot_deduct"].failed)
         finally:
             await pool.close()
         await asyncio.sleep(2)
@@ -675,6 +720,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000)")
     parser.add_argument("--batch-accounts", type=int, default=300, help="accounts the batches spread over")
     parser.add_argument("--in-flight", type=int, default=4, help="batches in flight at once (default 4)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only these scenarios, comma-separated (e.g. tiers_compare,track,batch_ingest); "
+        "the raw baselines always run",
+    )
     parser.add_argument(
         "--profile", default="", help="wrk scenarios to profile with py-spy, comma-separated (e.g. deduct_hot,balance)"
     )

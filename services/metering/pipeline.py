@@ -16,13 +16,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import grpc
 from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.credits.v1 import credits_pb2_grpc as cpb_grpc
 from creditmeter.openrouter.v1 import openrouter_pb2 as opb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
+from services.metering.repository import EventIdReused
 from services.openrouter import pricebook
 from services.openrouter.pricebook import PriceBook
 
@@ -39,6 +42,13 @@ EVENT_REFUSALS = {
     grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.NOT_FOUND,
 }
+
+
+#: Database refusals of a whole group of recordings after which each is recorded again on its own.
+RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+GROUP_REFUSALS = (EventIdReused, *RETRYABLE)
 
 
 class Unavailable(Exception):
@@ -259,3 +269,126 @@ class Charger:
         for future in self._futures.values():
             if not future.done():
                 future.set_result(None)
+
+
+#: What one recording call hands its caller: the rows, in input order, or the error that refused it.
+Recorded = list[Any]
+
+
+class EventRecorder:
+    """Group commit for recording: events of concurrent track calls share one ``record_events`` call.
+
+    Each call to :meth:`record` is all or nothing on its own, as before. While
+    earlier groups are in the database (at most ``max_in_flight``), newly
+    arriving calls queue and go together: one statement, one commit, one disk
+    sync for all of them. Two calls that name the same event id never share a
+    group (the later one waits for the next), so every call keeps its own
+    duplicate answer. A group the database refuses as a whole — an event id
+    reused with another payload (only that call must fail), a deadlock or a
+    serialization failure — is recorded again call by call, each alone, so one
+    bad call never refuses another. A lone call runs at once.
+    """
+
+    def __init__(
+        self,
+        record: Callable[[list[Any], list[int | None], list[str]], Awaitable[Recorded]],
+        *,
+        max_events: int = 5000,
+        max_in_flight: int = 2,
+    ) -> None:
+        self._record = record
+        self._max_events = max_events
+        self._max_in_flight = max_in_flight
+        self._queue: list[_Pending] = []
+        self._running = 0
+
+    async def record(self, events: list[Any], costs: list[int | None], versions: list[str]) -> Recorded:
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(events, costs, versions, future))
+        if self._running < self._max_in_flight:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    def _take(self) -> list[_Pending]:
+        group: list[_Pending] = []
+        ids: set[str] = set()
+        size = 0
+        rest: list[_Pending] = []
+        for pending in self._queue:
+            if pending.future.done():
+                continue  # its caller went away (cancelled): nothing to record for it
+            mine = {e.event_id for e in pending.events}
+            fits = not group or size + len(pending.events) <= self._max_events
+            if fits and ids.isdisjoint(mine):
+                group.append(pending)
+                ids |= mine
+                size += len(pending.events)
+            else:
+                rest.append(pending)
+        self._queue = rest
+        return group
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                group = self._take()
+                if len(group) == 1:
+                    await self._alone(group[0])
+                elif group:
+                    await self._together(group)
+        finally:
+            self._running -= 1
+
+    async def _together(self, group: list[_Pending]) -> None:
+        events = [e for p in group for e in p.events]
+        costs = [c for p in group for c in p.costs]
+        versions = [v for p in group for v in p.versions]
+        try:
+            rows = await self._record(events, costs, versions)
+        except GROUP_REFUSALS:
+            for pending in group:
+                await self._alone(pending)
+            return
+        except BaseException as error:  # the database is away, a timeout, cancellation: every caller learns
+            for pending in group:
+                pending.fail(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        start = 0
+        for pending in group:
+            end = start + len(pending.events)
+            if not pending.future.done():
+                pending.future.set_result(rows[start:end])
+            start = end
+
+    async def _alone(self, pending: _Pending) -> None:
+        for attempt in range(3):
+            try:
+                rows = await self._record(pending.events, pending.costs, pending.versions)
+            except RETRYABLE as error:
+                if attempt == 2:
+                    pending.fail(error)
+                    return
+                continue
+            except BaseException as error:
+                pending.fail(error)
+                if not isinstance(error, Exception):
+                    raise
+                return
+            if not pending.future.done():
+                pending.future.set_result(rows)
+            return
+
+
+@dataclass
+class _Pending:
+    events: list[Any]
+    costs: list[int | None]
+    versions: list[str]
+    future: asyncio.Future[Recorded]
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())

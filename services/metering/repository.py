@@ -75,7 +75,7 @@ async def set_prices(
             )
             INSERT INTO daily_usage (user_id, day, service, model, cost_nanos)
             SELECT user_id, (occurred_at AT TIME ZONE 'UTC')::date, service, model, sum(cost)
-              FROM priced GROUP BY 1, 2, 3, 4
+              FROM priced GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
             {_ROLLUP_UPSERT}
             """,
             event_ids,
@@ -108,7 +108,7 @@ async def settle(
         ), counted AS (
             INSERT INTO daily_usage (user_id, day, service, model, charged_nanos, shortfall_nanos)
             SELECT user_id, (occurred_at AT TIME ZONE 'UTC')::date, service, model, sum(charged), sum(shortfall)
-              FROM updated GROUP BY 1, 2, 3, 4
+              FROM updated GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
             {_ROLLUP_UPSERT}
         )
         SELECT count(*) FROM updated

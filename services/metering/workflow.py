@@ -40,6 +40,7 @@ from services.metering.pipeline import (
     EVENT_REFUSALS,
     AccountDirectory,
     Charger,
+    EventRecorder,
     Outcome,
     PriceBookCache,
     Unavailable,
@@ -169,7 +170,7 @@ class Metering:
         max_backoff_seconds: float = 20.0,
         claim_lease_seconds: float = 30.0,
         chunk: int = 2000,
-        parallel: int = 4,
+        parallel: int = 1,
     ) -> None:
         self._pool = pool
         self._credits = credits
@@ -180,6 +181,7 @@ class Metering:
         self.prices = PriceBookCache(pricing, timeout)
         self.accounts = AccountDirectory(credits.stub, timeout)
         self.charger = Charger(self.charge, chunk=chunk, parallel=parallel)
+        self.recorder = EventRecorder(self._record)
 
     # --- the other contexts -----------------------------------------------------------------
 
@@ -368,11 +370,10 @@ class Metering:
                 raise error
         unique = list(first.values())
         costs, versions = await self._price_at_door(unique)
-        async with self._pool.acquire() as conn:
-            try:
-                rows = await repo.record_events(conn, unique, costs, versions)
-            except repo.EventIdReused as reused:
-                raise domain.event_id_reused(reused.event_id) from None
+        try:
+            rows = await self.recorder.record(unique, costs, versions)
+        except repo.EventIdReused as reused:
+            raise domain.event_id_reused(reused.event_id) from None
         recorded = {r["event_id"]: r for r in rows}
         to_charge = [
             _work(first[i], recorded[i]["cost_nanos"], recorded[i]["price_version"])
@@ -417,6 +418,10 @@ class Metering:
                     )
                 )
         return out
+
+    async def _record(self, events: list[Event], costs: list[int | None], versions: list[str]) -> list[Any]:
+        async with self._pool.acquire() as conn:
+            return await repo.record_events(conn, events, costs, versions)
 
     # --- charge: from the outbox ------------------------------------------------------------------
 

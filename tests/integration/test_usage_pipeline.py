@@ -20,6 +20,7 @@ from services.common.auth import StaticTokenSource
 from services.common.bootstrap import RunningService
 from services.common.db import create_pool
 from services.common.grpcserver import connect
+from services.common.rpcstatus import error_info_from
 from services.credits import verify
 from services.credits.client import CreditsClient
 from services.credits.config import CreditsSettings
@@ -466,3 +467,60 @@ async def test_verify_reports_unsettled_events_disagreements_and_ledger_usage_wi
         f"ghost-{uuid.uuid4().hex}",
     )
     assert await failing(corrupt_credits=ghost) == {"ledger_usage_has_event"}
+
+
+async def test_concurrent_tracks_recorded_together_each_answer_for_itself(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    """Single tracks arriving together share one recording statement (group commit), yet a call that
+    reuses an event id with another payload is refused alone, repeats stay duplicates, and one new id
+    sent twice at once is new exactly once."""
+    user = await credits.funded_user(5 * USD)
+    old = _event(user)
+    await metering.call("TrackUsage", pb.TrackUsageRequest(event=old))
+    reused = pb.UsageEvent()
+    reused.CopyFrom(old)
+    reused.output_tokens += 7
+    fresh = [_event(user) for _ in range(30)]
+    twice = _event(user)
+
+    async def track(event: pb.UsageEvent) -> pb.TrackUsageResponse | str:
+        try:
+            return await metering.call("TrackUsage", pb.TrackUsageRequest(event=event))
+        except grpc.aio.AioRpcError as error:
+            info = error_info_from(error)
+            return info.reason if info else error.code().name
+
+    answers = await asyncio.gather(*(track(e) for e in [*fresh, old, old, reused, reused, twice, twice]))
+    for answer in answers[:30]:
+        assert not isinstance(answer, str) and not answer.duplicate
+    assert [a.duplicate for a in answers[30:32] if not isinstance(a, str)] == [True, True]
+    assert answers[32:34] == ["EVENT_ID_REUSED", "EVENT_ID_REUSED"]
+    assert sorted(a.duplicate for a in answers[34:36] if not isinstance(a, str)) == [False, True]
+    await _settled(metering_db, [e.event_id for e in [*fresh, old, twice]])
+    async with metering_db.acquire() as conn:
+        stored = await conn.fetchval("SELECT output_tokens FROM events WHERE event_id = $1", old.event_id)
+        count = await conn.fetchval("SELECT count(*) FROM events WHERE user_id = $1", user)
+    assert stored == old.output_tokens  # the refused payload changed nothing
+    assert count == 32
+    await assert_metering_ok(db, metering_db)
+
+
+async def test_set_based_functions_are_planned_for_their_input(db: asyncpg.Pool) -> None:
+    """A function that takes a batch as arrays must not fall back to the plan cache's generic plan (which
+    guesses 10 rows per unnest and turns batch self-joins quadratic: seconds per 2,000-item batch)."""
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT p.oid::regprocedure::text AS name, coalesce(p.proconfig, '{}') AS config
+              FROM pg_proc p
+             WHERE p.pronamespace::regnamespace::text IN ('credits', 'metering')
+               AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
+               AND EXISTS (SELECT 1 FROM unnest(p.proargtypes) t JOIN pg_type ty ON ty.oid = t WHERE ty.typelem <> 0
+                            AND ty.typlen = -1)
+            """
+        )
+    names = {r["name"] for r in rows}
+    assert any("ledger_charge_usage_batch" in n for n in names) and any("record_events" in n for n in names)
+    generic = [r["name"] for r in rows if "plan_cache_mode=force_custom_plan" not in r["config"]]
+    assert generic == []
