@@ -94,9 +94,11 @@ class RateLimits:
     limits on coupon codes are the coupons service's (database counters shared by every replica).
     """
 
-    #: The public API as a whole (GATEWAY_RATE_LIMIT_RPS / GATEWAY_RATE_LIMIT_BURST).
-    api_per_second: int = 1000
-    api_burst: int = 2000
+    #: The public API as a whole (GATEWAY_RATE_LIMIT_RPS / GATEWAY_RATE_LIMIT_BURST). A flood guard, set
+    #: above what one Envoy and the services behind it serve on a small box (~2,000 req/s on 2 cores for
+    #: the cheapest route), so that it refuses floods, never ordinary peak traffic.
+    api_per_second: int = 5000
+    api_burst: int = 10000
     #: Coupon validation and redemption (GATEWAY_COUPON_RATE_LIMIT_RPS / …_BURST).
     coupon_per_second: int = 100
     coupon_burst: int = 200
