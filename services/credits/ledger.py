@@ -673,7 +673,7 @@ class Ledger:
                 assert replayed is not None
                 return replayed
             if row["status"] == "OK":
-                return await self._hold_result(conn, str(row["hold_id"]), row["balance_after"] - row["held"])
+                return _new_hold(user_id, amount, row)
 
         async def slow() -> HoldResult | DomainError:
             async with self._pool.acquire() as conn:
@@ -688,19 +688,13 @@ class Ledger:
                     if row["status"] != "OK":
                         outcome = domain.insufficient(locked["balance_nanos"] - locked["held_nanos"], amount)
                     else:
-                        outcome = await self._hold_result(conn, str(row["hold_id"]), row["balance_after"] - row["held"])
+                        outcome = _new_hold(user_id, amount, row)
                 return outcome
 
         result = await self._retrying(slow)
         if isinstance(result, DomainError):
             raise result
         return result
-
-    @staticmethod
-    async def _hold_result(conn: asyncpg.Connection, hold_id: str, available: int) -> HoldResult:
-        found = await repo.get_hold(conn, hold_id)
-        assert found is not None
-        return HoldResult(found[0], available)
 
     async def settle_hold(
         self, hold_id: str, capture: int | None, request_id: str, actor: Actor, meta: ChargeMeta
@@ -884,3 +878,18 @@ class Ledger:
                 assert saved is not None
                 return int(json.loads(saved[2])["reset_count"])
         return count
+
+
+def _new_hold(user_id: str, amount: int, row: asyncpg.Record) -> HoldResult:
+    """The hold ledger_hold just created, from what it returned (no second round trip to read it back)."""
+    hold = Hold(
+        hold_id=str(row["hold_id"]),
+        user_id=user_id,
+        amount_nanos=amount,
+        captured_nanos=0,
+        status="ACTIVE",
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        capture_transaction_id="",
+    )
+    return HoldResult(hold, row["balance_after"] - row["held"])

@@ -611,3 +611,30 @@ async def test_usage_charges_are_checked(credits: Credits) -> None:
         "ChargeUsage", pb.ChargeUsageRequest(user_id=user, charges=_usage(6, prefix="r")), credits.service_token
     )
     assert (changed.code, changed.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
+
+
+async def test_a_new_hold_is_answered_exactly_as_stored_and_replayed(credits: Credits, db: asyncpg.Pool) -> None:
+    """CreateHold answers from what the hold statement returned (one round trip): the answer must be the
+    stored hold, field for field, and a replay of the same request must answer the same."""
+    user = await credits.funded_user(3 * USD)
+    request = pb.CreateHoldRequest(user_id=user, amount_nanos=USD, ttl_seconds=600, request_id=request_id())
+    created = await credits.as_service("CreateHold", request)
+    async with db.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT hold_id::text, user_id, amount_nanos, captured_nanos, status, expires_at, created_at"
+            " FROM holds WHERE hold_id = $1::uuid",
+            created.hold_id,
+        )
+    assert row is not None
+    assert (created.hold.hold_id, created.hold.user_id, created.hold.amount_nanos, created.hold.captured_nanos) == (
+        row["hold_id"],
+        row["user_id"],
+        row["amount_nanos"],
+        row["captured_nanos"],
+    )
+    assert created.hold.status == pb.HOLD_STATUS_ACTIVE and row["status"] == "ACTIVE"
+    assert created.hold.expires_at.ToDatetime(tzinfo=UTC) == row["expires_at"]
+    assert created.hold.created_at.ToDatetime(tzinfo=UTC) == row["created_at"]
+    assert created.available_after_nanos == 2 * USD
+    replayed = await credits.as_service("CreateHold", request)
+    assert replayed == created
