@@ -49,3 +49,28 @@ def relay(error: grpc.aio.AioRpcError, domain: str) -> DomainError:
         domain=info.domain if info else domain,
         metadata=dict(info.metadata) if info else {},
     )
+
+
+def status_of(error: DomainError, domain: str) -> status_pb2.Status:
+    """A domain error as the google.rpc.Status a failed call would carry (for per-item results of batch RPCs)."""
+    return status_pb2.Status.FromString(
+        status_details(
+            grpc.StatusCode[error.code.name], error.reason, error.domain or domain, error.message, error.metadata
+        )
+    )
+
+
+def error_of(status: status_pb2.Status, domain: str) -> DomainError:
+    """A per-item google.rpc.Status of a batch answer back as the DomainError it stands for."""
+    info = error_details_pb2.ErrorInfo()
+    found = any(detail.Unpack(info) for detail in status.details)
+    names = {c.value[0]: c.name for c in grpc.StatusCode}
+    name = names.get(status.code, "UNKNOWN")
+    code = Code[name] if name in Code.__members__ else Code.UNAVAILABLE
+    return DomainError(
+        info.reason if found else name,
+        status.message or name,
+        code=code,
+        domain=info.domain if found else domain,
+        metadata=dict(info.metadata) if found else {},
+    )

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -60,7 +61,16 @@ def setup_tracing(service: str) -> TracerProvider:
     global _provider
     if _provider is not None:
         return _provider
-    provider = TracerProvider(resource=Resource.create({"service.name": f"creditmeter-{service}"}))
+    resource = Resource.create({"service.name": f"creditmeter-{service}"})
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        # Nothing would receive the spans: do not record them (no attributes, no span objects; a measurable
+        # share of every RPC's cost), but keep trace and span ids flowing, so logs and the traceparent
+        # passed to the next service still correlate.
+        provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
+        trace.set_tracer_provider(provider)
+        _provider = provider
+        return provider
+    provider = TracerProvider(resource=resource)  # the sampler follows OTEL_TRACES_SAMPLER (default: always)
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

@@ -49,6 +49,27 @@ class ChargeResult:
 
 
 @dataclass(frozen=True)
+class HoldRequest:
+    """One hold as CreateHold takes it (validated)."""
+
+    user_id: str
+    amount: int
+    ttl: int
+    request_id: str
+    reason: str
+    reference_id: str
+
+
+_HOLDS_SQL = """
+SELECT h.status, h.hold_id, h.balance_after, h.held, h.expires_at, h.created_at
+  FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[])
+       WITH ORDINALITY AS i(user_id, amount, ttl, request_id, fp, reason, ref, ord)
+ CROSS JOIN LATERAL ledger_hold(i.user_id, i.amount, i.ttl, i.request_id, i.fp, $8, $9, i.reason, i.ref) AS h
+ ORDER BY i.ord
+"""
+
+
+@dataclass(frozen=True)
 class HoldResult:
     hold: Hold
     available_after_nanos: int
@@ -635,6 +656,72 @@ class Ledger:
         """Tier and period of the accounts that exist (nothing is created)."""
         async with self._pool.acquire() as conn:
             return await repo.account_states(conn, user_ids)
+
+    async def create_holds(self, items: list[HoldRequest], actor: Actor) -> list[HoldResult | DomainError]:
+        """Many holds at once, each exactly as create_hold would make it (see CreateHolds).
+
+        The first occurrence of each (user, request id) goes into one statement —
+        ``ledger_hold`` per item, accounts in sorted order, one commit. Items that
+        statement declines (balance, maintenance due, missing account), repeats of a
+        (user, request id) within the batch, and everything when the statement is
+        refused as a whole (a request id already used: replay or reuse; a
+        serialization failure) run through create_hold one by one.
+        """
+        fps = [
+            domain.fingerprint("hold", user=i.user_id, amount=i.amount, ttl=i.ttl, reason=i.reason, ref=i.reference_id)
+            for i in items
+        ]
+        out: list[HoldResult | DomainError | None] = [None] * len(items)
+        keys: set[tuple[str, str]] = set()
+        batch: list[int] = []
+        alone: list[int] = []
+        for index, item in enumerate(items):
+            key = (item.user_id, item.request_id)
+            (alone if key in keys else batch).append(index)
+            keys.add(key)
+        batch.sort(key=lambda index: items[index].user_id)  # the fixed lock order
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    _HOLDS_SQL,
+                    [items[i].user_id for i in batch],
+                    [items[i].amount for i in batch],
+                    [items[i].ttl for i in batch],
+                    [items[i].request_id for i in batch],
+                    [fps[i] for i in batch],
+                    [items[i].reason for i in batch],
+                    [items[i].reference_id for i in batch],
+                    actor.subject,
+                    actor.role,
+                )
+            for index, row in zip(batch, rows, strict=True):
+                if row["status"] == "OK":
+                    out[index] = _new_hold(items[index].user_id, items[index].amount, row)
+                else:
+                    alone.append(index)
+        except (asyncpg.UniqueViolationError, asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+            alone = list(range(len(items)))
+
+        async def one(index: int) -> None:
+            item = items[index]
+            try:
+                out[index] = await self.create_hold(
+                    item.user_id, item.amount, item.ttl, item.request_id, actor, item.reason, item.reference_id
+                )
+            except DomainError as error:
+                out[index] = error
+
+        # A repeat of a (user, request id) runs after its first occurrence, so that it replays it.
+        waves: tuple[list[int], list[int]] = ([], [])
+        seen: set[tuple[str, str]] = set()
+        for index in sorted(alone):
+            key = (items[index].user_id, items[index].request_id)
+            waves[key in seen].append(index)
+            seen.add(key)
+        for wave in waves:
+            await asyncio.gather(*(one(index) for index in wave))
+        assert all(r is not None for r in out)
+        return [r for r in out if r is not None]
 
     @staticmethod
     async def _charge_result(conn: asyncpg.Connection, tx: Transaction) -> ChargeResult:

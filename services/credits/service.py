@@ -18,13 +18,16 @@ from services.common.auth import Forbidden, Principal
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
 from services.common.idempotency import ID_PATTERN, ID_RULE
+from services.common.rpcstatus import status_of
 from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
-from services.credits.ledger import Ledger
+from services.credits.ledger import HoldRequest, Ledger
 from services.credits.watch import BalanceWatchers
 
 _SERVICE = "/creditmeter.credits.v1.CreditsService/"
+#: Most holds one CreateHolds call may carry (the contract says so too).
+MAX_HOLDS = 1000
 
 #: Who may call each RPC (docs/authorization.md is generated from this). Self-versus-other and
 #: per-caller limits are enforced in the methods.
@@ -56,6 +59,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "ResetPeriods": MethodPolicy.allow("admin"),
     _SERVICE + "ChargeUsage": MethodPolicy.allow("svc-metering"),
     _SERVICE + "ChargeUsageBatch": MethodPolicy.allow("svc-metering"),
+    _SERVICE + "CreateHolds": MethodPolicy.allow("svc-metering"),
     _SERVICE + "GetAccountStates": MethodPolicy.allow("admin", "svc-metering"),
 }
 
@@ -354,6 +358,41 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             hold_id=result.hold.hold_id,
             hold=_hold_pb(result.hold),
             available_after_nanos=result.available_after_nanos,
+        )
+
+    async def CreateHolds(
+        self, request: pb.CreateHoldsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateHoldsResponse:
+        if not 1 <= len(request.holds) <= MAX_HOLDS:
+            raise invalid("TOO_MANY_HOLDS", f"send 1 to {MAX_HOLDS} holds", field="holds")
+        items = []
+        for index, h in enumerate(request.holds):
+            try:
+                items.append(
+                    HoldRequest(
+                        user_id=domain.validate_user_id(h.user_id),
+                        amount=domain.validate_amount(h.amount_nanos),
+                        ttl=domain.validate_ttl(h.ttl_seconds),
+                        request_id=domain.validate_request_id(h.request_id),
+                        reason=domain.validate_reason(h.reason, required=False),
+                        reference_id=domain.validate_text(h.reference_id, "reference_id"),
+                    )
+                )
+            except DomainError as error:
+                error.metadata["index"] = str(index)
+                raise
+        results = await self._ledger.create_holds(items, _actor(principal()))
+        return pb.CreateHoldsResponse(
+            results=[
+                pb.CreateHoldsResult(error=status_of(r, domain.DOMAIN))
+                if isinstance(r, DomainError)
+                else pb.CreateHoldsResult(
+                    hold=pb.CreateHoldResponse(
+                        hold_id=r.hold.hold_id, hold=_hold_pb(r.hold), available_after_nanos=r.available_after_nanos
+                    )
+                )
+                for r in results
+            ]
         )
 
     async def CaptureHold(

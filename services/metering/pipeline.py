@@ -25,6 +25,7 @@ from creditmeter.credits.v1 import credits_pb2_grpc as cpb_grpc
 from creditmeter.openrouter.v1 import openrouter_pb2 as opb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
+from services.common.rpcstatus import error_of
 from services.metering.repository import EventIdReused
 from services.openrouter import pricebook
 from services.openrouter.pricebook import PriceBook
@@ -392,3 +393,84 @@ class _Pending:
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
+
+
+class HoldBatcher:
+    """The holds of concurrent Authorize calls go to the ledger together: one CreateHolds call.
+
+    Every hold would otherwise be its own RPC and its own ledger transaction;
+    the RPC costs both processes far more than the hold itself. Holds queued
+    while earlier batches are in flight (at most ``max_in_flight``) go together;
+    a lone hold goes at once. Each caller gets its own answer: the hold, or the
+    ledger's refusal of that hold alone (a :class:`DomainError`), or the failure
+    of the whole call (a ``grpc.aio.AioRpcError``: the ledger is away or slow).
+    A ledger that predates CreateHolds, or a batch it refuses as malformed, is
+    served hold by hold with CreateHold, so one bad hold never refuses another.
+    """
+
+    def __init__(
+        self, stub: cpb_grpc.CreditsServiceStub, timeout: float, *, max_batch: int = 500, max_in_flight: int = 2
+    ) -> None:
+        self._stub = stub
+        self._timeout = timeout
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._queue: list[tuple[cpb.CreateHoldRequest, asyncio.Future[cpb.CreateHoldResponse]]] = []
+        self._running = 0
+
+    async def hold(self, request: cpb.CreateHoldRequest) -> cpb.CreateHoldResponse:
+        future: asyncio.Future[cpb.CreateHoldResponse] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if self._running < self._max_in_flight:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = [item for item in self._queue[: self._max_batch] if not item[1].done()]
+                self._queue = self._queue[self._max_batch :]
+                if batch:
+                    await self._send(batch)
+        finally:
+            self._running -= 1
+
+    async def _send(self, batch: list[tuple[cpb.CreateHoldRequest, asyncio.Future[cpb.CreateHoldResponse]]]) -> None:
+        try:
+            answer = await self._stub.CreateHolds(
+                cpb.CreateHoldsRequest(holds=[request for request, _ in batch]), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            alone = error.code() == grpc.StatusCode.UNIMPLEMENTED or (
+                error.code() == grpc.StatusCode.INVALID_ARGUMENT and len(batch) > 1
+            )
+            if alone:
+                await asyncio.gather(*(self._one(request, future) for request, future in batch))
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        except BaseException as error:  # cancellation: every caller learns
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(asyncio.CancelledError())
+            raise error
+        for (_, future), result in zip(batch, answer.results, strict=True):
+            if future.done():
+                continue
+            if result.HasField("error"):
+                future.set_exception(error_of(result.error, "credits.creditmeter.dev"))
+            else:
+                future.set_result(result.hold)
+
+    async def _one(self, request: cpb.CreateHoldRequest, future: asyncio.Future[cpb.CreateHoldResponse]) -> None:
+        try:
+            answer = await self._stub.CreateHold(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            if not future.done():
+                future.set_exception(error)
+            return
+        if not future.done():
+            future.set_result(answer)

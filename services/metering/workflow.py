@@ -41,6 +41,7 @@ from services.metering.pipeline import (
     AccountDirectory,
     Charger,
     EventRecorder,
+    HoldBatcher,
     Outcome,
     PriceBookCache,
     Unavailable,
@@ -182,6 +183,7 @@ class Metering:
         self.accounts = AccountDirectory(credits.stub, timeout)
         self.charger = Charger(self.charge, chunk=chunk, parallel=parallel)
         self.recorder = EventRecorder(self._record)
+        self.holds = HoldBatcher(credits.stub, timeout)
 
     # --- the other contexts -----------------------------------------------------------------
 
@@ -252,8 +254,9 @@ class Metering:
             return await self._remember(probe.user_id, request_id, fp, result, None)
         hold_id, held = "", 0
         if estimate.total_nanos > 0:
+            refusal: DomainError | None = None
             try:
-                hold = await self._credits.stub.CreateHold(
+                hold = await self.holds.hold(
                     cpb.CreateHoldRequest(
                         user_id=probe.user_id,
                         amount_nanos=estimate.total_nanos,
@@ -261,16 +264,18 @@ class Metering:
                         request_id=f"authorize:{request_id}",
                         reason=f"{probe.service} call",
                         reference_id=request_id,
-                    ),
-                    timeout=self._timeout,
+                    )
                 )
                 hold_id, held = hold.hold_id, estimate.total_nanos
             except grpc.aio.AioRpcError as error:
-                info = error_info_from(error)
-                if info is None or info.reason != "INSUFFICIENT_CREDITS":
+                refusal = relay(error, domain.DOMAIN)
+            except DomainError as error:
+                refusal = error
+            if refusal is not None:
+                if refusal.reason != "INSUFFICIENT_CREDITS":
                     async with self._pool.acquire() as conn:
                         await repo.uncount_call(conn, probe.user_id, window)
-                    raise relay(error, domain.DOMAIN) from None
+                    raise refusal
                 result = Authorization(
                     False,
                     "INSUFFICIENT_CREDITS",

@@ -73,6 +73,10 @@ async def _usage_batch_req(c: Credits, user: str) -> Any:
     return pb.ChargeUsageBatchRequest(items=[pb.UsageItem(user_id=user, event_id=request_id(), amount_nanos=0)])
 
 
+async def _holds_req(c: Credits, user: str) -> Any:
+    return pb.CreateHoldsRequest(holds=[pb.CreateHoldRequest(user_id=user, amount_nanos=USD, request_id=request_id())])
+
+
 async def _states_req(c: Credits, user: str) -> Any:
     return pb.GetAccountStatesRequest(user_ids=[user])
 
@@ -121,6 +125,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode], bool]] = {
     "ResetPeriods": (_reset_req, expect({"admin"}), True),
     "ChargeUsage": (_usage_req, expect({"svc-metering"}), True),
     "ChargeUsageBatch": (_usage_batch_req, expect({"svc-metering"}), True),
+    "CreateHolds": (_holds_req, expect({"svc-metering"}), True),
     "GetAccountStates": (_states_req, expect({"admin", "svc-metering"}), False),
     "WatchBalance": (_watch_req, expect({"user_self", "admin"}), False),
     "GetPlatformReport": (_report_req, expect({"admin"}), False),

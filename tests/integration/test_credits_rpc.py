@@ -638,3 +638,44 @@ async def test_a_new_hold_is_answered_exactly_as_stored_and_replayed(credits: Cr
     assert created.available_after_nanos == 2 * USD
     replayed = await credits.as_service("CreateHold", request)
     assert replayed == created
+
+
+async def test_create_holds_answers_each_hold_as_create_hold_would(credits: Credits, db: asyncpg.Pool) -> None:
+    """One CreateHolds call: the holds that fit are made together; a refused one (balance, a reused request
+    id) fails alone with CreateHold's status; replays and in-batch repeats answer the first hold."""
+    rich = await credits.funded_user(5 * USD)
+    poor = await credits.funded_user(USD // 2)
+    earlier = pb.CreateHoldRequest(user_id=rich, amount_nanos=USD, request_id=request_id())
+    first = await credits.as_service("CreateHold", earlier)
+    reused = pb.CreateHoldRequest(user_id=rich, amount_nanos=2 * USD, request_id=earlier.request_id)
+    fresh = [pb.CreateHoldRequest(user_id=rich, amount_nanos=USD // 4, request_id=request_id()) for _ in range(3)]
+    too_much = pb.CreateHoldRequest(user_id=poor, amount_nanos=USD, request_id=request_id())
+    holds = [fresh[0], too_much, earlier, fresh[1], reused, fresh[2], fresh[0]]
+    answer = await credits.call("CreateHolds", pb.CreateHoldsRequest(holds=holds), credits.service_token)
+    results = list(answer.results)
+    assert len(results) == len(holds)
+    made = [r for r in results if r.HasField("hold")]
+    assert [r.HasField("error") for r in results] == [False, True, False, False, True, False, False]
+    assert results[1].error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert "INSUFFICIENT_CREDITS" in str(results[1].error.details)
+    assert "REQUEST_ID_REUSED" in str(results[4].error.details)
+    assert results[2].hold.hold == first.hold  # a replay of the hold made before (available_after is current)
+    assert results[6].hold.hold_id == results[0].hold.hold_id  # an in-batch repeat replays its first
+    assert len({r.hold.hold_id for r in made}) == 4
+    for r in made:
+        assert r.hold.hold.user_id == rich and r.hold.hold.status == pb.HOLD_STATUS_ACTIVE
+    balance = await credits.balance(rich)
+    assert balance.held_nanos == USD + 3 * (USD // 4)
+    assert (await credits.balance(poor)).held_nanos == 0
+    await assert_ledger_ok(db)
+
+
+async def test_create_holds_refuses_a_malformed_batch_as_a_whole(credits: Credits, db: asyncpg.Pool) -> None:
+    user = await credits.funded_user(2 * USD)
+    good = pb.CreateHoldRequest(user_id=user, amount_nanos=USD, request_id=request_id())
+    bad = pb.CreateHoldRequest(user_id=user, amount_nanos=0, request_id=request_id())
+    failure = await credits.fail("CreateHolds", pb.CreateHoldsRequest(holds=[good, bad]), credits.service_token)
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    empty = await credits.fail("CreateHolds", pb.CreateHoldsRequest(), credits.service_token)
+    assert (empty.code, empty.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "TOO_MANY_HOLDS")
+    assert (await credits.balance(user)).held_nanos == 0  # nothing of the refused batch was held

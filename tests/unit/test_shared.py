@@ -118,3 +118,31 @@ def test_secrets_come_from_files_first(tmp_path: Path) -> None:
         Env({"KEY_FILE": str(tmp_path / "missing")}).secret("KEY")
     with pytest.raises(ConfigError, match="KEY is required"):
         Env({}).secret("KEY")
+
+
+_SPAN_PROBE = """
+from opentelemetry import trace
+from services.common.telemetry import setup_tracing
+setup_tracing("probe")
+span = trace.get_tracer("probe").start_span("probe")
+print(span.is_recording(), span.get_span_context().is_valid)
+"""
+
+
+@pytest.mark.parametrize(("endpoint", "recording"), [("", "False"), ("http://127.0.0.1:1", "True")])
+def test_spans_are_recorded_only_when_an_exporter_receives_them(endpoint: str, recording: str) -> None:
+    """Without OTEL_EXPORTER_OTLP_ENDPOINT nothing records spans (a cost on every RPC for nothing), yet every
+    span still has valid ids, so log lines and the traceparent passed on still correlate."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if endpoint:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = f"{root}:{root / 'gen' / 'python'}"
+    done = subprocess.run(
+        [sys.executable, "-c", _SPAN_PROBE], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == [recording, "True"]

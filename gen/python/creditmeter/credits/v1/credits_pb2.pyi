@@ -4,6 +4,7 @@ from buf.validate import validate_pb2 as _validate_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import error_details_pb2 as _error_details_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -621,6 +622,26 @@ class UsageItem(_message.Message):
     model: str
     price_version: str
     def __init__(self, user_id: _Optional[str] = ..., event_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., hold_id: _Optional[str] = ..., service: _Optional[str] = ..., model: _Optional[str] = ..., price_version: _Optional[str] = ...) -> None: ...
+
+class CreateHoldsRequest(_message.Message):
+    __slots__ = ("holds",)
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    holds: _containers.RepeatedCompositeFieldContainer[CreateHoldRequest]
+    def __init__(self, holds: _Optional[_Iterable[_Union[CreateHoldRequest, _Mapping]]] = ...) -> None: ...
+
+class CreateHoldsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CreateHoldsResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CreateHoldsResult, _Mapping]]] = ...) -> None: ...
+
+class CreateHoldsResult(_message.Message):
+    __slots__ = ("hold", "error")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    hold: CreateHoldResponse
+    error: _status_pb2.Status
+    def __init__(self, hold: _Optional[_Union[CreateHoldResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class ChargeUsageBatchRequest(_message.Message):
     __slots__ = ("items",)

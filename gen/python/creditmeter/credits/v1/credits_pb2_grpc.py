@@ -110,6 +110,11 @@ class CreditsServiceStub:
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchResponse.FromString,
                 _registered_method=True)
+        self.CreateHolds = channel.unary_unary(
+                '/creditmeter.credits.v1.CreditsService/CreateHolds',
+                request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.CreateHoldsRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.CreateHoldsResponse.FromString,
+                _registered_method=True)
         self.GetAccountStates = channel.unary_unary(
                 '/creditmeter.credits.v1.CreditsService/GetAccountStates',
                 request_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.GetAccountStatesRequest.SerializeToString,
@@ -307,6 +312,23 @@ class CreditsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateHolds(self, request, context):
+        """Creates many holds in one call, each exactly as CreateHold would (same
+        rules, same idempotency by its own request_id): the metering context
+        gathers the holds of concurrent Authorize calls and sends them together.
+        Accounts are locked in sorted order and the holds that fit are made in
+        one transaction; the others take CreateHold's usual path one by one. A
+        hold the ledger refuses (INSUFFICIENT_CREDITS, REQUEST_ID_REUSED, ...) is
+        reported in its own result, with the status CreateHold would have
+        answered; the others are not affected. Only the metering service
+        (svc-metering); not routed by the gateway. Returns INVALID_ARGUMENT for
+        a malformed item (the same reasons as CreateHold, with the item's index)
+        or a batch outside 1 to 1,000 holds (reason TOO_MANY_HOLDS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccountStates(self, request, context):
         """The tier and billing period of many accounts in one call (what metering
         needs to price usage and count quotas). Unknown users are reported with
@@ -407,6 +429,11 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     servicer.ChargeUsageBatch,
                     request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchRequest.FromString,
                     response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchResponse.SerializeToString,
+            ),
+            'CreateHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateHolds,
+                    request_deserializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.CreateHoldsRequest.FromString,
+                    response_serializer=creditmeter_dot_credits_dot_v1_dot_credits__pb2.CreateHoldsResponse.SerializeToString,
             ),
             'GetAccountStates': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccountStates,
@@ -825,6 +852,33 @@ class CreditsService:
             '/creditmeter.credits.v1.CreditsService/ChargeUsageBatch',
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchRequest.SerializeToString,
             creditmeter_dot_credits_dot_v1_dot_credits__pb2.ChargeUsageBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.credits.v1.CreditsService/CreateHolds',
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.CreateHoldsRequest.SerializeToString,
+            creditmeter_dot_credits_dot_v1_dot_credits__pb2.CreateHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,
