@@ -202,23 +202,35 @@ class Outcome:
     park_reason: str = ""
 
 
+#: A charger that finished a chunk this recently is under load (see Charger's linger).
+_BUSY_SECONDS = 0.1
+
+
 class Charger:
     """Gathers recorded events from concurrent requests and charges them in chunks.
 
     While up to ``parallel`` chunks are in flight, newly recorded events wait
     in the queue and go out together in the next chunk — group commit: the
-    busier it is, the more each ledger call carries. Every event has one
-    future, shared by every request waiting on it in this process.
+    busier it is, the more each ledger call carries; under load a small chunk
+    also lingers a few milliseconds (``linger``) to fill up. Every event has
+    one future, shared by every request waiting on it in this process, and
+    answered as soon as the ledger has answered (before metering settles its
+    own record of the charge).
     """
 
     def __init__(
         self,
-        process: Callable[[list[Work]], Awaitable[dict[str, Outcome]]],
+        process: Callable[[list[Work], Callable[[dict[str, Outcome]], None]], Awaitable[dict[str, Outcome]]],
         chunk: int = 2000,
         parallel: int = 4,
+        linger: float = 0.0,
+        fill: int = 64,
     ) -> None:
         self._process = process
         self._chunk = chunk
+        self._linger = linger
+        self._fill = fill
+        self._last_done = 0.0
         self._slots = asyncio.Semaphore(parallel)
         self._queue: list[Work] = []
         self._futures: dict[str, asyncio.Future[Outcome | None]] = {}
@@ -245,19 +257,34 @@ class Charger:
             self._wake.clear()
             while self._queue:
                 await self._slots.acquire()
+                busy = time.monotonic() - self._last_done < _BUSY_SECONDS
+                if busy and self._linger > 0 and len(self._queue) < self._fill:
+                    # Each ledger call has a fixed cost (an RPC, planning, a commit, a settle) that a busy
+                    # charger spreads over more events by letting a small chunk gather a little longer. An
+                    # idle charger sends at once: a lone event is charged without waiting.
+                    await asyncio.sleep(self._linger)
                 chunk, self._queue = self._queue[: self._chunk], self._queue[self._chunk :]
                 task = asyncio.create_task(self._run_chunk(chunk))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    def _publish(self, outcomes: dict[str, Outcome]) -> None:
+        """Answers the waiting requests as soon as the ledger has answered (settling metering's record of it
+        follows; a crash in between only leaves the recovery pass a duplicate to settle)."""
+        for event_id, outcome in outcomes.items():
+            future = self._futures.pop(event_id, None)
+            if future is not None and not future.done():
+                future.set_result(outcome)
+
     async def _run_chunk(self, chunk: list[Work]) -> None:
         outcomes: dict[str, Outcome] = {}
         try:
-            outcomes = await self._process(chunk)
+            outcomes = await self._process(chunk, self._publish)
         except Exception:
             # The events stay RECORDED; the recovery pass picks them up.
             log.exception("charging a chunk failed", extra={"events": len(chunk)})
         finally:
+            self._last_done = time.monotonic()
             self._slots.release()
             for item in chunk:
                 future = self._futures.pop(item.event_id, None)

@@ -20,6 +20,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -172,6 +173,7 @@ class Metering:
         claim_lease_seconds: float = 30.0,
         chunk: int = 2000,
         parallel: int = 1,
+        linger_seconds: float = 0.005,
     ) -> None:
         self._pool = pool
         self._credits = credits
@@ -181,7 +183,7 @@ class Metering:
         self._lease = claim_lease_seconds
         self.prices = PriceBookCache(pricing, timeout)
         self.accounts = AccountDirectory(credits.stub, timeout)
-        self.charger = Charger(self.charge, chunk=chunk, parallel=parallel)
+        self.charger = Charger(self.charge, chunk=chunk, parallel=parallel, linger=linger_seconds)
         self.recorder = EventRecorder(self._record)
         self.holds = HoldBatcher(credits.stub, timeout)
 
@@ -430,7 +432,9 @@ class Metering:
 
     # --- charge: from the outbox ------------------------------------------------------------------
 
-    async def charge(self, works: list[Work]) -> dict[str, Outcome]:
+    async def charge(
+        self, works: list[Work], publish: Callable[[dict[str, Outcome]], None] | None = None
+    ) -> dict[str, Outcome]:
         """Prices what is not priced yet, then charges everything priced in one ledger call.
 
         Returns the outcome of each event that settled (CHARGED, SHORTFALL, PARKED);
@@ -442,7 +446,7 @@ class Metering:
         if unpriced:
             priced += await self._price_late(unpriced, outcomes)
         if priced:
-            outcomes.update(await self._charge_priced(priced))
+            outcomes.update(await self._charge_priced(priced, publish))
         return outcomes
 
     async def _price_late(self, works: list[Work], outcomes: dict[str, Outcome]) -> list[Work]:
@@ -493,7 +497,9 @@ class Metering:
             if w.event_id in stored and stored[w.event_id][0] is not None
         ]
 
-    async def _charge_priced(self, works: list[Work]) -> dict[str, Outcome]:
+    async def _charge_priced(
+        self, works: list[Work], publish: Callable[[dict[str, Outcome]], None] | None = None
+    ) -> dict[str, Outcome]:
         """One ChargeUsageBatch for the chunk; a refusal that is not transient is bisected down to the
         event that causes it, which alone is retried and, after max_attempts, parked."""
         request = cpb.ChargeUsageBatchRequest(
@@ -521,7 +527,9 @@ class Metering:
                 return {}
             if len(works) > 1:
                 half = len(works) // 2
-                left, right = await asyncio.gather(self._charge_priced(works[:half]), self._charge_priced(works[half:]))
+                left, right = await asyncio.gather(
+                    self._charge_priced(works[:half], publish), self._charge_priced(works[half:], publish)
+                )
                 return left | right
             (w,) = works
             async with self._pool.acquire() as conn:
@@ -550,6 +558,8 @@ class Metering:
                     result.shortfall_nanos,
                     result.transaction_id,
                 )
+        if publish is not None:
+            publish(outcomes)
         async with self._pool.acquire() as conn:
             if settled:
                 await repo.settle(
