@@ -172,7 +172,7 @@ class Metering:
         max_backoff_seconds: float = 20.0,
         claim_lease_seconds: float = 30.0,
         chunk: int = 2000,
-        parallel: int = 1,
+        parallel: int = 2,
         linger_seconds: float = 0.005,
     ) -> None:
         self._pool = pool
