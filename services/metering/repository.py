@@ -209,61 +209,53 @@ async def calls_in(conn: asyncpg.Connection, user_id: str, window: datetime) -> 
     return int(value or 0)
 
 
-async def begin_authorization(
-    conn: asyncpg.Connection, user_id: str, request_id: str, window: datetime, limit: int
-) -> asyncpg.Record:
-    """One round trip: the stored answer of this request id if any; else the call counted in the window
-    if it stays within ``limit`` (0 = unlimited). Columns: fingerprint, response (replay), counted (calls
-    after counting; NULL when over the limit or replaying), current (calls before)."""
-    row: asyncpg.Record = await conn.fetchrow(
+async def begin_authorizations(
+    conn: asyncpg.Connection, steps: list[tuple[str, str, datetime, int]]
+) -> list[asyncpg.Record]:
+    """begin_authorization for many (user, request id, window, limit) steps in one statement, in the given
+    order (each sees the ones before it); one row per step, same columns as begin_authorization."""
+    rows: list[asyncpg.Record] = await conn.fetch(
         """
-        WITH saved AS (
-            SELECT fingerprint, response FROM authorizations WHERE user_id = $1 AND request_id = $2
-        ), counted AS (
-            INSERT INTO quota_windows AS q (user_id, window_start, calls)
-            SELECT $1, $3, 1 WHERE NOT EXISTS (SELECT 1 FROM saved)
-            ON CONFLICT (user_id, window_start) DO UPDATE SET calls = q.calls + 1
-             WHERE $4 = 0 OR q.calls < $4
-            RETURNING calls
-        )
-        SELECT (SELECT fingerprint FROM saved) AS fingerprint, (SELECT response FROM saved) AS response,
-               (SELECT calls FROM counted) AS counted,
-               coalesce((SELECT calls FROM quota_windows WHERE user_id = $1 AND window_start = $3), 0) AS current
+        SELECT b.fingerprint, b.response, b.counted, b.current
+          FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[]) WITH ORDINALITY AS i(u, r, w, l, ord)
+         CROSS JOIN LATERAL begin_authorization(i.u, i.r, i.w, i.l) AS b
+         ORDER BY i.ord
         """,
-        user_id,
-        request_id,
-        window,
-        limit,
+        [s[0] for s in steps],
+        [s[1] for s in steps],
+        [s[2] for s in steps],
+        [s[3] for s in steps],
     )
-    return row
+    return rows
 
 
-async def finish_authorization(
-    conn: asyncpg.Connection,
-    user_id: str,
-    request_id: str,
-    fingerprint: str,
-    response: bytes,
-    uncount_window: datetime | None,
-) -> bool:
-    """One round trip: stores the answer (first writer wins) and, for a refused hold, gives the counted
-    call back. False when another request with this id stored its answer first."""
-    row = await conn.fetchrow(
+async def finish_authorizations(
+    conn: asyncpg.Connection, steps: list[tuple[str, str, str, bytes, datetime | None]]
+) -> set[tuple[str, str]]:
+    """finish_authorization for many (user, request id, fingerprint, answer, window to give a call back to)
+    steps in one statement; returns the (user, request id) pairs whose answer this stored (first writer
+    wins; the others were answered by another request with the same id)."""
+    rows = await conn.fetch(
         """
-        WITH uncounted AS (
-            UPDATE quota_windows SET calls = calls - 1
-             WHERE $5::timestamptz IS NOT NULL AND user_id = $1 AND window_start = $5 AND calls > 0
+        WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[])
+                     AS i(u, r, fp, answer, uncount)
+        ), uncounted AS (
+            UPDATE quota_windows q SET calls = greatest(q.calls - n.k, 0)
+              FROM (SELECT u, uncount, count(*) AS k FROM input WHERE uncount IS NOT NULL GROUP BY 1, 2) n
+             WHERE q.user_id = n.u AND q.window_start = n.uncount
         )
-        INSERT INTO authorizations (user_id, request_id, fingerprint, response) VALUES ($1, $2, $3, $4)
-        ON CONFLICT DO NOTHING RETURNING 1
+        INSERT INTO authorizations (user_id, request_id, fingerprint, response)
+        SELECT u, r, fp, answer FROM input ORDER BY u, r
+        ON CONFLICT DO NOTHING RETURNING user_id, request_id
         """,
-        user_id,
-        request_id,
-        fingerprint,
-        response,
-        uncount_window,
+        [s[0] for s in steps],
+        [s[1] for s in steps],
+        [s[2] for s in steps],
+        [s[3] for s in steps],
+        [s[4] for s in steps],
     )
-    return row is not None
+    return {(r["user_id"], r["request_id"]) for r in rows}
 
 
 async def find_authorization(conn: asyncpg.Connection, user_id: str, request_id: str) -> tuple[str, bytes] | None:

@@ -31,6 +31,7 @@ from creditmeter.credits.v1 import credits_pb2 as cpb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
 from services.common import pagetoken
+from services.common.batching import Grouper
 from services.common.errors import Code, DomainError, invalid
 from services.common.rpcstatus import error_info_from, relay
 from services.credits.client import CreditsClient
@@ -145,6 +146,9 @@ def _work_of_row(row: asyncpg.Record) -> Work:
 _QUOTES: dict[tuple[str, str, bool, str, str, int, int, int, bool], Quote] = {}
 _QUOTES_MAX = 100_000
 
+#: A group of authorization steps the database refused as a whole; each step then runs on its own.
+_GROUP_REFUSALS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
 
 def _quote(book: PriceBook, tier: str, w: Event | Work) -> Quote:
     byok_allowed = tier in book.byok_tiers
@@ -186,6 +190,15 @@ class Metering:
         self.charger = Charger(self.charge, chunk=chunk, parallel=parallel, linger=linger_seconds)
         self.recorder = EventRecorder(self._record)
         self.holds = HoldBatcher(credits.stub, timeout)
+        # Authorize's two steps in metering's database, shared by concurrent calls (group commit); two calls
+        # with one (user, request id) never share a group.
+        self._begins: Grouper[tuple[str, str, datetime, int], asyncpg.Record] = Grouper(
+            self._begin_group, key=lambda step: step[:2], alone_on=_GROUP_REFUSALS
+        )
+        self._authorizing: dict[tuple[str, str], list[Any]] = {}
+        self._finishes: Grouper[tuple[str, str, str, bytes, datetime | None], bool] = Grouper(
+            self._finish_group, key=lambda step: step[:2], alone_on=_GROUP_REFUSALS
+        )
 
     # --- the other contexts -----------------------------------------------------------------
 
@@ -230,15 +243,31 @@ class Metering:
 
     async def authorize(self, probe: Event, max_output_tokens: int, ttl: int, request_id: str) -> Authorization:
         """Quota, a local price estimate and a credits hold: two statements in metering's database and one
-        ledger call; no pricing call (the price book is local) and no balance read (the tier is cached)."""
+        ledger call; no pricing call (the price book is local) and no balance read (the tier is cached).
+
+        Copies of one (user, request id) arriving together run one after the other in this process: the
+        later ones replay the first's answer instead of counting a call of the quota each meanwhile."""
+        key = (probe.user_id, request_id)
+        entry = self._authorizing.get(key)
+        if entry is None:
+            entry = self._authorizing[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                return await self._authorize(probe, max_output_tokens, ttl, request_id)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._authorizing[key]
+
+    async def _authorize(self, probe: Event, max_output_tokens: int, ttl: int, request_id: str) -> Authorization:
         fp = hashlib.sha256(json.dumps([probe.fingerprint(), max_output_tokens, ttl]).encode()).hexdigest()
         tier_id, period_start = await self._account(probe.user_id)
         tier = (await self._credits.tiers())[tier_id]
         estimate, version = await self._estimate(tier_id, dataclasses.replace(probe, output_tokens=max_output_tokens))
         window = domain.quota_window(tier.api_call_period, period_start, datetime.now(UTC))
         limit = int(tier.api_call_limit)
-        async with self._pool.acquire() as conn:
-            begun = await repo.begin_authorization(conn, probe.user_id, request_id, window, limit)
+        begun = await self._begins.submit((probe.user_id, request_id, window, limit))
         if begun["fingerprint"] is not None:
             if begun["fingerprint"] != fp:
                 raise DomainError(
@@ -301,17 +330,45 @@ class Metering:
             max(0, limit - used) if limit else 0,
             version,
         )
-        return await self._remember(probe.user_id, request_id, fp, result, None)
+        return await self._remember(probe.user_id, request_id, fp, result, None, counted=window)
+
+    async def _begin_group(self, steps: list[tuple[str, str, datetime, int]]) -> list[asyncpg.Record | BaseException]:
+        order = sorted(range(len(steps)), key=lambda i: steps[i][0])  # quota rows locked in user order
+        async with self._pool.acquire() as conn:
+            rows = await repo.begin_authorizations(conn, [steps[i] for i in order])
+        out: list[asyncpg.Record | BaseException] = [rows[0]] * len(steps)
+        for row, index in zip(rows, order, strict=True):
+            out[index] = row
+        return out
+
+    async def _finish_group(
+        self, steps: list[tuple[str, str, str, bytes, datetime | None]]
+    ) -> list[bool | BaseException]:
+        async with self._pool.acquire() as conn:
+            stored = await repo.finish_authorizations(conn, steps)
+        return [(step[0], step[1]) in stored for step in steps]
 
     async def _remember(
-        self, user_id: str, request_id: str, fp: str, result: Authorization, uncount: datetime | None
+        self,
+        user_id: str,
+        request_id: str,
+        fp: str,
+        result: Authorization,
+        uncount: datetime | None,
+        *,
+        counted: datetime | None = None,
     ) -> Authorization:
-        async with self._pool.acquire() as conn:
-            body = json.dumps(dataclasses.asdict(result)).encode()
-            if not await repo.finish_authorization(conn, user_id, request_id, fp, body, uncount):
+        """Stores the answer (first writer wins). A call with the same request id that got there first
+        answers instead; the call this attempt counted in ``counted`` is then given back, so a request id
+        counts once however many copies of it raced."""
+        body = json.dumps(dataclasses.asdict(result)).encode()
+        if not await self._finishes.submit((user_id, request_id, fp, body, uncount)):
+            async with self._pool.acquire() as conn:
+                if counted is not None:
+                    await repo.uncount_call(conn, user_id, counted)
                 saved = await repo.find_authorization(conn, user_id, request_id)
-                assert saved is not None
-                return Authorization(**json.loads(saved[1]))
+            assert saved is not None
+            return Authorization(**json.loads(saved[1]))
         return result
 
     # --- track: record first ----------------------------------------------------------------------

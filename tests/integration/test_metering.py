@@ -412,3 +412,30 @@ async def test_an_event_from_the_far_future_is_refused(metering: MeteringCaller,
     assert (await metering.reason("TrackUsage", pb.TrackUsageRequest(event=_event(user, occurred_at=stamp))))[1] == (
         "OCCURRED_IN_FUTURE"
     )
+
+
+async def test_concurrent_authorizations_share_statements_yet_count_the_quota_exactly(
+    metering: MeteringCaller, credits: Credits
+) -> None:
+    """130 Authorize calls at once on a trial account (100 calls a day), five of them repeats of one request
+    id: their database steps run in shared statements, yet exactly 100 calls are counted and allowed, the
+    rest refused QUOTA_EXCEEDED holding nothing, and the repeats answer as the first of them."""
+    user = await credits.funded_user(USD)
+
+    def ask(rid: str) -> pb.AuthorizeRequest:
+        return pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=rid)
+
+    answers = await asyncio.gather(
+        *(metering.call("Authorize", ask("c-same")) for _ in range(5)),
+        *(metering.call("Authorize", ask(f"c-{i}")) for i in range(125)),
+    )
+    copies, distinct = answers[:5], answers[4:]
+    # Each copy raced the others (they never share a statement): the request id still counts once.
+    assert sum(a.allowed for a in distinct) == 100
+    assert all(a.reason == "QUOTA_EXCEEDED" for a in distinct if not a.allowed)
+    assert len({(a.allowed, a.hold_id, a.reason) for a in copies}) == 1  # one answer for one request id
+    summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(user_id=user))
+    assert summary.calls_used == 100
+    assert sorted(a.calls_used for a in distinct if a.allowed) == list(range(1, 101))
+    held = sum(a.held_nanos for a in distinct)
+    assert (await credits.balance(user)).held_nanos == held == 100 * 5_000_000

@@ -1,0 +1,103 @@
+"""Group commit for any per-request database step: calls made while earlier groups run go together.
+
+The services use one pattern in several places (Deduct, balance reads, event
+recording, holds, authorizations): a request's step is queued; while at most
+``max_in_flight`` groups are running, newly queued steps wait and then run
+together as ONE group — one statement, one commit, one round trip — so the
+busier the service, the more each group carries, and a lone step runs at once
+(no added latency). :class:`Grouper` is that pattern, for steps whose group
+runner returns one result (or one exception) per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Grouper(Generic[T, R]):
+    """Runs queued steps in groups of at most ``max_group``, at most ``max_in_flight`` groups at a time.
+
+    ``run`` gets the steps of a group and returns one outcome per step, in order; if it raises one of
+    ``alone_on`` (a group the database refused as a whole: a deadlock, a serialization failure), each
+    step of the group runs again on its own; any other exception reaches every step of the group.
+    Steps with the same ``key`` never share a group (the later waits for the next).
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[T]], Awaitable[list[R | BaseException]]],
+        *,
+        key: Callable[[T], Hashable] | None = None,
+        max_group: int = 256,
+        max_in_flight: int = 2,
+        alone_on: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self._run = run
+        self._key = key
+        self._max_group = max_group
+        self._max_in_flight = max_in_flight
+        self._alone_on = alone_on
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._running = 0
+
+    async def submit(self, step: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((step, future))
+        if self._running < self._max_in_flight:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        group: list[tuple[T, asyncio.Future[R]]] = []
+        keys: set[Hashable] = set()
+        rest: list[tuple[T, asyncio.Future[R]]] = []
+        for step, future in self._queue:
+            if future.done():
+                continue  # its caller went away
+            key = self._key(step) if self._key is not None else None
+            if len(group) < self._max_group and (key is None or key not in keys):
+                group.append((step, future))
+                if key is not None:
+                    keys.add(key)
+            else:
+                rest.append((step, future))
+        self._queue = rest
+        return group
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                group = self._take()
+                if group:
+                    await self._group(group)
+        finally:
+            self._running -= 1
+
+    async def _group(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            outcomes = await self._run([step for step, _ in group])
+        except BaseException as error:
+            if isinstance(error, self._alone_on) and len(group) > 1:
+                for one in group:
+                    await self._group([one])
+                return
+            # The database is away, a timeout, cancellation, or a lone step refused: every caller learns.
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
