@@ -214,13 +214,13 @@ class Charger:
     busier it is, the more each ledger call carries; under load a small chunk
     also lingers a few milliseconds (``linger``) to fill up. Every event has
     one future, shared by every request waiting on it in this process, and
-    answered as soon as the ledger has answered (before metering settles its
-    own record of the charge).
+    answered once metering has settled its record of the charge, so that a
+    caller told CHARGED reads CHARGED in its usage right after.
     """
 
     def __init__(
         self,
-        process: Callable[[list[Work], Callable[[dict[str, Outcome]], None]], Awaitable[dict[str, Outcome]]],
+        process: Callable[[list[Work]], Awaitable[dict[str, Outcome]]],
         chunk: int = 2000,
         parallel: int = 4,
         linger: float = 0.0,
@@ -268,18 +268,10 @@ class Charger:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    def _publish(self, outcomes: dict[str, Outcome]) -> None:
-        """Answers the waiting requests as soon as the ledger has answered (settling metering's record of it
-        follows; a crash in between only leaves the recovery pass a duplicate to settle)."""
-        for event_id, outcome in outcomes.items():
-            future = self._futures.pop(event_id, None)
-            if future is not None and not future.done():
-                future.set_result(outcome)
-
     async def _run_chunk(self, chunk: list[Work]) -> None:
         outcomes: dict[str, Outcome] = {}
         try:
-            outcomes = await self._process(chunk, self._publish)
+            outcomes = await self._process(chunk)
         except Exception:
             # The events stay RECORDED; the recovery pass picks them up.
             log.exception("charging a chunk failed", extra={"events": len(chunk)})

@@ -20,7 +20,6 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -489,9 +488,7 @@ class Metering:
 
     # --- charge: from the outbox ------------------------------------------------------------------
 
-    async def charge(
-        self, works: list[Work], publish: Callable[[dict[str, Outcome]], None] | None = None
-    ) -> dict[str, Outcome]:
+    async def charge(self, works: list[Work]) -> dict[str, Outcome]:
         """Prices what is not priced yet, then charges everything priced in one ledger call.
 
         Returns the outcome of each event that settled (CHARGED, SHORTFALL, PARKED);
@@ -503,7 +500,7 @@ class Metering:
         if unpriced:
             priced += await self._price_late(unpriced, outcomes)
         if priced:
-            outcomes.update(await self._charge_priced(priced, publish))
+            outcomes.update(await self._charge_priced(priced))
         return outcomes
 
     async def _price_late(self, works: list[Work], outcomes: dict[str, Outcome]) -> list[Work]:
@@ -554,9 +551,7 @@ class Metering:
             if w.event_id in stored and stored[w.event_id][0] is not None
         ]
 
-    async def _charge_priced(
-        self, works: list[Work], publish: Callable[[dict[str, Outcome]], None] | None = None
-    ) -> dict[str, Outcome]:
+    async def _charge_priced(self, works: list[Work]) -> dict[str, Outcome]:
         """One ChargeUsageBatch for the chunk; a refusal that is not transient is bisected down to the
         event that causes it, which alone is retried and, after max_attempts, parked."""
         request = cpb.ChargeUsageBatchRequest(
@@ -584,9 +579,7 @@ class Metering:
                 return {}
             if len(works) > 1:
                 half = len(works) // 2
-                left, right = await asyncio.gather(
-                    self._charge_priced(works[:half], publish), self._charge_priced(works[half:], publish)
-                )
+                left, right = await asyncio.gather(self._charge_priced(works[:half]), self._charge_priced(works[half:]))
                 return left | right
             (w,) = works
             async with self._pool.acquire() as conn:
@@ -615,8 +608,6 @@ class Metering:
                     result.shortfall_nanos,
                     result.transaction_id,
                 )
-        if publish is not None:
-            publish(outcomes)
         async with self._pool.acquire() as conn:
             if settled:
                 await repo.settle(

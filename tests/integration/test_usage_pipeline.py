@@ -524,3 +524,21 @@ async def test_set_based_functions_are_planned_for_their_input(db: asyncpg.Pool)
     assert any("ledger_charge_usage_batch" in n for n in names) and any("record_events" in n for n in names)
     generic = [r["name"] for r in rows if "plan_cache_mode=force_custom_plan" not in r["config"]]
     assert generic == []
+
+
+async def test_a_caller_told_charged_reads_charged_in_its_next_request(
+    metering: MeteringCaller, credits: Credits
+) -> None:
+    """The answer waits for metering's own record of the charge, not only the ledger's: the very next read
+    of the user's events and usage shows what the answer said."""
+    user = await credits.funded_user(5 * USD)
+    charged = 0
+    for _ in range(15):
+        answer = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user)))
+        assert answer.state == pb.EVENT_STATE_CHARGED
+        charged += answer.charged_nanos
+        page = await metering.call("ListUsageEvents", pb.ListUsageEventsRequest(user_id=user, page_size=1))
+        assert page.events[0].event.event_id == answer.event_id
+        assert page.events[0].state == pb.EVENT_STATE_CHARGED
+        summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(user_id=user))
+        assert summary.totals.charged_nanos == charged
