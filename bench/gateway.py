@@ -34,6 +34,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -711,6 +712,8 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
 
 
 def main() -> int:
+    # A bench stopped with SIGTERM still stops its stack and its embedded PostgreSQL (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=8, help="seconds per scenario (default 8)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections and raw clients (default 32)")
