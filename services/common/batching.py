@@ -12,7 +12,7 @@ runner returns one result (or one exception) per step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,25 +20,28 @@ R = TypeVar("R")
 
 
 class Grouper(Generic[T, R]):
-    """Runs queued steps in groups of at most ``max_group``, at most ``max_in_flight`` groups at a time.
+    """Runs queued steps in groups of at most ``max_group`` (counted by ``weight``, 1 per step by default;
+    a step heavier than that still runs, alone), at most ``max_in_flight`` groups at a time.
 
     ``run`` gets the steps of a group and returns one outcome per step, in order; if it raises one of
     ``alone_on`` (a group the database refused as a whole: a deadlock, a serialization failure), each
     step of the group runs again on its own; any other exception reaches every step of the group.
-    Steps with the same ``key`` never share a group (the later waits for the next).
+    Steps that share any of their ``keys`` never share a group (the later waits for the next).
     """
 
     def __init__(
         self,
         run: Callable[[list[T]], Awaitable[list[R | BaseException]]],
         *,
-        key: Callable[[T], Hashable] | None = None,
+        keys: Callable[[T], Iterable[Hashable]] | None = None,
+        weight: Callable[[T], int] | None = None,
         max_group: int = 256,
         max_in_flight: int = 2,
         alone_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._run = run
-        self._key = key
+        self._keys = keys
+        self._weight = weight
         self._max_group = max_group
         self._max_in_flight = max_in_flight
         self._alone_on = alone_on
@@ -55,16 +58,18 @@ class Grouper(Generic[T, R]):
 
     def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
         group: list[tuple[T, asyncio.Future[R]]] = []
-        keys: set[Hashable] = set()
+        taken: set[Hashable] = set()
+        total = 0
         rest: list[tuple[T, asyncio.Future[R]]] = []
         for step, future in self._queue:
             if future.done():
                 continue  # its caller went away
-            key = self._key(step) if self._key is not None else None
-            if len(group) < self._max_group and (key is None or key not in keys):
+            mine = set(self._keys(step)) if self._keys is not None else set()
+            weight = self._weight(step) if self._weight is not None else 1
+            if (not group or total + weight <= self._max_group) and taken.isdisjoint(mine):
                 group.append((step, future))
-                if key is not None:
-                    keys.add(key)
+                taken |= mine
+                total += weight
             else:
                 rest.append((step, future))
         self._queue = rest
@@ -82,6 +87,8 @@ class Grouper(Generic[T, R]):
     async def _group(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             outcomes = await self._run([step for step, _ in group])
+            if len(outcomes) != len(group):
+                raise RuntimeError(f"a group of {len(group)} steps got {len(outcomes)} outcomes")
         except BaseException as error:
             if isinstance(error, self._alone_on) and len(group) > 1:
                 for one in group:

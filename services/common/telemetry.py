@@ -62,19 +62,16 @@ def setup_tracing(service: str) -> TracerProvider:
     if _provider is not None:
         return _provider
     resource = Resource.create({"service.name": f"creditmeter-{service}"})
-    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider = TracerProvider(resource=resource)  # the sampler follows OTEL_TRACES_SAMPLER (default: always)
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
         # Nothing would receive the spans: do not record them (no attributes, no span objects; a measurable
         # share of every RPC's cost), but keep trace and span ids flowing, so logs and the traceparent
         # passed to the next service still correlate.
         provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
-        trace.set_tracer_provider(provider)
-        _provider = provider
-        return provider
-    provider = TracerProvider(resource=resource)  # the sampler follows OTEL_TRACES_SAMPLER (default: always)
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider

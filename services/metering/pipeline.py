@@ -25,6 +25,7 @@ from creditmeter.credits.v1 import credits_pb2_grpc as cpb_grpc
 from creditmeter.openrouter.v1 import openrouter_pb2 as opb
 from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
+from services.common.batching import Grouper
 from services.common.rpcstatus import error_of
 from services.metering.repository import EventIdReused
 from services.openrouter import pricebook
@@ -291,8 +292,10 @@ class Charger:
                 future.set_result(None)
 
 
-#: What one recording call hands its caller: the rows, in input order, or the error that refused it.
+#: What one recording call hands its caller: the rows, in input order.
 Recorded = list[Any]
+#: One recording call: its events, their costs and price versions.
+_Call = tuple[list[Any], list[int | None], list[str]]
 
 
 class EventRecorder:
@@ -300,13 +303,14 @@ class EventRecorder:
 
     Each call to :meth:`record` is all or nothing on its own, as before. While
     earlier groups are in the database (at most ``max_in_flight``), newly
-    arriving calls queue and go together: one statement, one commit, one disk
-    sync for all of them. Two calls that name the same event id never share a
-    group (the later one waits for the next), so every call keeps its own
-    duplicate answer. A group the database refuses as a whole — an event id
-    reused with another payload (only that call must fail), a deadlock or a
-    serialization failure — is recorded again call by call, each alone, so one
-    bad call never refuses another. A lone call runs at once.
+    arriving calls queue and go together (services/common/batching.py): one
+    statement, one commit, one disk sync for all of them. Two calls that name
+    the same event id never share a group (the later one waits for the next),
+    so every call keeps its own duplicate answer. A group the database refuses
+    as a whole — an event id reused with another payload (only that call must
+    fail), a deadlock or a serialization failure — is recorded again call by
+    call, each alone (retried on a deadlock), so one bad call never refuses
+    another. A lone call runs at once.
     """
 
     def __init__(
@@ -317,101 +321,39 @@ class EventRecorder:
         max_in_flight: int = 2,
     ) -> None:
         self._record = record
-        self._max_events = max_events
-        self._max_in_flight = max_in_flight
-        self._queue: list[_Pending] = []
-        self._running = 0
+        self._calls: Grouper[_Call, Recorded] = Grouper(
+            self._run,
+            keys=lambda call: (e.event_id for e in call[0]),
+            weight=lambda call: len(call[0]),
+            max_group=max_events,
+            max_in_flight=max_in_flight,
+            alone_on=GROUP_REFUSALS,
+        )
 
     async def record(self, events: list[Any], costs: list[int | None], versions: list[str]) -> Recorded:
-        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(events, costs, versions, future))
-        if self._running < self._max_in_flight:
-            self._running += 1
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        return await self._calls.submit((events, costs, versions))
 
-    def _take(self) -> list[_Pending]:
-        group: list[_Pending] = []
-        ids: set[str] = set()
-        size = 0
-        rest: list[_Pending] = []
-        for pending in self._queue:
-            if pending.future.done():
-                continue  # its caller went away (cancelled): nothing to record for it
-            mine = {e.event_id for e in pending.events}
-            fits = not group or size + len(pending.events) <= self._max_events
-            if fits and ids.isdisjoint(mine):
-                group.append(pending)
-                ids |= mine
-                size += len(pending.events)
-            else:
-                rest.append(pending)
-        self._queue = rest
-        return group
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                group = self._take()
-                if len(group) == 1:
-                    await self._alone(group[0])
-                elif group:
-                    await self._together(group)
-        finally:
-            self._running -= 1
-
-    async def _together(self, group: list[_Pending]) -> None:
-        events = [e for p in group for e in p.events]
-        costs = [c for p in group for c in p.costs]
-        versions = [v for p in group for v in p.versions]
-        try:
-            rows = await self._record(events, costs, versions)
-        except GROUP_REFUSALS:
-            for pending in group:
-                await self._alone(pending)
-            return
-        except BaseException as error:  # the database is away, a timeout, cancellation: every caller learns
-            for pending in group:
-                pending.fail(error)
-            if not isinstance(error, Exception):
-                raise
-            return
+    async def _run(self, calls: list[_Call]) -> list[Recorded | BaseException]:
+        if len(calls) == 1:
+            (events, costs, versions), attempt = calls[0], 0
+            while True:
+                try:
+                    return [await self._record(events, costs, versions)]
+                except RETRYABLE:
+                    attempt += 1
+                    if attempt == 3:
+                        raise
+        rows = await self._record(
+            [e for call in calls for e in call[0]],
+            [c for call in calls for c in call[1]],
+            [v for call in calls for v in call[2]],
+        )
+        out: list[Recorded | BaseException] = []
         start = 0
-        for pending in group:
-            end = start + len(pending.events)
-            if not pending.future.done():
-                pending.future.set_result(rows[start:end])
-            start = end
-
-    async def _alone(self, pending: _Pending) -> None:
-        for attempt in range(3):
-            try:
-                rows = await self._record(pending.events, pending.costs, pending.versions)
-            except RETRYABLE as error:
-                if attempt == 2:
-                    pending.fail(error)
-                    return
-                continue
-            except BaseException as error:
-                pending.fail(error)
-                if not isinstance(error, Exception):
-                    raise
-                return
-            if not pending.future.done():
-                pending.future.set_result(rows)
-            return
-
-
-@dataclass
-class _Pending:
-    events: list[Any]
-    costs: list[int | None]
-    versions: list[str]
-    future: asyncio.Future[Recorded]
-
-    def fail(self, error: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
+        for events, _, _ in calls:
+            out.append(rows[start : start + len(events)])
+            start += len(events)
+        return out
 
 
 class HoldBatcher:
@@ -419,12 +361,13 @@ class HoldBatcher:
 
     Every hold would otherwise be its own RPC and its own ledger transaction;
     the RPC costs both processes far more than the hold itself. Holds queued
-    while earlier batches are in flight (at most ``max_in_flight``) go together;
-    a lone hold goes at once. Each caller gets its own answer: the hold, or the
-    ledger's refusal of that hold alone (a :class:`DomainError`), or the failure
-    of the whole call (a ``grpc.aio.AioRpcError``: the ledger is away or slow).
-    A ledger that predates CreateHolds, or a batch it refuses as malformed, is
-    served hold by hold with CreateHold, so one bad hold never refuses another.
+    while earlier batches are in flight (at most ``max_in_flight``) go together
+    (services/common/batching.py); a lone hold goes at once. Each caller gets
+    its own answer: the hold, or the ledger's refusal of that hold alone (a
+    :class:`DomainError`), or the failure of the whole call (a
+    ``grpc.aio.AioRpcError``: the ledger is away or slow). A ledger that
+    predates CreateHolds, or a batch it refuses as malformed, is served hold by
+    hold with CreateHold, so one bad hold never refuses another.
     """
 
     def __init__(
@@ -432,64 +375,31 @@ class HoldBatcher:
     ) -> None:
         self._stub = stub
         self._timeout = timeout
-        self._max_batch = max_batch
-        self._max_in_flight = max_in_flight
-        self._queue: list[tuple[cpb.CreateHoldRequest, asyncio.Future[cpb.CreateHoldResponse]]] = []
-        self._running = 0
+        self._holds: Grouper[cpb.CreateHoldRequest, cpb.CreateHoldResponse] = Grouper(
+            self._send, max_group=max_batch, max_in_flight=max_in_flight
+        )
 
     async def hold(self, request: cpb.CreateHoldRequest) -> cpb.CreateHoldResponse:
-        future: asyncio.Future[cpb.CreateHoldResponse] = asyncio.get_running_loop().create_future()
-        self._queue.append((request, future))
-        if self._running < self._max_in_flight:
-            self._running += 1
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        return await self._holds.submit(request)
 
-    async def _drain(self) -> None:
+    async def _send(self, batch: list[cpb.CreateHoldRequest]) -> list[cpb.CreateHoldResponse | BaseException]:
         try:
-            while self._queue:
-                batch = [item for item in self._queue[: self._max_batch] if not item[1].done()]
-                self._queue = self._queue[self._max_batch :]
-                if batch:
-                    await self._send(batch)
-        finally:
-            self._running -= 1
-
-    async def _send(self, batch: list[tuple[cpb.CreateHoldRequest, asyncio.Future[cpb.CreateHoldResponse]]]) -> None:
-        try:
-            answer = await self._stub.CreateHolds(
-                cpb.CreateHoldsRequest(holds=[request for request, _ in batch]), timeout=self._timeout
-            )
+            answer = await self._stub.CreateHolds(cpb.CreateHoldsRequest(holds=batch), timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
             alone = error.code() == grpc.StatusCode.UNIMPLEMENTED or (
                 error.code() == grpc.StatusCode.INVALID_ARGUMENT and len(batch) > 1
             )
-            if alone:
-                await asyncio.gather(*(self._one(request, future) for request, future in batch))
-                return
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        except BaseException as error:  # cancellation: every caller learns
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(asyncio.CancelledError())
-            raise error
-        for (_, future), result in zip(batch, answer.results, strict=True):
-            if future.done():
-                continue
-            if result.HasField("error"):
-                future.set_exception(error_of(result.error, "credits.creditmeter.dev"))
-            else:
-                future.set_result(result.hold)
+            if not alone:
+                raise
+            return list(await asyncio.gather(*(self._one(request) for request in batch)))
+        return [
+            error_of(result.error, "credits.creditmeter.dev") if result.HasField("error") else result.hold
+            for result in answer.results
+        ]
 
-    async def _one(self, request: cpb.CreateHoldRequest, future: asyncio.Future[cpb.CreateHoldResponse]) -> None:
+    async def _one(self, request: cpb.CreateHoldRequest) -> cpb.CreateHoldResponse | BaseException:
         try:
-            answer = await self._stub.CreateHold(request, timeout=self._timeout)
+            answer: cpb.CreateHoldResponse = await self._stub.CreateHold(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as error:
-            if not future.done():
-                future.set_exception(error)
-            return
-        if not future.done():
-            future.set_result(answer)
+            return error
+        return answer

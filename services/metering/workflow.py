@@ -39,6 +39,7 @@ from services.metering import repository as repo
 from services.metering.domain import Event
 from services.metering.pipeline import (
     EVENT_REFUSALS,
+    RETRYABLE,
     AccountDirectory,
     Charger,
     EventRecorder,
@@ -145,9 +146,6 @@ def _work_of_row(row: asyncpg.Record) -> Work:
 _QUOTES: dict[tuple[str, str, bool, str, str, int, int, int, bool], Quote] = {}
 _QUOTES_MAX = 100_000
 
-#: A group of authorization steps the database refused as a whole; each step then runs on its own.
-_GROUP_REFUSALS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-
 
 def _quote(book: PriceBook, tier: str, w: Event | Work) -> Quote:
     byok_allowed = tier in book.byok_tiers
@@ -192,11 +190,11 @@ class Metering:
         # Authorize's two steps in metering's database, shared by concurrent calls (group commit); two calls
         # with one (user, request id) never share a group.
         self._begins: Grouper[tuple[str, str, datetime, int], asyncpg.Record] = Grouper(
-            self._begin_group, key=lambda step: step[:2], alone_on=_GROUP_REFUSALS
+            self._begin_group, keys=lambda step: [step[:2]], alone_on=RETRYABLE
         )
         self._authorizing: dict[tuple[str, str], list[Any]] = {}
         self._finishes: Grouper[tuple[str, str, str, bytes, datetime | None], bool] = Grouper(
-            self._finish_group, key=lambda step: step[:2], alone_on=_GROUP_REFUSALS
+            self._finish_group, keys=lambda step: [step[:2]], alone_on=RETRYABLE
         )
 
     # --- the other contexts -----------------------------------------------------------------
@@ -335,10 +333,8 @@ class Metering:
         order = sorted(range(len(steps)), key=lambda i: steps[i][0])  # quota rows locked in user order
         async with self._pool.acquire() as conn:
             rows = await repo.begin_authorizations(conn, [steps[i] for i in order])
-        out: list[asyncpg.Record | BaseException] = [rows[0]] * len(steps)
-        for row, index in zip(rows, order, strict=True):
-            out[index] = row
-        return out
+        by_step = dict(zip(order, rows, strict=True))
+        return [by_step[i] for i in range(len(steps))]
 
     async def _finish_group(
         self, steps: list[tuple[str, str, str, bytes, datetime | None]]

@@ -35,7 +35,7 @@ async def test_queued_steps_share_groups_and_keep_their_own_outcomes() -> None:
 
 async def test_steps_with_one_key_never_share_a_group() -> None:
     db = _Db()
-    grouper: Grouper[tuple[str, int], int] = Grouper(db.run, key=lambda s: s[0], max_in_flight=1)
+    grouper: Grouper[tuple[str, int], int] = Grouper(db.run, keys=lambda s: [s[0]], max_in_flight=1)
     await asyncio.gather(*(grouper.submit(("same", i)) for i in range(4)), grouper.submit(("other", 7)))
     for group in db.groups:
         assert len({k for k, _ in group}) == len(group)
