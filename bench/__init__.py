@@ -1,0 +1,33 @@
+"""Benchmarks (`make bench`, `make bench-hot`, `make bench-auth`, `make bench-reports`) and what they share."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tools.localdb import start_embedded
+
+
+@contextlib.contextmanager
+def bench_database(prefix: str = "cm-bench-", *, configured: bool = True) -> Iterator[tuple[str, Path]]:
+    """(database URL, scratch folder) for one bench run: ``BENCH_DATABASE_URL`` when ``configured`` allows it
+    and it is set, otherwise an embedded PostgreSQL in the folder. Both are cleaned up afterwards, also when
+    the bench is stopped with SIGTERM (which otherwise skips every ``finally``)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    handle = None
+    try:
+        url = os.environ.get("BENCH_DATABASE_URL") if configured else None
+        if not url:
+            handle, url = start_embedded(folder / "pg", "bench")
+        yield url, folder
+    finally:
+        if handle is not None:
+            handle.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -23,11 +23,9 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,8 +36,8 @@ import grpc
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 
+from bench import bench_database
 from services.common.auth import ensure_dev_keys, mint_token
-from tools.localdb import start_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 USD = 1_000_000_000
@@ -186,19 +184,10 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=4000, help="operations per measurement (default 4000)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent callers (default 32)")
     opts = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="cm-bench-"))
-    handle = None
-    try:
-        url = os.environ.get("BENCH_DATABASE_URL")
-        if not url:
-            handle, url = start_embedded(folder / "pg", "bench")
+    with bench_database() as (url, folder):
         print(f"{opts.ops} operations per measurement, {opts.concurrency} concurrent callers, one hot account")
         rows = asyncio.run(bench(url, opts.ops, opts.concurrency, folder / "auth"))
         print(json.dumps(rows))
-    finally:
-        if handle is not None:
-            handle.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

@@ -34,11 +34,9 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -52,9 +50,9 @@ import httpx
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 
+from bench import bench_database
 from services.common.auth import ensure_dev_keys
 from tests.e2e.conftest import Stack, run_stack
-from tools.localdb import start_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).with_name("wrk_script.lua")
@@ -712,8 +710,6 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
 
 
 def main() -> int:
-    # A bench stopped with SIGTERM still stops its stack and its embedded PostgreSQL (the finally blocks).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=8, help="seconds per scenario (default 8)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections and raw clients (default 32)")
@@ -740,22 +736,13 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (make bench installs it)", file=sys.stderr)
         return 2
-    folder = Path(tempfile.mkdtemp(prefix="cm-bench-"))
-    handle = None
-    try:
-        url = os.environ.get("BENCH_DATABASE_URL")
-        if not url:
-            handle, url = start_embedded(folder / "pg", "bench")
+    with bench_database() as (url, folder):
         print(
             f"{opts.connections} connections, {opts.duration} s per scenario; batches: {opts.batches} x "
             f"{opts.batch_size} events over {opts.batch_accounts} accounts, {opts.in_flight} in flight",
             flush=True,
         )
         return asyncio.run(bench(url, opts, folder))
-    finally:
-        if handle is not None:
-            handle.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

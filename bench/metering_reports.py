@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import asyncpg
 
+from bench import bench_database
 from services.common import db
-from tools.localdb import start_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "services" / "metering" / "migrations"
@@ -107,13 +105,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     opts = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="cm-bench-"))
-    handle, url = start_embedded(folder / "pg", "bench")
-    try:
+    with bench_database(configured=False) as (url, _):
         asyncio.run(bench(url, opts.events))
-    finally:
-        handle.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

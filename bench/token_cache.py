@@ -18,10 +18,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,9 +28,9 @@ import psutil
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 
+from bench import bench_database
 from services.common.auth import JwtVerifier, ensure_dev_keys, mint_token
 from services.common.config import AuthSettings, Env
-from tools.localdb import start_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "bench"
@@ -129,18 +127,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=6000, help="GetBalance calls per pass (default 6000)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent callers, one token each (default 32)")
     opts = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="cm-bench-auth-"))
-    handle = None
-    try:
-        url = os.environ.get("BENCH_DATABASE_URL")
-        if not url:
-            handle, url = start_embedded(folder / "pg", "bench")
+    with bench_database("cm-bench-auth-") as (url, folder):
         print(f"{opts.calls} GetBalance calls per pass, {opts.concurrency} concurrent callers")
         print(json.dumps(asyncio.run(bench(url, folder, opts.calls, opts.concurrency))))
-    finally:
-        if handle is not None:
-            handle.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
