@@ -506,9 +506,12 @@ async def test_concurrent_tracks_recorded_together_each_answer_for_itself(
     await assert_metering_ok(db, metering_db)
 
 
-async def test_set_based_functions_are_planned_for_their_input(db: asyncpg.Pool) -> None:
+async def test_set_based_functions_are_planned_for_their_input(
+    db: asyncpg.Pool, credits: Credits, metering: MeteringCaller
+) -> None:
     """A function that takes a batch as arrays must not fall back to the plan cache's generic plan (which
-    guesses 10 rows per unnest and turns batch self-joins quadratic: seconds per 2,000-item batch)."""
+    guesses 10 rows per unnest and turns batch self-joins quadratic: seconds per 2,000-item batch).
+    (The service fixtures make sure both services have migrated their schemas.)"""
     async with db.acquire() as conn:
         rows = await conn.fetch(
             """
@@ -524,6 +527,50 @@ async def test_set_based_functions_are_planned_for_their_input(db: asyncpg.Pool)
     assert any("ledger_charge_usage_batch" in n for n in names) and any("record_events" in n for n in names)
     generic = [r["name"] for r in rows if "plan_cache_mode=force_custom_plan" not in r["config"]]
     assert generic == []
+
+
+async def test_a_usage_charge_reads_only_its_own_accounts(db: asyncpg.Pool, credits: Credits) -> None:
+    """Charging a batch touches the rows of the batch's accounts, not the whole accounts table: the cost of a
+    charge must not grow with the number of accounts the platform has (it did: a hash join over a scan of
+    every account, twice per call). Measured by the transaction's own table statistics, then rolled back."""
+    payer = await credits.funded_user(5 * USD)
+    holder = await credits.funded_user(5 * USD)
+    hold = await credits.hold(holder, USD, ttl_seconds=600)
+    scanned = "SELECT seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = 'accounts'"
+    async with db.acquire() as conn:
+        probe = conn.transaction()
+        await probe.start()
+        try:
+            # Thousands of other accounts, with statistics, so that a full scan would show.
+            await conn.execute(
+                """
+                INSERT INTO accounts (user_id, tier_id, period_anchor, period_start, period_end)
+                SELECT 'scan-probe-' || g, 'trial', now(), now(), now() + interval '1 month'
+                  FROM generate_series(1, 5000) g;
+                ANALYZE accounts;
+                """
+            )
+            before = await conn.fetchval(scanned)
+            rows = await conn.fetch(
+                "SELECT * FROM ledger_charge_usage_batch($1, $2, $3, $4, $5::uuid[], $6, $7, $8, $9, $10)",
+                [holder, payer],
+                [f"probe-{uuid.uuid4().hex}", f"probe-{uuid.uuid4().hex}"],
+                [USD // 2, USD // 4],
+                ["fp-1", "fp-2"],
+                [uuid.UUID(hold.hold.hold_id), None],
+                ["LLM", "LLM"],
+                ["m", "m"],
+                ["v1", "v1"],
+                "svc-metering",
+                "service",
+            )
+            read = await conn.fetchval(scanned) - before
+        finally:
+            await probe.rollback()  # the probe accounts and both charges go with it
+    # A capture (the hold's path, which also recomputes the next expiry) and a direct charge, both done.
+    assert [(r["status"], r["charged"]) for r in rows] == [("OK", USD // 2), ("OK", USD // 4)]
+    assert read < 100, f"the charge read {read} account rows"
+    assert (await credits.balance(payer)).balance_nanos == 5 * USD
 
 
 async def test_a_caller_told_charged_reads_charged_in_its_next_request(
