@@ -84,13 +84,17 @@ class SettleResult:
 class Ledger:
     """All credits use cases over one asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool, tier_cache_seconds: float = 30.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, tier_cache_seconds: float = 30.0, known_accounts_max: int = 100_000) -> None:
         self._pool = pool
         self._tiers: dict[str, Tier] = {}
         self._tiers_loaded = 0.0
         self._tier_cache_seconds = tier_cache_seconds
         self._coalescer = DeductCoalescer(pool)
         self._balances = BalanceBatcher(pool)
+        # Accounts are never deleted, so "this account exists" never goes stale: a bounded set
+        # of ids seen to exist spares a user's later calls the lookup (oldest forgotten first).
+        self._known_accounts: dict[str, None] = {}
+        self._known_accounts_max = known_accounts_max
 
     # --- tiers ----------------------------------------------------------------
 
@@ -323,6 +327,7 @@ class Ledger:
         # One round trip, shared with concurrent reads, when nothing is due (the common case).
         view: repo.BalanceView | None = await self._balances.load(user_id)
         if view is not None and not view[1]:
+            self._remember_account(user_id)
             return view[0], view[2]
         async with self._pool.acquire() as conn:
             # First call (create the account) or something due: bring it up to date.
@@ -339,11 +344,20 @@ class Ledger:
 
     async def ensure_account(self, user_id: str) -> None:
         """Creates the account on the trial tier if the user has none (first authenticated call)."""
+        if user_id in self._known_accounts:
+            return
         async with self._pool.acquire() as conn:
-            if await repo.get_account(conn, user_id) is not None:
-                return
-            async with conn.transaction():
-                await self._lock_or_create(conn, user_id, create=True)
+            if await repo.get_account(conn, user_id) is None:
+                async with conn.transaction():
+                    await self._lock_or_create(conn, user_id, create=True)
+        self._remember_account(user_id)
+
+    def _remember_account(self, user_id: str) -> None:
+        if user_id in self._known_accounts:
+            return
+        if len(self._known_accounts) >= self._known_accounts_max:
+            del self._known_accounts[next(iter(self._known_accounts))]
+        self._known_accounts[user_id] = None
 
     async def list_accounts(self, after: str, tier: str, limit: int, prefix: str = "") -> list[Account]:
         async with self._pool.acquire() as conn:

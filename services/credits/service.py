@@ -171,15 +171,16 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         self._coupon_grant_max = coupon_grant_max_nanos
         self._coupon_tiers = frozenset(coupon_tiers)
 
-    async def _target_user(self, requested: str, who: Principal) -> str:
+    async def _target_user(self, requested: str, who: Principal, *, ensure: bool = True) -> str:
         """The user an RPC acts on: the caller by default, another only for admins and services.
 
-        A user's first authenticated call creates their account on the trial tier.
+        A user's first authenticated call creates their account on the trial tier (``ensure``;
+        a caller that creates it itself, like the balance read, passes False).
         """
         user_id = domain.validate_user_id(requested) if requested else who.subject
         if not who.may_act_for(user_id):
             raise Forbidden("FORBIDDEN", "users may only access their own account")
-        if user_id == who.subject and not who.is_privileged:
+        if ensure and user_id == who.subject and not who.is_privileged:
             await self._ledger.ensure_account(user_id)
         return user_id
 
@@ -208,7 +209,8 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetBalanceResponse:
         who = principal()
-        user_id = await self._target_user(request.user_id, who)
+        # The balance read creates a caller's missing account itself (create=True below).
+        user_id = await self._target_user(request.user_id, who, ensure=False)
         return await self._balance_pb(user_id, who)
 
     async def WatchBalance(self, request: pb.WatchBalanceRequest, context: grpc.aio.ServicerContext) -> None:

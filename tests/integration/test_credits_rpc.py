@@ -76,6 +76,20 @@ async def test_first_call_opens_a_trial_account_with_its_weekly_allocation(
     assert txs[0].debit_account == "platform:grants" and txs[0].credit_account == f"user:{user}"
 
 
+async def test_concurrent_first_calls_open_exactly_one_account(credits: Credits) -> None:
+    """A new user's first calls arriving together (balance reads and a history read) open one account with one
+    trial allocation, whichever of them creates it."""
+    user = new_user()
+    token = credits.keys.token(user, "user")
+    calls = [credits.call("GetBalance", pb.GetBalanceRequest(), token) for _ in range(8)]
+    calls += [credits.call("ListTransactions", pb.ListTransactionsRequest(), token) for _ in range(4)]
+    answers = await asyncio.gather(*calls)
+    assert {a.balance_nanos for a in answers[:8]} == {1 * USD}
+    txs = await _transactions(credits, user)
+    assert [t.kind for t in txs] == [pb.TRANSACTION_KIND_TIER_ALLOCATION]
+    assert (await credits.balance(user)).balance_nanos == 1 * USD
+
+
 async def test_admin_reading_an_unknown_user_gets_not_found_and_creates_nothing(
     credits: Credits,
 ) -> None:

@@ -124,3 +124,15 @@ def test_page_size_defaults_and_bounds() -> None:
 def test_coupon_credits_come_from_promotions() -> None:
     assert domain.grant_source_account(domain.Source.COUPON) == "platform:promotions"
     assert domain.grant_source_account(domain.Source.ADMIN) == "platform:grants"
+
+
+def test_the_set_of_known_accounts_is_bounded_and_forgets_the_oldest_first() -> None:
+    """Accounts are never deleted, so remembering that one exists never goes stale; the memory is bounded."""
+    from services.credits.ledger import Ledger
+
+    ledger = Ledger(pool=None, known_accounts_max=3)  # type: ignore[arg-type]  # no database is touched
+    for user in ["a", "b", "c", "d"]:
+        ledger._remember_account(user)
+    assert list(ledger._known_accounts) == ["b", "c", "d"]
+    ledger._remember_account("c")  # already known: nothing is forgotten for it
+    assert list(ledger._known_accounts) == ["b", "c", "d"]
