@@ -24,13 +24,13 @@ adds no latency when there is no concurrency.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TypeAlias
 
 import asyncpg
 
+from services.common.batching import Grouper
 from services.credits import repository
 
 log = logging.getLogger(__name__)
@@ -77,81 +77,47 @@ Outcome: TypeAlias = asyncpg.Record | None
 
 
 class DeductCoalescer:
-    """Queues concurrent charges and runs them in batches over at most ``max_in_flight`` connections."""
+    """Queues concurrent charges and runs them in batches over at most ``max_in_flight`` connections
+    (the shared group-commit queue, services/common/batching.py)."""
 
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
         self._pool = pool
-        self._max_batch = max_batch
-        self._max_in_flight = max_in_flight
-        self._queue: list[tuple[Charge, asyncio.Future[Outcome]]] = []
-        self._running = 0
+        self._charges: Grouper[Charge, Outcome] = Grouper(
+            self._run,
+            keys=lambda charge: ((charge.user_id, charge.request_id),),
+            max_group=max_batch,
+            max_in_flight=max_in_flight,
+        )
 
     async def charge(self, charge: Charge) -> Outcome:
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.append((charge, future))
-        if self._running < self._max_in_flight:
-            self._running += 1
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        return await self._charges.submit(charge)
 
-    def _take(self) -> list[tuple[Charge, asyncio.Future[Outcome]]]:
-        batch: list[tuple[Charge, asyncio.Future[Outcome]]] = []
-        keys: set[tuple[str, str]] = set()
-        rest: list[tuple[Charge, asyncio.Future[Outcome]]] = []
-        for item in self._queue:
-            key = (item[0].user_id, item[0].request_id)
-            if len(batch) < self._max_batch and key not in keys and not item[1].done():
-                keys.add(key)
-                batch.append(item)
-            elif not item[1].done():
-                rest.append(item)
-        self._queue = rest
+    async def _run(self, charges: list[Charge]) -> list[Outcome | BaseException]:
         # A fixed lock order across accounts: batches cannot deadlock each other.
-        batch.sort(key=lambda item: item[0].user_id)
-        return batch
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch = self._take()
-                if batch:
-                    await self._run(batch)
-        finally:
-            self._running -= 1
-
-    async def _run(self, batch: list[tuple[Charge, asyncio.Future[Outcome]]]) -> None:
-        charges = [c for c, _ in batch]
+        order = sorted(range(len(charges)), key=lambda i: charges[i].user_id)
+        batch = [charges[i] for i in order]
         try:
             async with self._pool.acquire() as conn:
                 rows = await conn.fetch(
                     _SQL,
-                    [c.user_id for c in charges],
-                    [c.amount for c in charges],
-                    [c.request_id for c in charges],
-                    [c.fingerprint for c in charges],
-                    [c.subject for c in charges],
-                    [c.role for c in charges],
-                    [c.reason for c in charges],
-                    [c.service for c in charges],
-                    [c.model for c in charges],
-                    [c.reference_id for c in charges],
-                    [c.price_version for c in charges],
+                    [c.user_id for c in batch],
+                    [c.amount for c in batch],
+                    [c.request_id for c in batch],
+                    [c.fingerprint for c in batch],
+                    [c.subject for c in batch],
+                    [c.role for c in batch],
+                    [c.reason for c in batch],
+                    [c.service for c in batch],
+                    [c.model for c in batch],
+                    [c.reference_id for c in batch],
+                    [c.price_version for c in batch],
                 )
         except _RUN_ALONE:
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
-            return
-        except BaseException as error:  # the database is unreachable, a timeout, cancellation: every caller learns
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
-            if not isinstance(error, Exception):
-                raise
-            return
-        for (_, future), row in zip(batch, rows, strict=True):
-            if not future.done():
-                future.set_result(row)
+            return [None] * len(charges)  # each caller runs its charge alone, with the usual replay handling
+        outcomes: list[Outcome | BaseException] = [None] * len(charges)
+        for position, index in enumerate(order):
+            outcomes[index] = rows[position]
+        return outcomes
 
 
 class BalanceBatcher:
@@ -166,37 +132,16 @@ class BalanceBatcher:
 
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
         self._pool = pool
-        self._max_batch = max_batch
-        self._max_in_flight = max_in_flight
-        self._queue: dict[str, list[asyncio.Future[repository.BalanceView | None]]] = {}
-        self._running = 0
+        self._reads: Grouper[str, repository.BalanceView | None] = Grouper(
+            self._run, max_group=max_batch, max_in_flight=max_in_flight
+        )
 
     async def load(self, user_id: str) -> repository.BalanceView | None:
         """The account's balance view, or None if it has no account."""
-        future: asyncio.Future[repository.BalanceView | None] = asyncio.get_running_loop().create_future()
-        self._queue.setdefault(user_id, []).append(future)
-        if self._running < self._max_in_flight:
-            self._running += 1
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        return await self._reads.submit(user_id)
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                users = list(self._queue)[: self._max_batch]
-                waiting = {user: self._queue.pop(user) for user in users}
-                try:
-                    async with self._pool.acquire() as conn:
-                        views = await repository.balance_views(conn, users)
-                except Exception as error:
-                    for futures in waiting.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(error)
-                    continue
-                for user, futures in waiting.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(views.get(user))
-        finally:
-            self._running -= 1
+    async def _run(self, users: list[str]) -> list[repository.BalanceView | BaseException | None]:
+        async with self._pool.acquire() as conn:
+            # A user read twice in one group is asked for once.
+            views = await repository.balance_views(conn, list(dict.fromkeys(users)))
+        return [views.get(user) for user in users]
