@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -25,6 +26,8 @@ from services.credits import verify
 from services.credits.client import CreditsClient
 from services.credits.config import CreditsSettings
 from services.credits.server import create_server as create_credits_server
+from services.metering.domain import Event
+from services.metering.repository import record_events
 from services.metering.workflow import Metering
 from tests.conftest import Keys, Postgres, credits_environ, request_id
 from tests.integration.conftest import USD, Credits, MeteringCaller, assert_metering_ok
@@ -527,6 +530,60 @@ async def test_set_based_functions_are_planned_for_their_input(
     assert any("ledger_charge_usage_batch" in n for n in names) and any("record_events" in n for n in names)
     generic = [r["name"] for r in rows if "plan_cache_mode=force_custom_plan" not in r["config"]]
     assert generic == []
+
+
+async def test_small_and_large_batches_choose_their_plans_without_touching_the_callers_settings(
+    db: asyncpg.Pool, metering_db: asyncpg.Pool, credits: Credits, metering: MeteringCaller
+) -> None:
+    """A batch of at most 64 items reuses cached generic plans, a larger one is planned for its size (credits
+    0009, metering 0005). The switch must end with the function: the rest of the caller's transaction keeps
+    its own plan_cache_mode, whichever size ran. Both sizes charge correctly."""
+    users = [await credits.funded_user(5 * USD) for _ in range(3)]
+    for size in (3, 65):
+        async with db.acquire() as conn:
+            probe = conn.transaction()
+            await probe.start()
+            try:
+                await conn.execute("SET LOCAL plan_cache_mode = auto")
+                owners = [users[i % 3] for i in range(size)]
+                rows = await conn.fetch(
+                    "SELECT * FROM ledger_charge_usage_batch($1, $2, $3, $4, $5::uuid[], $6, $7, $8, $9, $10)",
+                    owners,
+                    [f"plan-{uuid.uuid4().hex}" for _ in owners],
+                    [1000] * size,
+                    ["fp"] * size,
+                    [None] * size,
+                    ["LLM"] * size,
+                    ["m"] * size,
+                    ["v1"] * size,
+                    "svc-metering",
+                    "service",
+                )
+                after = await conn.fetchval("SHOW plan_cache_mode")
+                spent = await conn.fetchval(
+                    "SELECT sum(charged_nanos) FROM usage_charges WHERE event_id LIKE 'plan-%' AND user_id = ANY($1)",
+                    users,
+                )
+            finally:
+                await probe.rollback()
+        assert [r["status"] for r in rows] == ["OK"] * size
+        assert spent == 1000 * size
+        assert after == "auto"
+        async with metering_db.acquire() as conn:
+            probe = conn.transaction()
+            await probe.start()
+            try:
+                await conn.execute("SET LOCAL plan_cache_mode = auto")
+                events = [
+                    Event(f"plan-{uuid.uuid4().hex}", users[0], "LLM", "m", "", 10, 5, 0, False, "", datetime.now(UTC))
+                    for _ in range(size)
+                ]
+                recorded = await record_events(conn, events, [1000] * size, ["v1"] * size)
+                after = await conn.fetchval("SHOW plan_cache_mode")
+            finally:
+                await probe.rollback()
+        assert [(r["is_new"], r["status"]) for r in recorded] == [(True, "RECORDED")] * size
+        assert after == "auto"
 
 
 async def test_a_usage_charge_reads_only_its_own_accounts(db: asyncpg.Pool, credits: Credits) -> None:
