@@ -536,7 +536,7 @@ async def test_small_and_large_batches_choose_their_plans_without_touching_the_c
     db: asyncpg.Pool, metering_db: asyncpg.Pool, credits: Credits, metering: MeteringCaller
 ) -> None:
     """A batch of at most 64 items reuses cached generic plans, a larger one is planned for its size (credits
-    0009, metering 0005). The switch must end with the function: the rest of the caller's transaction keeps
+    0009 and 0010, metering 0005). The switch must end with the function: the rest of the caller's transaction keeps
     its own plan_cache_mode, whichever size ran. Both sizes charge correctly."""
     users = [await credits.funded_user(5 * USD) for _ in range(3)]
     for size in (3, 65):
@@ -564,11 +564,27 @@ async def test_small_and_large_batches_choose_their_plans_without_touching_the_c
                     "SELECT sum(charged_nanos) FROM usage_charges WHERE event_id LIKE 'plan-%' AND user_id = ANY($1)",
                     users,
                 )
+                single = await conn.fetch(
+                    "SELECT * FROM ledger_charge_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    users[0],
+                    [f"plan-{uuid.uuid4().hex}" for _ in range(size)],
+                    [10] * size,
+                    ["fp"] * size,
+                    ["m"] * size,
+                    [""] * size,
+                    ["v1"] * size,
+                    ["usage"] * size,
+                    False,
+                    "svc-metering",
+                    "service",
+                )
+                after_single = await conn.fetchval("SHOW plan_cache_mode")
             finally:
                 await probe.rollback()
         assert [r["status"] for r in rows] == ["OK"] * size
         assert spent == 1000 * size
-        assert after == "auto"
+        assert [(r["status"], r["charged"]) for r in single] == [("OK", 10)] * size
+        assert after == after_single == "auto"
         async with metering_db.acquire() as conn:
             probe = conn.transaction()
             await probe.start()
