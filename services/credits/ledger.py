@@ -59,6 +59,11 @@ class HoldRequest:
     reason: str
     reference_id: str
 
+    def fingerprint(self) -> str:
+        return domain.fingerprint(
+            "hold", user=self.user_id, amount=self.amount, ttl=self.ttl, reason=self.reason, ref=self.reference_id
+        )
+
 
 _HOLDS_SQL = """
 SELECT h.status, h.hold_id, h.balance_after, h.held, h.expires_at, h.created_at
@@ -681,10 +686,7 @@ class Ledger:
         refused as a whole (a request id already used: replay or reuse; a
         serialization failure) run through create_hold one by one.
         """
-        fps = [
-            domain.fingerprint("hold", user=i.user_id, amount=i.amount, ttl=i.ttl, reason=i.reason, ref=i.reference_id)
-            for i in items
-        ]
+        fps = [i.fingerprint() for i in items]
         out: list[HoldResult | DomainError | None] = [None] * len(items)
         keys: set[tuple[str, str]] = set()
         batch: list[int] = []
@@ -717,11 +719,8 @@ class Ledger:
             alone = list(range(len(items)))
 
         async def one(index: int) -> None:
-            item = items[index]
             try:
-                out[index] = await self.create_hold(
-                    item.user_id, item.amount, item.ttl, item.request_id, actor, item.reason, item.reference_id
-                )
+                out[index] = await self.create_hold(items[index], actor)
             except DomainError as error:
                 out[index] = error
 
@@ -743,17 +742,10 @@ class Ledger:
         assert found is not None
         return ChargeResult(tx, found[0].available_nanos)
 
-    async def create_hold(
-        self,
-        user_id: str,
-        amount: int,
-        ttl: int,
-        request_id: str,
-        actor: Actor,
-        reason: str,
-        reference_id: str,
-    ) -> HoldResult:
-        fp = domain.fingerprint("hold", user=user_id, amount=amount, ttl=ttl, reason=reason, ref=reference_id)
+    async def create_hold(self, item: HoldRequest, actor: Actor) -> HoldResult:
+        user_id, amount, ttl, request_id = item.user_id, item.amount, item.ttl, item.request_id
+        reason, reference_id = item.reason, item.reference_id
+        fp = item.fingerprint()
 
         async def replay(conn: asyncpg.Connection) -> HoldResult | None:
             found = await repo.find_hold_by_request(conn, user_id, request_id)

@@ -22,7 +22,7 @@ from services.common.rpcstatus import status_of
 from services.common.timestamps import field_time, to_timestamp
 from services.credits import domain
 from services.credits.domain import Actor, ChargeMeta, Source
-from services.credits.ledger import HoldRequest, Ledger
+from services.credits.ledger import HoldRequest, HoldResult, Ledger
 from services.credits.watch import BalanceWatchers
 
 _SERVICE = "/creditmeter.credits.v1.CreditsService/"
@@ -143,6 +143,24 @@ def _hold_pb(hold: domain.Hold) -> pb.Hold:
         expires_at=to_timestamp(hold.expires_at),
         created_at=to_timestamp(hold.created_at),
         capture_transaction_id=hold.capture_transaction_id,
+    )
+
+
+def _hold_response(result: HoldResult) -> pb.CreateHoldResponse:
+    return pb.CreateHoldResponse(
+        hold_id=result.hold.hold_id, hold=_hold_pb(result.hold), available_after_nanos=result.available_after_nanos
+    )
+
+
+def _hold_request(request: pb.CreateHoldRequest) -> HoldRequest:
+    """A CreateHold request (alone or as an item of CreateHolds), validated."""
+    return HoldRequest(
+        user_id=domain.validate_user_id(request.user_id),
+        amount=domain.validate_amount(request.amount_nanos),
+        ttl=domain.validate_ttl(request.ttl_seconds),
+        request_id=domain.validate_request_id(request.request_id),
+        reason=domain.validate_reason(request.reason, required=False),
+        reference_id=domain.validate_text(request.reference_id, "reference_id"),
     )
 
 
@@ -349,18 +367,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         self, request: pb.CreateHoldRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateHoldResponse:
         who = principal()
-        user_id = domain.validate_user_id(request.user_id)
-        amount = domain.validate_amount(request.amount_nanos)
-        ttl = domain.validate_ttl(request.ttl_seconds)
-        request_id = domain.validate_request_id(request.request_id)
-        reason = domain.validate_reason(request.reason, required=False)
-        reference = domain.validate_text(request.reference_id, "reference_id")
-        result = await self._ledger.create_hold(user_id, amount, ttl, request_id, _actor(who), reason, reference)
-        return pb.CreateHoldResponse(
-            hold_id=result.hold.hold_id,
-            hold=_hold_pb(result.hold),
-            available_after_nanos=result.available_after_nanos,
-        )
+        return _hold_response(await self._ledger.create_hold(_hold_request(request), _actor(who)))
 
     async def CreateHolds(
         self, request: pb.CreateHoldsRequest, context: grpc.aio.ServicerContext
@@ -370,16 +377,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
         items = []
         for index, h in enumerate(request.holds):
             try:
-                items.append(
-                    HoldRequest(
-                        user_id=domain.validate_user_id(h.user_id),
-                        amount=domain.validate_amount(h.amount_nanos),
-                        ttl=domain.validate_ttl(h.ttl_seconds),
-                        request_id=domain.validate_request_id(h.request_id),
-                        reason=domain.validate_reason(h.reason, required=False),
-                        reference_id=domain.validate_text(h.reference_id, "reference_id"),
-                    )
-                )
+                items.append(_hold_request(h))
             except DomainError as error:
                 error.metadata["index"] = str(index)
                 raise
@@ -388,11 +386,7 @@ class CreditsServicer(pb_grpc.CreditsServiceServicer):
             results=[
                 pb.CreateHoldsResult(error=status_of(r, domain.DOMAIN))
                 if isinstance(r, DomainError)
-                else pb.CreateHoldsResult(
-                    hold=pb.CreateHoldResponse(
-                        hold_id=r.hold.hold_id, hold=_hold_pb(r.hold), available_after_nanos=r.available_after_nanos
-                    )
-                )
+                else pb.CreateHoldsResult(hold=_hold_response(r))
                 for r in results
             ]
         )
