@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,7 +26,9 @@ class Grouper(Generic[T, R]):
     ``run`` gets the steps of a group and returns one outcome per step, in order; if it raises one of
     ``alone_on`` (a group the database refused as a whole: a deadlock, a serialization failure), each
     step of the group runs again on its own; any other exception reaches every step of the group.
-    Steps that share any of their ``keys`` never share a group (the later waits for the next).
+    Steps that share any of their ``keys`` never share a group (the later waits for the next). With
+    ``order``, a group reaches ``run`` sorted by it (the fixed lock order that keeps concurrent groups, and
+    replicas, from deadlocking each other); outcomes still reach the step they belong to.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class Grouper(Generic[T, R]):
         *,
         keys: Callable[[T], Iterable[Hashable]] | None = None,
         weight: Callable[[T], int] | None = None,
+        order: Callable[[T], Any] | None = None,
         max_group: int = 256,
         max_in_flight: int = 2,
         alone_on: tuple[type[BaseException], ...] = (),
@@ -42,6 +45,7 @@ class Grouper(Generic[T, R]):
         self._run = run
         self._keys = keys
         self._weight = weight
+        self._order = order
         self._max_group = max_group
         self._max_in_flight = max_in_flight
         self._alone_on = alone_on
@@ -73,6 +77,9 @@ class Grouper(Generic[T, R]):
             else:
                 rest.append((step, future))
         self._queue = rest
+        if self._order is not None:
+            order = self._order
+            group.sort(key=lambda item: order(item[0]))
         return group
 
     async def _drain(self) -> None:

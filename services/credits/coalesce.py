@@ -85,6 +85,7 @@ class DeductCoalescer:
         self._charges: Grouper[Charge, Outcome] = Grouper(
             self._run,
             keys=lambda charge: ((charge.user_id, charge.request_id),),
+            order=lambda charge: charge.user_id,  # a fixed lock order: batches cannot deadlock each other
             max_group=max_batch,
             max_in_flight=max_in_flight,
         )
@@ -92,10 +93,7 @@ class DeductCoalescer:
     async def charge(self, charge: Charge) -> Outcome:
         return await self._charges.submit(charge)
 
-    async def _run(self, charges: list[Charge]) -> list[Outcome | BaseException]:
-        # A fixed lock order across accounts: batches cannot deadlock each other.
-        order = sorted(range(len(charges)), key=lambda i: charges[i].user_id)
-        batch = [charges[i] for i in order]
+    async def _run(self, batch: list[Charge]) -> list[Outcome | BaseException]:
         try:
             async with self._pool.acquire() as conn:
                 rows = await conn.fetch(
@@ -113,11 +111,8 @@ class DeductCoalescer:
                     [c.price_version for c in batch],
                 )
         except _RUN_ALONE:
-            return [None] * len(charges)  # each caller runs its charge alone, with the usual replay handling
-        outcomes: list[Outcome | BaseException] = [None] * len(charges)
-        for position, index in enumerate(order):
-            outcomes[index] = rows[position]
-        return outcomes
+            return [None] * len(batch)  # each caller runs its charge alone, with the usual replay handling
+        return list(rows)
 
 
 class BalanceBatcher:

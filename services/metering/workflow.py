@@ -190,7 +190,10 @@ class Metering:
         # Authorize's two steps in metering's database, shared by concurrent calls (group commit); two calls
         # with one (user, request id) never share a group.
         self._begins: Grouper[tuple[str, str, datetime, int], asyncpg.Record] = Grouper(
-            self._begin_group, keys=lambda step: [step[:2]], alone_on=RETRYABLE
+            self._begin_group,
+            keys=lambda step: [step[:2]],
+            order=lambda step: step[0],  # quota rows locked in user order
+            alone_on=RETRYABLE,
         )
         self._authorizing: dict[tuple[str, str], list[Any]] = {}
         self._finishes: Grouper[tuple[str, str, str, bytes, datetime | None], bool] = Grouper(
@@ -330,11 +333,8 @@ class Metering:
         return await self._remember(probe.user_id, request_id, fp, result, None, counted=window)
 
     async def _begin_group(self, steps: list[tuple[str, str, datetime, int]]) -> list[asyncpg.Record | BaseException]:
-        order = sorted(range(len(steps)), key=lambda i: steps[i][0])  # quota rows locked in user order
         async with self._pool.acquire() as conn:
-            rows = await repo.begin_authorizations(conn, [steps[i] for i in order])
-        by_step = dict(zip(order, rows, strict=True))
-        return [by_step[i] for i in range(len(steps))]
+            return list(await repo.begin_authorizations(conn, steps))
 
     async def _finish_group(
         self, steps: list[tuple[str, str, str, bytes, datetime | None]]

@@ -62,3 +62,14 @@ async def test_a_failure_of_the_whole_group_reaches_every_step() -> None:
     for step in rest:
         with pytest.raises(ConnectionResetError):
             await step
+
+
+async def test_a_group_reaches_its_runner_in_the_given_order_and_outcomes_reach_their_steps() -> None:
+    db = _Db()
+    grouper: Grouper[tuple[str, int], int] = Grouper(db.run, order=lambda s: s[0], max_in_flight=1)
+    names = ["d", "b", "e", "a", "c", "b"]
+    results = await asyncio.gather(*(grouper.submit((name, i)) for i, name in enumerate(names)))
+    assert results == [i * 2 for i in range(len(names))]
+    for group in db.groups:
+        assert [name for name, _ in group] == sorted(name for name, _ in group)
+    assert [n for name, n in db.groups[-1] if name == "b"] == [1, 5]  # arrival order kept within a key
