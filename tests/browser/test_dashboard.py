@@ -314,6 +314,7 @@ def test_phone_layout_has_no_sideways_scrolling(phone: App) -> None:
     page.get_by_role("button", name="Open navigation").click()
     page.get_by_role("link", name="Overview").click()
     expect(page.get_by_test_id("balance")).to_be_visible()
+    expect(page.locator(".MuiDrawer-modal")).to_have_count(0)  # the menu has finished closing: a clean screenshot
     phone.screenshot("phone-overview")
 
 
