@@ -221,13 +221,19 @@ async def test_killing_any_service_during_steady_usage_loses_no_accepted_event(
         # Charged within a minute of the last process being back, with no client retry.
         ids = list(accepted)
         rows: list[asyncpg.Record] = []
+        # Events recorded while their caller lost the answer (metering killed after its commit) must settle
+        # too. The ledger may already hold such a charge while metering is still retrying to learn of it,
+        # so the money comparison below waits for every recorded event, not only for the accepted ones.
+        unsettled = -1
         for _ in range(600):
             rows = await metering_db.fetch(
                 "SELECT event_id, status, charged_nanos FROM events WHERE event_id = ANY($1::text[])", ids
             )
-            if len(rows) == len(ids) and all(r["status"] == "CHARGED" for r in rows):
+            unsettled = await metering_db.fetchval("SELECT count(*) FROM events WHERE status <> 'CHARGED'")
+            if unsettled == 0 and len(rows) == len(ids) and all(r["status"] == "CHARGED" for r in rows):
                 break
             await asyncio.sleep(0.1)
+        assert unsettled == 0, f"{unsettled} recorded events were not charged within a minute"
         missing = set(ids) - {r["event_id"] for r in rows}
         assert not missing, f"{len(missing)} accepted events were lost"
         assert all(r["status"] == "CHARGED" and r["charged_nanos"] == PRICE for r in rows), [
