@@ -149,6 +149,30 @@ async def park(conn: asyncpg.Connection, event_ids: list[str], reasons: list[str
     )
 
 
+async def requeue_parked(conn: asyncpg.Connection, event_ids: list[str], lease_seconds: float) -> list[asyncpg.Record]:
+    """Puts the PARKED ones of ``event_ids`` back into the outbox (attempts reset, reason cleared), claimed by
+    the caller for a lease as ``claim_due`` would; the rows as they are now. Others are not touched."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        UPDATE events SET status = 'RECORDED', park_reason = '', attempts = 0,
+               next_attempt_at = clock_timestamp() + make_interval(secs => $2)
+         WHERE event_id = ANY ($1::text[]) AND status = 'PARKED'
+        RETURNING *
+        """,
+        event_ids,
+        lease_seconds,
+    )
+    return rows
+
+
+async def lock_events(conn: asyncpg.Connection, event_ids: list[str]) -> set[str]:
+    """Locks the existing ones of ``event_ids`` (in id order) for the caller's transaction; their ids."""
+    rows = await conn.fetch(
+        "SELECT event_id FROM events WHERE event_id = ANY ($1::text[]) ORDER BY event_id FOR UPDATE", event_ids
+    )
+    return {r["event_id"] for r in rows}
+
+
 async def claim_due(conn: asyncpg.Connection, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
     """Claims due RECORDED events for this replica: rows another replica is claiming are skipped
     (SKIP LOCKED), and a claim pushes the next attempt out by a lease, so a replica that dies

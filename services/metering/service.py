@@ -14,6 +14,7 @@ from services.common import service_kind
 from services.common.auth import Forbidden
 from services.common.errors import DomainError, invalid
 from services.common.grpcserver import MethodPolicy, principal
+from services.common.idempotency import fingerprint
 from services.common.timestamps import field_time, to_timestamp
 from services.metering import domain
 from services.metering.domain import Event
@@ -42,6 +43,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "GetUsageByDate": _READERS,
     _SERVICE + "ListUsageEvents": _READERS,
     _SERVICE + "ListParkedEvents": MethodPolicy.allow("admin"),
+    _SERVICE + "RetryParkedEvents": MethodPolicy.allow("admin"),
 }
 
 _STATES = {
@@ -278,4 +280,28 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         page = rows[:size]
         return pb.ListParkedEventsResponse(
             events=[_recorded_pb(r) for r in page], next_page_token=event_token(page[-1]) if len(rows) > size else ""
+        )
+
+    async def RetryParkedEvents(
+        self, request: pb.RetryParkedEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetryParkedEventsResponse:
+        event_ids = list(dict.fromkeys(request.event_ids))  # a repeated id counts once, first place kept
+        if not 1 <= len(event_ids) <= domain.MAX_RETRY:
+            raise invalid("INVALID_BATCH", f"send 1 to {domain.MAX_RETRY} event ids", field="event_ids")
+        for index, event_id in enumerate(event_ids):
+            domain.check_event_id(event_id, index)
+        wait = _wait_budget(context, self._wait)
+
+        async def run() -> pb.RetryParkedEventsResponse:
+            results = await self._m.retry_parked(event_ids, wait)
+            return pb.RetryParkedEventsResponse(
+                results=[pb.RetriedEvent(event=_recorded_pb(row), retried=retried) for row, retried in results]
+            )
+
+        return await self._m.responses.once(
+            caller=principal().subject,
+            request_id=request.request_id,
+            fingerprint=fingerprint("RetryParkedEvents", event_ids=sorted(event_ids)),
+            response_type=pb.RetryParkedEventsResponse,
+            run=run,
         )

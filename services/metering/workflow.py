@@ -31,7 +31,8 @@ from creditmeter.openrouter.v1 import openrouter_pb2_grpc as opb_grpc
 
 from services.common import pagetoken
 from services.common.batching import Grouper
-from services.common.errors import Code, DomainError, invalid
+from services.common.errors import Code, DomainError, invalid, not_found
+from services.common.idempotency import StoredResponses
 from services.common.rpcstatus import error_info_from, relay
 from services.credits.client import CreditsClient
 from services.metering import domain
@@ -187,6 +188,7 @@ class Metering:
         self.charger = Charger(self.charge, chunk=chunk, parallel=parallel, linger=linger_seconds)
         self.recorder = EventRecorder(self._record)
         self.holds = HoldBatcher(credits.stub, timeout)
+        self.responses = StoredResponses(pool)
         # Authorize's two steps in metering's database, shared by concurrent calls (group commit); two calls
         # with one (user, request id) never share a group.
         self._begins: Grouper[tuple[str, str, datetime, int], asyncpg.Record] = Grouper(
@@ -657,6 +659,35 @@ class Metering:
     async def parked(self, user_id: str, before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
         async with self._pool.acquire() as conn:
             return await repo.list_parked(conn, user_id, before, limit)
+
+    async def retry_parked(self, event_ids: list[str], wait_seconds: float) -> list[tuple[asyncpg.Record, bool]]:
+        """Puts the parked ones of ``event_ids`` back into the outbox and charges them at once, waiting up to
+        ``wait_seconds``; each event as it stands then, with whether it was retried, in input order.
+
+        An unknown id refuses the request before anything commits. The requeued events are claimed for a
+        lease, like the recovery pass's claims: if this process dies before settling them, the outbox does.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            known = await repo.lock_events(conn, event_ids)
+            missing = [i for i in event_ids if i not in known]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise not_found(
+                    "EVENT_NOT_FOUND",
+                    f"no usage event {missing[0]!r}{more}",
+                    event_id=missing[0],
+                    missing=str(len(missing)),
+                )
+            requeued = await repo.requeue_parked(conn, event_ids, self._lease)
+        retried = {r["event_id"] for r in requeued}
+        if requeued:
+            log.info("parked usage events retried", extra={"events": len(requeued)})
+            futures = self.charger.submit([_work_of_row(r) for r in requeued])
+            if wait_seconds > 0:
+                await asyncio.wait(futures, timeout=wait_seconds)
+        async with self._pool.acquire() as conn:
+            rows = await repo.events_by_id(conn, event_ids)
+        return [(rows[i], i in retried) for i in event_ids]
 
 
 def summarize(rows: list[asyncpg.Record], key: Any) -> dict[Any, Totals]:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 from playwright.sync_api import Page, expect
 
+from services.metering import repository
+from services.metering.domain import Event
 from tests.browser.conftest import USD, App, new_user
 
 PAID = "openai/gpt-4o-mini"
@@ -202,6 +207,45 @@ def test_an_admin_allocates_credits_and_creates_then_disables_a_coupon(app: App)
     parked = page.get_by_role("region", name="Parked usage events")
     expect(parked.get_by_text("No parked usage events")).to_be_visible()
     app.screenshot("admin-platform")
+
+
+def _parked_event(app: App, user: str) -> str:
+    """A priced usage event of ``user`` that the pipeline gave up on (as after its ledger refusals), put in
+    place with metering's own recording and parking functions: no API parks an event on purpose."""
+    priced = _track(app, user)  # the price and price version a real event of the same shape gets
+    event_id = f"web-parked-{uuid.uuid4().hex}"
+
+    async def record_and_park() -> None:
+        conn = await asyncpg.connect(app.stack.database_url, server_settings={"search_path": "metering"})
+        try:
+            event = Event(event_id, user, "LLM", PAID, "", 1000, 500, 0, False, "", datetime.now(UTC))
+            await repository.record_events(conn, [event], [int(priced["cost_nanos"])], [str(priced["price_version"])])
+            await repository.park(conn, [event_id], ["LEDGER_REFUSED"])
+        finally:
+            await conn.close()
+
+    # Playwright's sync API owns this thread's event loop: the database work runs on a thread of its own.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, record_and_park()).result()
+    return event_id
+
+
+def test_an_admin_retries_a_parked_event_from_the_platform_page(app: App) -> None:
+    user = new_user("pat")
+    event_id = _parked_event(app, user)
+    before = _balance(app, user)
+    page = app.sign_in("ops-admin", role="admin", path="/admin/platform")
+    parked = page.get_by_role("region", name="Parked usage events")
+    row = parked.get_by_role("row").filter(has_text=event_id)
+    expect(row).to_contain_text("LEDGER_REFUSED")
+    row.get_by_role("button", name=f"Retry {event_id}").click()
+    expect(parked.get_by_role("status")).to_contain_text("1 of 1 retried, 1 charged.")
+    expect(parked.get_by_role("row").filter(has_text=event_id)).to_have_count(0)
+    # Charged exactly once, at its recorded price.
+    assert _balance(app, user) == before - 495_000
+    events = app.api("GET", f"/api/v1/metering/events?user_id={user}", user="ops", role="admin").json()["events"]
+    states = {e["event"]["event_id"]: e["state"] for e in events}
+    assert states[event_id] == "EVENT_STATE_CHARGED"
 
 
 def test_a_user_cannot_reach_admin_pages_or_other_users_data(app: App) -> None:

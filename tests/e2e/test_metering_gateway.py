@@ -117,3 +117,36 @@ async def test_the_101st_trial_authorization_of_a_day_is_refused(stack: Stack) -
             answers.append(response.json())
     assert all(a["allowed"] for a in answers[:100])
     assert answers[100]["allowed"] is False and answers[100]["reason"] == "QUOTA_EXCEEDED"
+
+
+async def test_an_admin_retries_parked_events_through_the_gateway(stack: Stack) -> None:
+    """POST /api/v1/metering/parked/retry: admins only, all or nothing, idempotent by request id."""
+    user = f"m-{uuid.uuid4().hex[:8]}"
+    admin = stack.headers("ops", "admin")
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
+        await _fund(http, stack, user, 5 * USD)
+        event = _event(user)
+        tracked = await http.post(
+            "/api/v1/metering/track", headers=stack.headers("svc-platform", "svc-platform"), json={"event": event}
+        )
+        assert tracked.status_code == 200, tracked.text
+        body = {"event_ids": [event["event_id"]], "request_id": uuid.uuid4().hex}
+
+        answer = await http.post("/api/v1/metering/parked/retry", headers=admin, json=body)
+        assert answer.status_code == 200, answer.text
+        (result,) = answer.json()["results"]
+        # Charged, not parked: reported as it stands and left alone.
+        assert result["event"]["event"]["event_id"] == event["event_id"]
+        assert result["event"]["state"] == "EVENT_STATE_CHARGED" and not result.get("retried", False)
+        replay = await http.post("/api/v1/metering/parked/retry", headers=admin, json=body)
+        assert replay.status_code == 200 and replay.json() == answer.json()
+
+        unknown = {"event_ids": [event["event_id"], "no-such-event"], "request_id": uuid.uuid4().hex}
+        missing = await http.post("/api/v1/metering/parked/retry", headers=admin, json=unknown)
+        assert missing.status_code == 404 and missing.json()["details"][0]["reason"] == "EVENT_NOT_FOUND"
+        no_id = await http.post("/api/v1/metering/parked/retry", headers=admin, json={"event_ids": ["x"]})
+        assert no_id.status_code == 400 and no_id.json()["details"][0]["reason"] == "MISSING_REQUEST_ID"
+        empty = await http.post("/api/v1/metering/parked/retry", headers=admin, json={"request_id": "r1"})
+        assert empty.status_code == 400, empty.text
+        denied = await http.post("/api/v1/metering/parked/retry", headers=stack.headers(user, "user"), json=body)
+        assert denied.status_code == 403

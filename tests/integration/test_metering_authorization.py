@@ -53,6 +53,15 @@ async def _parked(user: str) -> Any:
     return pb.ListParkedEventsRequest(user_id=user)
 
 
+def _retry_target(user: str) -> str:
+    return f"az-retry-{user}"
+
+
+async def _retry(user: str) -> Any:
+    # An existing (charged, so not parked) event: an admin's retry succeeds and leaves it as it is.
+    return pb.RetryParkedEventsRequest(event_ids=[_retry_target(user)], request_id=request_id())
+
+
 READERS = {"user_self", "admin", "svc-platform"}
 MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     # Only the AI platform's call path asks and reports; the in-cluster services never do.
@@ -64,6 +73,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     "GetUsageByDate": (_by_date, expect(READERS)),
     "ListUsageEvents": (_events, expect(READERS)),
     "ListParkedEvents": (_parked, expect({"admin"})),
+    "RetryParkedEvents": (_retry, expect({"admin"})),
 }
 
 
@@ -77,6 +87,11 @@ async def test_authorization(metering: MeteringCaller, credits: Credits, method:
     factory, expected = MATRIX[method]
     target = await credits.funded_user(10**9)
     request = await factory(target)
+    if method == "RetryParkedEvents":
+        event = pb.UsageEvent(
+            event_id=_retry_target(target), user_id=target, service=skpb.SERVICE_KIND_SEARCH, quantity=1
+        )
+        await metering.call("TrackUsage", pb.TrackUsageRequest(event=event))
     before = (await credits.balance(target)).balance_nanos
     try:
         await metering.call(method, request, token_for(metering.keys, caller, target) or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -123,6 +123,25 @@ async def test_usage_event_ids_do_not_collide_with_ledger_request_ids(
     await assert_metering_ok(db, metering_db)
 
 
+@contextlib.contextmanager
+def _listed(fake_openrouter: FakeOpenRouter, model: str, name: str) -> Iterator[None]:
+    """``model`` is in the fake OpenRouter catalog for the block: $1 per million input tokens, $2 output."""
+    with fake_openrouter.lock:
+        fake_openrouter.models["data"].append(
+            {
+                "id": model,
+                "name": name,
+                "context_length": 8192,
+                "pricing": {"prompt": "0.000001", "completion": "0.000002", "request": "0", "image": "0"},
+            }
+        )
+    try:
+        yield
+    finally:
+        with fake_openrouter.lock:
+            fake_openrouter.models["data"] = [m for m in fake_openrouter.models["data"] if m["id"] != model]
+
+
 async def test_track_records_and_charges_while_openrouter_is_down(
     metering: MeteringCaller,
     credits: Credits,
@@ -185,20 +204,8 @@ async def test_a_model_listed_after_start_up_is_metered_without_a_manual_sync(
         "MODEL_NOT_FOUND",
     )
     assert await _status(metering_db, refused.event_id) is None
-    with fake_openrouter.lock:
-        fake_openrouter.models["data"].append(
-            {
-                "id": model,
-                "name": "Newcomer",
-                "context_length": 8192,
-                "pricing": {"prompt": "0.000001", "completion": "0.000002", "request": "0", "image": "0"},
-            }
-        )
-    try:
+    with _listed(fake_openrouter, model, "Newcomer"):
         tracked = await metering.call("TrackUsage", pb.TrackUsageRequest(event=_event(user, model=model)))
-    finally:
-        with fake_openrouter.lock:
-            fake_openrouter.models["data"] = [m for m in fake_openrouter.models["data"] if m["id"] != model]
     # (1000 x 1 + 500 x 2) micro-USD + the trial's 10% markup, from the refreshed catalog.
     assert tracked.state == pb.EVENT_STATE_CHARGED and tracked.charged_nanos == 2_200_000
     await assert_metering_ok(db, metering_db)
@@ -387,6 +394,94 @@ async def test_one_poison_event_is_parked_with_a_reason_and_blocks_no_other(
     )
     assert forbidden[0] == grpc.StatusCode.PERMISSION_DENIED
     assert (await credits.balance(user)).balance_nanos == 5 * USD - 7 - 2 * 495_000
+
+
+async def test_an_admin_retries_parked_events_once_their_cause_is_fixed(
+    metering: MeteringCaller,
+    credits: Credits,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+    credits_db: str,
+    keys: Keys,
+    credits_server: RunningService,
+    openrouter_server: RunningService,
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    admin = metering.keys.token("ops", "admin")
+    model = f"late/model-{uuid.uuid4().hex[:8]}"
+    # Usage of a model the catalog does not list yet, recorded while pricing was away (as openrouter being
+    # down leaves it): the recovery pass refreshes the catalog once, finds nothing and parks it.
+    unpriced = Event(f"late-{uuid.uuid4().hex}", user, "LLM", model, "", 1000, 500, 0, False, "", datetime.now(UTC))
+    async with metering_db.acquire() as conn:
+        await record_events(conn, [unpriced], [None], [""])
+        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", unpriced.event_id)
+    async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
+        await replica.recover()
+    # And one whose key the ledger already holds with another payload: no retry can change that.
+    poisoned = f"poison-{uuid.uuid4().hex}"
+    await credits.as_service(
+        "ChargeUsageBatch",
+        cpb.ChargeUsageBatchRequest(items=[cpb.UsageItem(user_id=user, event_id=poisoned, amount_nanos=7)]),
+    )
+    charged = _event(user)
+    await metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=[charged, _event(user, event_id=poisoned)]))
+    parked = await metering.call("ListParkedEvents", pb.ListParkedEventsRequest(user_id=user), admin)
+    assert {(e.event.event_id, e.park_reason) for e in parked.events} == {
+        (unpriced.event_id, "MODEL_NOT_FOUND"),
+        (poisoned, "LEDGER_EVENT_ID_REUSED"),
+    }
+    balance = (await credits.balance(user)).balance_nanos
+    assert balance == 5 * USD - 7 - 495_000
+
+    ids = [unpriced.event_id, poisoned, charged.event_id]
+    # Refused requests change nothing: an unknown id among them, no request id, a caller who is not an admin.
+    unknown = pb.RetryParkedEventsRequest(event_ids=[*ids, f"nowhere-{uuid.uuid4().hex}"], request_id=request_id())
+    assert await metering.reason("RetryParkedEvents", unknown, admin) == (grpc.StatusCode.NOT_FOUND, "EVENT_NOT_FOUND")
+    assert await metering.reason("RetryParkedEvents", pb.RetryParkedEventsRequest(event_ids=ids), admin) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "MISSING_REQUEST_ID",
+    )
+    as_user = pb.RetryParkedEventsRequest(event_ids=ids, request_id=request_id())
+    forbidden = await metering.reason("RetryParkedEvents", as_user, metering.keys.token(user, "user"))
+    assert forbidden[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert await _status(metering_db, unpriced.event_id) == "PARKED"
+    assert await _status(metering_db, poisoned) == "PARKED"
+
+    # The catalog lists the model now; the admin retries all three (one of them twice in the list).
+    retry = pb.RetryParkedEventsRequest(event_ids=[*ids, unpriced.event_id], request_id=request_id())
+    with _listed(fake_openrouter, model, "Late"):
+        answer = await metering.call("RetryParkedEvents", retry, admin)
+    results = {r.event.event.event_id: r for r in answer.results}
+    assert [r.event.event.event_id for r in answer.results] == ids
+    # Priced from the refreshed catalog ((1000 x 1 + 500 x 2) micro-USD + the trial's 10%) and charged.
+    late = results[unpriced.event_id]
+    assert late.retried and late.event.state == pb.EVENT_STATE_CHARGED
+    assert (late.event.cost_nanos, late.event.charged_nanos, late.event.park_reason) == (2_200_000, 2_200_000, "")
+    # The ledger still holds another payload under that key: parked again, with its reason, one attempt.
+    again = results[poisoned]
+    assert again.retried and again.event.state == pb.EVENT_STATE_PARKED
+    assert (again.event.park_reason, again.event.attempts) == ("LEDGER_EVENT_ID_REUSED", 1)
+    # Not parked: left as it was.
+    assert not results[charged.event_id].retried
+    assert results[charged.event_id].event.state == pb.EVENT_STATE_CHARGED
+    assert (await credits.balance(user)).balance_nanos == balance - 2_200_000
+
+    # Idempotent by request id: the retry answers the first response and charges nothing more; the same id
+    # for other events is refused.
+    assert await metering.call("RetryParkedEvents", retry, admin) == answer
+    assert (await credits.balance(user)).balance_nanos == balance - 2_200_000
+    reused = pb.RetryParkedEventsRequest(event_ids=[poisoned], request_id=retry.request_id)
+    assert await metering.reason("RetryParkedEvents", reused, admin) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "REQUEST_ID_REUSED",
+    )
+    async with db.acquire() as conn:
+        outcomes = await conn.fetchval(
+            "SELECT count(*) FROM usage_charges WHERE user_id = $1 AND event_id = $2", user, unpriced.event_id
+        )
+    assert outcomes == 1
+    await assert_metering_ok(db, metering_db)
 
 
 async def test_four_batches_of_1000_events_over_500_accounts_in_flight_at_once(

@@ -1,4 +1,6 @@
+import Alert from "@mui/material/Alert";
 import Box from "@mui/material/Box";
+import Button from "@mui/material/Button";
 import FormControl from "@mui/material/FormControl";
 import Grid from "@mui/material/Grid";
 import InputLabel from "@mui/material/InputLabel";
@@ -13,23 +15,39 @@ import ToggleButton from "@mui/material/ToggleButton";
 import ToggleButtonGroup from "@mui/material/ToggleButtonGroup";
 import Typography from "@mui/material/Typography";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useMemo, useState } from "react";
 import { Bar } from "react-chartjs-2";
 import { Link as RouterLink } from "react-router";
-import { call } from "../../api/client";
+import { call, requestId } from "../../api/client";
 import { formatUsd, formatUsdAuto, nanosForChart } from "../../api/money";
 import { palette } from "../../components/charts";
 import { EmptyState } from "../../components/EmptyState";
+import { ErrorAlert } from "../../components/ErrorAlert";
 import { enumOf, formatCount, formatDate, tierLabel } from "../../components/format";
 import { PageHeader } from "../../components/PageHeader";
 import { Panel } from "../../components/Panel";
 import { CreditsService, GetPlatformReportRequestSchema } from "../../gen/creditmeter/credits/v1/credits_pb";
-import { MeteringService } from "../../gen/creditmeter/metering/v1/metering_pb";
+import { EventState, MeteringService, type RetryParkedEventsResponse } from "../../gen/creditmeter/metering/v1/metering_pb";
 
 const intervalEnum = enumOf(GetPlatformReportRequestSchema, "interval");
 const DAY = intervalEnum.values.find((v) => v.name.endsWith("DAY"))?.number ?? 1;
 const MONTH = intervalEnum.values.find((v) => v.name.endsWith("MONTH"))?.number ?? 2;
+const PARKED_KEY = ["parked-events"];
+
+/** What a retry did, in words: how many went back into the pipeline and where they stand now. */
+function retrySummary(answer: RetryParkedEventsResponse): string {
+  const retried = answer.results.filter((r) => r.retried);
+  const count = (...states: EventState[]) => retried.filter((r) => states.includes(r.event?.state ?? EventState.UNSPECIFIED)).length;
+  const parts = [`${retried.length} of ${answer.results.length} retried`];
+  const charged = count(EventState.CHARGED, EventState.SHORTFALL);
+  const pending = count(EventState.PENDING);
+  const parkedAgain = count(EventState.PARKED);
+  if (charged) parts.push(`${charged} charged`);
+  if (pending) parts.push(`${pending} still being charged`);
+  if (parkedAgain) parts.push(`${parkedAgain} parked again (see the reason)`);
+  return `${parts.join(", ")}.`;
+}
 
 /** Usage revenue and grants across all users (credits.GetPlatformReport, admin only). */
 export default function PlatformPage() {
@@ -46,9 +64,21 @@ export default function PlatformPage() {
   });
   // Usage the pipeline gave up charging (state PARKED, with its reason): an operator's to-do list.
   const parked = useQuery({
-    queryKey: ["parked-events"],
+    queryKey: PARKED_KEY,
     queryFn: ({ signal }) => call(MeteringService.method.listParkedEvents, { pageSize: 50 }, signal),
   });
+  // Once their cause is fixed (e.g. the model is in the catalog now), parked events go back into the
+  // pipeline. One request id per retry: a double click retries once.
+  const client = useQueryClient();
+  const [retryId, setRetryId] = useState(requestId);
+  const retry = useMutation({
+    mutationFn: (eventIds: string[]) => call(MeteringService.method.retryParkedEvents, { eventIds, requestId: retryId }),
+    onSuccess: () => {
+      setRetryId(requestId());
+      void client.invalidateQueries({ queryKey: PARKED_KEY });
+    },
+  });
+  const parkedIds = (parked.data?.events ?? []).map((e) => e.event?.eventId ?? "").filter(Boolean);
   const r = report.data;
   const total = r ? r.byDate.reduce((sum, d) => sum + d.usageRevenueNanos, 0n) : 0n;
   const subscriptions = r ? r.byTier.reduce((sum, t) => sum + t.priceCents * t.accountCount * 10_000_000n, 0n) : 0n;
@@ -214,7 +244,25 @@ export default function PlatformPage() {
             </Table>
           ) : null}
         </Panel>
-        <Panel title="Parked usage events" loading={parked.isPending} error={parked.error} id="platform-parked">
+        <Panel
+          title="Parked usage events"
+          loading={parked.isPending}
+          error={parked.error}
+          id="platform-parked"
+          action={
+            parkedIds.length ? (
+              <Button size="small" variant="outlined" disabled={retry.isPending} onClick={() => retry.mutate(parkedIds)}>
+                Retry all shown
+              </Button>
+            ) : null
+          }
+        >
+          {retry.isError ? <Box sx={{ mb: 1.5 }}><ErrorAlert error={retry.error} /></Box> : null}
+          {retry.data ? (
+            <Alert severity="info" role="status" sx={{ mb: 1.5 }} onClose={() => retry.reset()}>
+              {retrySummary(retry.data)}
+            </Alert>
+          ) : null}
           {parked.data && parked.data.events.length === 0 ? (
             <EmptyState title="No parked usage events">
               Usage the pipeline could not charge after its retries appears here with the reason.
@@ -229,6 +277,7 @@ export default function PlatformPage() {
                   <TableCell>Recorded</TableCell>
                   <TableCell align="right">Attempts</TableCell>
                   <TableCell>Reason</TableCell>
+                  <TableCell>Actions</TableCell>
                 </TableRow>
               </TableHead>
               <TableBody>
@@ -243,6 +292,16 @@ export default function PlatformPage() {
                     <TableCell>{formatDate(e.recordedAt, true)}</TableCell>
                     <TableCell align="right">{formatCount(e.attempts)}</TableCell>
                     <TableCell sx={{ overflowWrap: "anywhere" }}>{e.parkReason}</TableCell>
+                    <TableCell>
+                      <Button
+                        size="small"
+                        disabled={retry.isPending}
+                        onClick={() => retry.mutate([e.event?.eventId ?? ""])}
+                        aria-label={`Retry ${e.event?.eventId ?? ""}`}
+                      >
+                        Retry
+                      </Button>
+                    </TableCell>
                   </TableRow>
                 ))}
               </TableBody>

@@ -324,6 +324,28 @@ class ListParkedEventsRequest(_message.Message):
     page_token: str
     def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
+class RetryParkedEventsRequest(_message.Message):
+    __slots__ = ("event_ids", "request_id")
+    EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    event_ids: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RetriedEvent(_message.Message):
+    __slots__ = ("event", "retried")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    RETRIED_FIELD_NUMBER: _ClassVar[int]
+    event: RecordedEvent
+    retried: bool
+    def __init__(self, event: _Optional[_Union[RecordedEvent, _Mapping]] = ..., retried: _Optional[bool] = ...) -> None: ...
+
+class RetryParkedEventsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RetriedEvent]
+    def __init__(self, results: _Optional[_Iterable[_Union[RetriedEvent, _Mapping]]] = ...) -> None: ...
+
 class ListParkedEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token")
     EVENTS_FIELD_NUMBER: _ClassVar[int]

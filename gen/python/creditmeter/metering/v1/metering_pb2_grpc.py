@@ -55,6 +55,11 @@ class MeteringServiceStub:
                 request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.FromString,
                 _registered_method=True)
+        self.RetryParkedEvents = channel.unary_unary(
+                '/creditmeter.metering.v1.MeteringService/RetryParkedEvents',
+                request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.RetryParkedEventsRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.RetryParkedEventsResponse.FromString,
+                _registered_method=True)
         self.GetUsageSummary = channel.unary_unary(
                 '/creditmeter.metering.v1.MeteringService/GetUsageSummary',
                 request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.GetUsageSummaryRequest.SerializeToString,
@@ -129,6 +134,22 @@ class MeteringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryParkedEvents(self, request, context):
+        """Puts parked events back into the pipeline once their cause is fixed (for
+        example, the model is now in the catalog). Each listed event that is
+        PARKED goes back to PENDING with its attempts reset and is priced and
+        charged at once, as a new event would be; the answer carries each event
+        as it stands afterwards (PARKED again, with its reason, if the cause
+        remains; PENDING if the charge did not finish within the deadline: the
+        outbox finishes it). Listed events that are not parked are left as they
+        are (`retried` false). An unknown event id refuses the whole request
+        (NOT_FOUND EVENT_NOT_FOUND) and changes nothing. Idempotent by
+        `request_id`: a retry answers the first response. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetUsageSummary(self, request, context):
         """Usage totals over a time range, by service, and calls used against the
         quota. Users see their own; admins and services any user's.
@@ -180,6 +201,11 @@ def add_MeteringServiceServicer_to_server(servicer, server):
                     servicer.ListParkedEvents,
                     request_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.FromString,
                     response_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.SerializeToString,
+            ),
+            'RetryParkedEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryParkedEvents,
+                    request_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.RetryParkedEventsRequest.FromString,
+                    response_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.RetryParkedEventsResponse.SerializeToString,
             ),
             'GetUsageSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsageSummary,
@@ -311,6 +337,33 @@ class MeteringService:
             '/creditmeter.metering.v1.MeteringService/ListParkedEvents',
             creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.SerializeToString,
             creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryParkedEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.metering.v1.MeteringService/RetryParkedEvents',
+            creditmeter_dot_metering_dot_v1_dot_metering__pb2.RetryParkedEventsRequest.SerializeToString,
+            creditmeter_dot_metering_dot_v1_dot_metering__pb2.RetryParkedEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
