@@ -218,6 +218,39 @@ async def list_parked(
     return rows
 
 
+#: ListPendingEvents counts at most this many (an outage's backlog is not worth a full count per page).
+PENDING_COUNT_CAP = 100_000
+
+
+async def list_pending(
+    conn: asyncpg.Connection, user_id: str, after: tuple[datetime, str] | None, limit: int
+) -> tuple[list[asyncpg.Record], int]:
+    """RECORDED events, oldest first, after ``after`` (recorded_at, event_id); and how many there are
+    (of ``user_id`` if given), up to PENDING_COUNT_CAP."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT * FROM events
+         WHERE status = 'RECORDED' AND ($1 = '' OR user_id = $1)
+           AND ($2::timestamptz IS NULL OR (recorded_at, event_id) > ($2, $3))
+         ORDER BY recorded_at, event_id LIMIT $4
+        """,
+        user_id,
+        after[0] if after else None,
+        after[1] if after else "",
+        limit,
+    )
+    total = await conn.fetchval(
+        """
+        SELECT count(*) FROM (
+            SELECT 1 FROM events WHERE status = 'RECORDED' AND ($1 = '' OR user_id = $1) LIMIT $2
+        ) pending
+        """,
+        user_id,
+        PENDING_COUNT_CAP,
+    )
+    return rows, int(total)
+
+
 async def uncount_call(conn: asyncpg.Connection, user_id: str, window: datetime) -> None:
     await conn.execute(
         "UPDATE quota_windows SET calls = calls - 1 WHERE user_id = $1 AND window_start = $2 AND calls > 0",

@@ -43,6 +43,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "GetUsageByDate": _READERS,
     _SERVICE + "ListUsageEvents": _READERS,
     _SERVICE + "ListParkedEvents": MethodPolicy.allow("admin"),
+    _SERVICE + "ListPendingEvents": MethodPolicy.allow("admin"),
     _SERVICE + "RetryParkedEvents": MethodPolicy.allow("admin"),
 }
 
@@ -119,6 +120,8 @@ def _recorded_pb(row: asyncpg.Record) -> pb.RecordedEvent:
         state=_STATES[_STATE_OF_STATUS[row["status"]]],
         park_reason=row["park_reason"],
         attempts=row["attempts"],
+        last_error=row["last_error"] or "",
+        next_attempt_at=to_timestamp(row["next_attempt_at"]) if row["status"] == "RECORDED" else None,
     )
 
 
@@ -280,6 +283,20 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         page = rows[:size]
         return pb.ListParkedEventsResponse(
             events=[_recorded_pb(r) for r in page], next_page_token=event_token(page[-1]) if len(rows) > size else ""
+        )
+
+    async def ListPendingEvents(
+        self, request: pb.ListPendingEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPendingEventsResponse:
+        size = request.page_size or 50
+        if not 1 <= size <= 500:
+            raise invalid("INVALID_PAGE_SIZE", "page_size must be from 1 to 500", field="page_size")
+        rows, total = await self._m.pending(request.user_id, parse_event_token(request.page_token), size + 1)
+        page = rows[:size]
+        return pb.ListPendingEventsResponse(
+            events=[_recorded_pb(r) for r in page],
+            next_page_token=event_token(page[-1]) if len(rows) > size else "",
+            total=total,
         )
 
     async def RetryParkedEvents(

@@ -660,6 +660,12 @@ class Metering:
         async with self._pool.acquire() as conn:
             return await repo.list_parked(conn, user_id, before, limit)
 
+    async def pending(
+        self, user_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> tuple[list[asyncpg.Record], int]:
+        async with self._pool.acquire() as conn:
+            return await repo.list_pending(conn, user_id, after, limit)
+
     async def retry_parked(self, event_ids: list[str], wait_seconds: float) -> list[tuple[asyncpg.Record, bool]]:
         """Puts the parked ones of ``event_ids`` back into the outbox and charges them at once, waiting up to
         ``wait_seconds``; each event as it stands then, with whether it was retried, in input order.

@@ -8,9 +8,11 @@ import io
 import re
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from playwright.sync_api import Page, expect
@@ -209,37 +211,78 @@ def test_an_admin_allocates_credits_and_creates_then_disables_a_coupon(app: App)
     app.screenshot("admin-platform")
 
 
-def _parked_event(app: App, user: str) -> str:
-    """A priced usage event of ``user`` that the pipeline gave up on (as after its ledger refusals), put in
-    place with metering's own recording and parking functions: no API parks an event on purpose."""
+def _stuck_event(app: App, user: str, *, parked: bool) -> str:
+    """A priced usage event of ``user`` left where the pipeline leaves it when a dependency keeps failing:
+    pending with its next attempt an hour away, or parked. Put in place with metering's own recording and
+    parking functions: no API makes an event fail on purpose."""
     priced = _track(app, user)  # the price and price version a real event of the same shape gets
-    event_id = f"web-parked-{uuid.uuid4().hex}"
+    event_id = f"web-{'parked' if parked else 'pending'}-{uuid.uuid4().hex}"
 
-    async def record_and_park() -> None:
+    async def record() -> None:
         conn = await asyncpg.connect(app.stack.database_url, server_settings={"search_path": "metering"})
         try:
             event = Event(event_id, user, "LLM", PAID, "", 1000, 500, 0, False, "", datetime.now(UTC))
             await repository.record_events(conn, [event], [int(priced["cost_nanos"])], [str(priced["price_version"])])
-            await repository.park(conn, [event_id], ["LEDGER_REFUSED"])
+            if parked:
+                await repository.park(conn, [event_id], ["LEDGER_REFUSED"])
+            else:
+                await repository.retry_later(conn, [event_id], "UNAVAILABLE", 3600)
+                await conn.execute(
+                    "UPDATE events SET next_attempt_at = now() + interval '1 hour' WHERE event_id = $1", event_id
+                )
         finally:
             await conn.close()
 
-    # Playwright's sync API owns this thread's event loop: the database work runs on a thread of its own.
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, record_and_park()).result()
+    _in_thread(record)
     return event_id
+
+
+def _in_thread(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    # Playwright's sync API owns this thread's event loop: database work runs on a thread of its own.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, work()).result()
+
+
+def test_admins_see_pending_usage_until_the_outbox_charges_it(app: App) -> None:
+    user = new_user("quinn")
+    event_id = _stuck_event(app, user, parked=False)
+    before = _balance(app, user)
+    page = app.sign_in("ops-admin", role="admin", path="/admin/platform")
+    pending = page.get_by_role("region", name="Pending usage events")
+    expect(pending.get_by_test_id("pending-total")).to_contain_text("waiting to be charged")
+    row = pending.get_by_role("row").filter(has_text=event_id)
+    expect(row).to_contain_text("UNAVAILABLE")
+    expect(row).to_contain_text(user)
+
+    async def due_now() -> None:
+        conn = await asyncpg.connect(app.stack.database_url, server_settings={"search_path": "metering"})
+        try:
+            await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", event_id)
+        finally:
+            await conn.close()
+
+    # Due again (the dependency is back): the recovery pass charges it, and the panel lets go of it.
+    _in_thread(due_now)
+    page.reload()
+    expect(
+        page.get_by_role("region", name="Pending usage events").get_by_role("row").filter(has_text=event_id)
+    ).to_have_count(0, timeout=30_000)
+    deadline = time.monotonic() + 30
+    while _balance(app, user) != before - 495_000:
+        assert time.monotonic() < deadline, "the outbox did not charge the pending event"
+        time.sleep(0.2)
 
 
 def test_an_admin_retries_a_parked_event_from_the_platform_page(app: App) -> None:
     user = new_user("pat")
-    event_id = _parked_event(app, user)
+    event_id = _stuck_event(app, user, parked=True)
     before = _balance(app, user)
     page = app.sign_in("ops-admin", role="admin", path="/admin/platform")
     parked = page.get_by_role("region", name="Parked usage events")
     row = parked.get_by_role("row").filter(has_text=event_id)
     expect(row).to_contain_text("LEDGER_REFUSED")
     row.get_by_role("button", name=f"Retry {event_id}").click()
-    expect(parked.get_by_role("status")).to_contain_text("1 of 1 retried, 1 charged.")
+    expect(parked.get_by_role("status").filter(has_text="retried")).to_have_text("1 of 1 retried, 1 charged.")
     expect(parked.get_by_role("row").filter(has_text=event_id)).to_have_count(0)
     # Charged exactly once, at its recorded price.
     assert _balance(app, user) == before - 495_000

@@ -53,6 +53,10 @@ async def _parked(user: str) -> Any:
     return pb.ListParkedEventsRequest(user_id=user)
 
 
+async def _pending(user: str) -> Any:
+    return pb.ListPendingEventsRequest(user_id=user)
+
+
 def _retry_target(user: str) -> str:
     return f"az-retry-{user}"
 
@@ -73,6 +77,7 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     "GetUsageByDate": (_by_date, expect(READERS)),
     "ListUsageEvents": (_events, expect(READERS)),
     "ListParkedEvents": (_parked, expect({"admin"})),
+    "ListPendingEvents": (_pending, expect({"admin"})),
     "RetryParkedEvents": (_retry, expect({"admin"})),
 }
 

@@ -484,6 +484,61 @@ async def test_an_admin_retries_parked_events_once_their_cause_is_fixed(
     await assert_metering_ok(db, metering_db)
 
 
+async def test_admins_see_pending_events_oldest_first_with_their_last_error(
+    metering: MeteringCaller,
+    credits: Credits,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+    credits_db: str,
+    keys: Keys,
+    credits_server: RunningService,
+    openrouter_server: RunningService,
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    admin = metering.keys.token("ops", "admin")
+    # Three events waiting for the outbox, as a credits outage leaves them: failed attempts, backoff.
+    ids = await _recorded_but_uncharged(metering_db, user, 3)
+    async with metering_db.acquire() as conn:
+        for age, event_id in enumerate(reversed(ids), start=1):
+            await conn.execute(
+                """
+                UPDATE events SET recorded_at = now() - make_interval(secs => $2), attempts = 2,
+                       last_error = 'UNAVAILABLE', next_attempt_at = now() + interval '1 hour'
+                 WHERE event_id = $1
+                """,
+                event_id,
+                float(age),
+            )
+    try:
+        first = await metering.call("ListPendingEvents", pb.ListPendingEventsRequest(user_id=user, page_size=2), admin)
+        assert first.total == 3 and first.next_page_token
+        rest = await metering.call(
+            "ListPendingEvents",
+            pb.ListPendingEventsRequest(user_id=user, page_size=2, page_token=first.next_page_token),
+            admin,
+        )
+        assert rest.total == 3 and not rest.next_page_token
+        listed = [*first.events, *rest.events]
+        assert [e.event.event_id for e in listed] == ids  # oldest first
+        assert all(e.state == pb.EVENT_STATE_PENDING and not e.charged for e in listed)
+        assert all((e.attempts, e.last_error) == (2, "UNAVAILABLE") for e in listed)
+        assert all(e.next_attempt_at.ToDatetime(UTC) > datetime.now(UTC) for e in listed)
+        everyone = await metering.call("ListPendingEvents", pb.ListPendingEventsRequest(page_size=500), admin)
+        assert set(ids) <= {e.event.event_id for e in everyone.events} and everyone.total >= 3
+        for caller in (metering.keys.token(user, "user"), metering.service):
+            refused = await metering.reason("ListPendingEvents", pb.ListPendingEventsRequest(user_id=user), caller)
+            assert refused[0] == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        # The outbox charges them once due; then nobody's list has them any more.
+        async with metering_db.acquire() as conn:
+            await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = ANY($1::text[])", ids)
+        async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
+            await replica.recover()
+    after = await metering.call("ListPendingEvents", pb.ListPendingEventsRequest(user_id=user), admin)
+    assert (after.total, list(after.events)) == (0, [])
+    await assert_metering_ok(db, metering_db)
+
+
 async def test_four_batches_of_1000_events_over_500_accounts_in_flight_at_once(
     metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
 ) -> None:

@@ -67,6 +67,13 @@ export default function PlatformPage() {
     queryKey: PARKED_KEY,
     queryFn: ({ signal }) => call(MeteringService.method.listParkedEvents, { pageSize: 50 }, signal),
   });
+  // Usage recorded and not charged yet: normally empty; a backlog means credits or openrouter is away
+  // (the outbox charges it once they are back). Refreshed while the page is open.
+  const pending = useQuery({
+    queryKey: ["pending-events"],
+    queryFn: ({ signal }) => call(MeteringService.method.listPendingEvents, { pageSize: 50 }, signal),
+    refetchInterval: 15_000,
+  });
   // Once their cause is fixed (e.g. the model is in the catalog now), parked events go back into the
   // pipeline. One request id per retry: a double click retries once.
   const client = useQueryClient();
@@ -242,6 +249,49 @@ export default function PlatformPage() {
                 ))}
               </TableBody>
             </Table>
+          ) : null}
+        </Panel>
+        <Panel title="Pending usage events" loading={pending.isPending} error={pending.error} id="platform-pending">
+          {pending.data && pending.data.events.length === 0 ? (
+            <EmptyState title="Nothing waiting to be charged">
+              Usage is charged as it is recorded. Events wait here only while credits or openrouter is away.
+            </EmptyState>
+          ) : null}
+          {pending.data && pending.data.events.length ? (
+            <>
+              <Typography variant="body2" sx={{ mb: 1 }} data-testid="pending-total">
+                {pending.data.total >= 100_000n ? "At least 100,000" : formatCount(pending.data.total)} waiting to be
+                charged, oldest first. The pipeline retries them by itself.
+              </Typography>
+              <Table size="small" aria-labelledby="platform-pending-title">
+                <TableHead>
+                  <TableRow>
+                    <TableCell>Event</TableCell>
+                    <TableCell>User</TableCell>
+                    <TableCell>Recorded</TableCell>
+                    <TableCell align="right">Attempts</TableCell>
+                    <TableCell>Last error</TableCell>
+                    <TableCell>Next attempt</TableCell>
+                  </TableRow>
+                </TableHead>
+                <TableBody>
+                  {pending.data.events.map((e) => (
+                    <TableRow key={`${e.event?.userId ?? ""}/${e.event?.eventId ?? ""}`}>
+                      <TableCell sx={{ overflowWrap: "anywhere" }}>{e.event?.eventId}</TableCell>
+                      <TableCell>
+                        <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(e.event?.userId ?? "")}`}>
+                          {e.event?.userId}
+                        </RouterLink>
+                      </TableCell>
+                      <TableCell>{formatDate(e.recordedAt, true)}</TableCell>
+                      <TableCell align="right">{formatCount(e.attempts)}</TableCell>
+                      <TableCell sx={{ overflowWrap: "break-word" }}>{e.lastError || "—"}</TableCell>
+                      <TableCell>{formatDate(e.nextAttemptAt, true)}</TableCell>
+                    </TableRow>
+                  ))}
+                </TableBody>
+              </Table>
+            </>
           ) : null}
         </Panel>
         <Panel

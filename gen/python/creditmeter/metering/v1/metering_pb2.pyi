@@ -71,7 +71,7 @@ class UsageEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., service: _Optional[_Union[_service_kind_pb2.ServiceKind, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., quantity: _Optional[int] = ..., byok: _Optional[bool] = ..., hold_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RecordedEvent(_message.Message):
-    __slots__ = ("event", "cost_nanos", "charged_nanos", "shortfall_nanos", "transaction_id", "price_version", "charged", "recorded_at", "state", "park_reason", "attempts")
+    __slots__ = ("event", "cost_nanos", "charged_nanos", "shortfall_nanos", "transaction_id", "price_version", "charged", "recorded_at", "state", "park_reason", "attempts", "last_error", "next_attempt_at")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     CHARGED_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,8 @@ class RecordedEvent(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     PARK_REASON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     event: UsageEvent
     cost_nanos: int
     charged_nanos: int
@@ -94,7 +96,9 @@ class RecordedEvent(_message.Message):
     state: EventState
     park_reason: str
     attempts: int
-    def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., price_version: _Optional[str] = ..., charged: _Optional[bool] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[EventState, str]] = ..., park_reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    last_error: str
+    next_attempt_at: _timestamp_pb2.Timestamp
+    def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., charged_nanos: _Optional[int] = ..., shortfall_nanos: _Optional[int] = ..., transaction_id: _Optional[str] = ..., price_version: _Optional[str] = ..., charged: _Optional[bool] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[EventState, str]] = ..., park_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
     __slots__ = ("user_id", "service", "model", "input_tokens", "max_output_tokens", "quantity", "byok", "hold_ttl_seconds", "request_id")
@@ -323,6 +327,26 @@ class ListParkedEventsRequest(_message.Message):
     page_size: int
     page_token: str
     def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPendingEventsRequest(_message.Message):
+    __slots__ = ("user_id", "page_size", "page_token")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPendingEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token", "total")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[RecordedEvent]
+    next_page_token: str
+    total: int
+    def __init__(self, events: _Optional[_Iterable[_Union[RecordedEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
 
 class RetryParkedEventsRequest(_message.Message):
     __slots__ = ("event_ids", "request_id")

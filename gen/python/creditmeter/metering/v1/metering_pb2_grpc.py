@@ -55,6 +55,11 @@ class MeteringServiceStub:
                 request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.SerializeToString,
                 response_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.FromString,
                 _registered_method=True)
+        self.ListPendingEvents = channel.unary_unary(
+                '/creditmeter.metering.v1.MeteringService/ListPendingEvents',
+                request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListPendingEventsRequest.SerializeToString,
+                response_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListPendingEventsResponse.FromString,
+                _registered_method=True)
         self.RetryParkedEvents = channel.unary_unary(
                 '/creditmeter.metering.v1.MeteringService/RetryParkedEvents',
                 request_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.RetryParkedEventsRequest.SerializeToString,
@@ -134,6 +139,17 @@ class MeteringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPendingEvents(self, request, context):
+        """Lists events recorded but not charged yet (state PENDING), oldest first,
+        paged, with the error of their last attempt and when the next attempt is
+        due, and how many are pending. Normally short and short-lived: a growing
+        list means a dependency (credits, openrouter) is away; the outbox charges
+        them when it is back, without any action. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RetryParkedEvents(self, request, context):
         """Puts parked events back into the pipeline once their cause is fixed (for
         example, the model is now in the catalog). Each listed event that is
@@ -201,6 +217,11 @@ def add_MeteringServiceServicer_to_server(servicer, server):
                     servicer.ListParkedEvents,
                     request_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.FromString,
                     response_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.SerializeToString,
+            ),
+            'ListPendingEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingEvents,
+                    request_deserializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListPendingEventsRequest.FromString,
+                    response_serializer=creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListPendingEventsResponse.SerializeToString,
             ),
             'RetryParkedEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryParkedEvents,
@@ -337,6 +358,33 @@ class MeteringService:
             '/creditmeter.metering.v1.MeteringService/ListParkedEvents',
             creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsRequest.SerializeToString,
             creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListParkedEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPendingEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditmeter.metering.v1.MeteringService/ListPendingEvents',
+            creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListPendingEventsRequest.SerializeToString,
+            creditmeter_dot_metering_dot_v1_dot_metering__pb2.ListPendingEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
