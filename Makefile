@@ -64,14 +64,16 @@ test: $(STAMP) protos-check protos-lint lint web web-test browser-deps ## Run ev
 test-fast: $(STAMP) ## Unit tests only.
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on our packages.
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on our packages; ESLint on the dashboard.
 	$(BIN)/ruff check services tools tests bench
 	$(BIN)/ruff format --check services tools tests bench
 	$(BIN)/mypy
+	$(BIN)/python -m tools.web lint
 
-fmt: $(STAMP) ## Format the code with ruff.
+fmt: $(STAMP) ## Format the code: ruff for Python, Prettier for the dashboard.
 	$(BIN)/ruff format services tools tests bench
 	$(BIN)/ruff check --fix services tools tests bench
+	$(BIN)/python -m tools.web fmt
 
 token: $(STAMP) ## Print a dev JWT: make token USER=alice ROLE=admin (ROLE: user, admin, svc-metering, svc-coupons, svc-openrouter, svc-platform).
 	@$(BIN)/python -m tools.token $(TOKEN_USER) --role "$(ROLE)"

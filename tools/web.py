@@ -90,7 +90,7 @@ def ensure_node_modules() -> None:
     lock = WEB / "package-lock.json"
     marker = WEB / "node_modules" / ".creditmeter-lock"
     wanted = hashlib.sha256(lock.read_bytes()).hexdigest()
-    tools = [WEB / "node_modules" / ".bin" / name for name in ("protoc-gen-es", "vite", "tsc", "vitest")]
+    tools = [WEB / "node_modules" / ".bin" / name for name in ("protoc-gen-es", "vite", "tsc", "vitest", "eslint")]
     if marker.exists() and marker.read_text() == wanted and all(t.exists() for t in tools):
         return
     print("[web] npm ci", file=sys.stderr, flush=True)
@@ -151,6 +151,19 @@ def unit_tests() -> int:
     ensure_node_modules()
     generate_client()
     return subprocess.run([_npm(), "run", "--silent", "test"], cwd=WEB, env=_env(), check=False).returncode
+
+
+def lint() -> int:
+    """ESLint (web/eslint.config.js; its type-aware rules need the client) and Prettier's check."""
+    ensure_node_modules()
+    generate_client()
+    return subprocess.run([_npm(), "run", "--silent", "lint"], cwd=WEB, env=_env(), check=False).returncode
+
+
+def format_sources() -> int:
+    """Prettier over the dashboard's sources (web/.prettierrc.json)."""
+    ensure_node_modules()
+    return subprocess.run([_npm(), "run", "--silent", "format"], cwd=WEB, env=_env(), check=False).returncode
 
 
 def security_headers(connect_sources: list[str]) -> list[dict[str, Any]]:
@@ -285,7 +298,7 @@ def routes(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["build", "test", "gen"])
+    parser.add_argument("command", choices=["build", "test", "lint", "fmt", "gen"])
     parser.add_argument("--force", action="store_true", help="build even when nothing changed")
     opts = parser.parse_args()
     if opts.command == "build":
@@ -296,6 +309,10 @@ def main() -> int:
         ensure_node_modules()
         generate_client()
         return 0
+    if opts.command == "lint":
+        return lint()
+    if opts.command == "fmt":
+        return format_sources()
     return unit_tests()
 
 

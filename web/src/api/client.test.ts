@@ -66,11 +66,11 @@ describe("httpCall (from the google.api.http rules in the protos)", () => {
 
 describe("call", () => {
   it("sends the bearer token and parses int64 into BigInt", async () => {
-    const fetch = vi.fn(async (_url: RequestInfo | URL, init?: RequestInit) => {
+    const fetch = vi.fn((_url: RequestInfo | URL, init?: RequestInit) => {
       expect(new Headers(init?.headers).get("authorization")).toBe("Bearer tok");
-      return respond(200, { user_id: "alice", balance_nanos: "9223372036854775807", tier: "trial" });
+      return Promise.resolve(respond(200, { user_id: "alice", balance_nanos: "9223372036854775807", tier: "trial" }));
     });
-    configureClient({ fetch: fetch as unknown as typeof globalThis.fetch, token: () => "tok" });
+    configureClient({ fetch, token: () => "tok" });
     const balance = await call(CreditsService.method.getBalance, {});
     expect(balance.balanceNanos).toBe(9_223_372_036_854_775_807n);
     expect(balance.userId).toBe("alice");
@@ -86,7 +86,7 @@ describe("call", () => {
         { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "COUPON_EXPIRED", domain: "coupons", metadata: { code: "OLD" } },
       ],
     };
-    configureClient({ fetch: (async () => respond(400, body)) as typeof globalThis.fetch });
+    configureClient({ fetch: () => Promise.resolve(respond(400, body)) });
     const error = await call(CouponsService.method.redeemCoupon, { code: "OLD", requestId: "x" }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApiError);
     const apiError = error as ApiError;
@@ -98,7 +98,7 @@ describe("call", () => {
     const onUnauthenticated = vi.fn();
     configureClient({
       onUnauthenticated,
-      fetch: (async () => respond(401, { status: "UNAUTHENTICATED", message: "Jwt is expired" })) as typeof globalThis.fetch,
+      fetch: () => Promise.resolve(respond(401, { status: "UNAUTHENTICATED", message: "Jwt is expired" })),
     });
     await expect(call(CreditsService.method.getBalance, {})).rejects.toBeInstanceOf(ApiError);
     expect(onUnauthenticated).toHaveBeenCalledOnce();
@@ -106,9 +106,7 @@ describe("call", () => {
 
   it("says the server is unreachable instead of throwing a TypeError", async () => {
     configureClient({
-      fetch: (async () => {
-        throw new TypeError("Failed to fetch");
-      }) as typeof globalThis.fetch,
+      fetch: () => Promise.reject(new TypeError("Failed to fetch")),
     });
     await expect(call(CreditsService.method.getBalance, {})).rejects.toMatchObject({ reason: "NETWORK_ERROR" });
   });
@@ -136,7 +134,7 @@ describe("stream (newline-delimited JSON)", () => {
       '{"balance":{"user_id":"alice","balance_nanos":"1000"}}\n',
       '{"balance":{"user_id":"alice","balance_nanos":"750"}}\n',
     ]);
-    configureClient({ fetch: (async () => new Response(body, { status: 200 })) as typeof globalThis.fetch });
+    configureClient({ fetch: () => Promise.resolve(new Response(body, { status: 200 })) });
     const seen: bigint[] = [];
     for await (const message of stream(CreditsService.method.watchBalance, {})) {
       seen.push(message.balance?.balanceNanos ?? -1n);

@@ -83,7 +83,7 @@ export function httpCall<I extends DescMessage>(method: DescMethod & { input: I 
   const path = pattern.value.replace(/\{([a-z0-9_.]+)\}/g, (_, field: string) => {
     const value = json[field];
     delete json[field];
-    return encodeURIComponent(value === undefined || value === null ? "" : String(value));
+    return encodeURIComponent(value === undefined || value === null ? "" : typeof value === "string" ? value : JSON.stringify(value));
   });
   let body: string | undefined;
   let query: JsonObject = json;
@@ -194,8 +194,9 @@ export async function* stream<I extends DescMessage, O extends DescMessage>(
     if (parsed && typeof parsed === "object" && !Array.isArray(parsed) && "code" in parsed && "message" in parsed) {
       const details = parsed.details;
       const first = Array.isArray(details) ? details[0] : undefined;
-      const reason = first && typeof first === "object" && !Array.isArray(first) ? String(first.reason ?? "") : "";
-      throw new ApiError(500, String(parsed.status ?? "UNKNOWN"), reason, String(parsed.message));
+      const text = (value: JsonValue | undefined, fallback: string) => (typeof value === "string" ? value : fallback);
+      const reason = first && typeof first === "object" && !Array.isArray(first) ? text(first.reason, "") : "";
+      throw new ApiError(500, text(parsed.status, "UNKNOWN"), reason, text(parsed.message, "the stream failed"));
     }
     yield fromJson(method.output, parsed, { ignoreUnknownFields: true });
   }

@@ -40,9 +40,7 @@ describe("formatUsd", () => {
   });
 
   it("formats the largest balance without losing a nano", () => {
-    expect(formatUsd(9_223_372_036_854_775_807n, { locale: "en-US", precise: true })).toBe(
-      "$9,223,372,036.854775807",
-    );
+    expect(formatUsd(9_223_372_036_854_775_807n, { locale: "en-US", precise: true })).toBe("$9,223,372,036.854775807");
   });
 });
 

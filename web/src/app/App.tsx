@@ -94,16 +94,79 @@ export function App({ config }: { config: AppConfig }) {
                 <Route path="/auth/callback" element={<OidcCallback />} />
                 <Route element={<Layout />}>
                   <Route path="/" element={<Home />} />
-                  <Route path="/credits" element={<RequireAuth><Overview /></RequireAuth>} />
-                  <Route path="/credits/usage" element={<RequireAuth><Usage /></RequireAuth>} />
-                  <Route path="/credits/transactions" element={<RequireAuth><Transactions /></RequireAuth>} />
-                  <Route path="/credits/account" element={<RequireAuth><Account /></RequireAuth>} />
-                  <Route path="/credits/coupons" element={<RequireAuth><Coupons /></RequireAuth>} />
+                  <Route
+                    path="/credits"
+                    element={
+                      <RequireAuth>
+                        <Overview />
+                      </RequireAuth>
+                    }
+                  />
+                  <Route
+                    path="/credits/usage"
+                    element={
+                      <RequireAuth>
+                        <Usage />
+                      </RequireAuth>
+                    }
+                  />
+                  <Route
+                    path="/credits/transactions"
+                    element={
+                      <RequireAuth>
+                        <Transactions />
+                      </RequireAuth>
+                    }
+                  />
+                  <Route
+                    path="/credits/account"
+                    element={
+                      <RequireAuth>
+                        <Account />
+                      </RequireAuth>
+                    }
+                  />
+                  <Route
+                    path="/credits/coupons"
+                    element={
+                      <RequireAuth>
+                        <Coupons />
+                      </RequireAuth>
+                    }
+                  />
                   <Route path="/credits/tiers" element={<Plans />} />
-                  <Route path="/admin/credits" element={<RequireAdmin><AdminAccounts /></RequireAdmin>} />
-                  <Route path="/admin/credits/accounts/:userId" element={<RequireAdmin><AdminAccount /></RequireAdmin>} />
-                  <Route path="/admin/coupons" element={<RequireAdmin><AdminCoupons /></RequireAdmin>} />
-                  <Route path="/admin/platform" element={<RequireAdmin><AdminPlatform /></RequireAdmin>} />
+                  <Route
+                    path="/admin/credits"
+                    element={
+                      <RequireAdmin>
+                        <AdminAccounts />
+                      </RequireAdmin>
+                    }
+                  />
+                  <Route
+                    path="/admin/credits/accounts/:userId"
+                    element={
+                      <RequireAdmin>
+                        <AdminAccount />
+                      </RequireAdmin>
+                    }
+                  />
+                  <Route
+                    path="/admin/coupons"
+                    element={
+                      <RequireAdmin>
+                        <AdminCoupons />
+                      </RequireAdmin>
+                    }
+                  />
+                  <Route
+                    path="/admin/platform"
+                    element={
+                      <RequireAdmin>
+                        <AdminPlatform />
+                      </RequireAdmin>
+                    }
+                  />
                   <Route path="*" element={<Navigate to="/credits" replace />} />
                 </Route>
               </Routes>

@@ -61,16 +61,21 @@ function NavList({ items, onNavigate }: { items: NavItem[]; onNavigate: () => vo
     <>
       {items.map((item) => (
         <ListItem key={item.to} disablePadding>
-        <ListItemButton
-          component={NavLink}
-          to={item.to}
-          end={item.end}
-          onClick={onNavigate}
-          sx={{ borderRadius: 2, mx: 1, my: 0.25, "&.active": { bgcolor: "rgba(31,79,209,0.10)", color: "primary.main", "& svg": { color: "primary.main" } } }}
-        >
-          <ListItemIcon sx={{ minWidth: 38 }}>{item.icon}</ListItemIcon>
-          <ListItemText primary={item.label} />
-        </ListItemButton>
+          <ListItemButton
+            component={NavLink}
+            to={item.to}
+            end={item.end}
+            onClick={onNavigate}
+            sx={{
+              borderRadius: 2,
+              mx: 1,
+              my: 0.25,
+              "&.active": { bgcolor: "rgba(31,79,209,0.10)", color: "primary.main", "& svg": { color: "primary.main" } },
+            }}
+          >
+            <ListItemIcon sx={{ minWidth: 38 }}>{item.icon}</ListItemIcon>
+            <ListItemText primary={item.label} />
+          </ListItemButton>
         </ListItem>
       ))}
     </>
@@ -143,7 +148,7 @@ export function Layout() {
               </Button>
             </>
           ) : (
-            <Button variant="contained" onClick={() => navigate(`/signin?next=${encodeURIComponent(location.pathname)}`)}>
+            <Button variant="contained" onClick={() => void navigate(`/signin?next=${encodeURIComponent(location.pathname)}`)}>
               Sign in
             </Button>
           )}
@@ -155,7 +160,12 @@ export function Layout() {
       </Drawer>
       <Drawer
         variant="permanent"
-        sx={{ display: { xs: "none", md: "block" }, width: WIDTH, flexShrink: 0, "& .MuiDrawer-paper": { width: WIDTH, boxSizing: "border-box", borderRight: "1px solid #e3e7f0" } }}
+        sx={{
+          display: { xs: "none", md: "block" },
+          width: WIDTH,
+          flexShrink: 0,
+          "& .MuiDrawer-paper": { width: WIDTH, boxSizing: "border-box", borderRight: "1px solid #e3e7f0" },
+        }}
       >
         <Toolbar />
         {nav}

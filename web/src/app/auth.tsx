@@ -29,7 +29,10 @@ export function decodeClaims(token: string): Claims {
   const part = token.split(".")[1];
   if (!part) return {};
   try {
-    const base64 = part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=");
+    const base64 = part
+      .replace(/-/g, "+")
+      .replace(/_/g, "/")
+      .padEnd(Math.ceil(part.length / 4) * 4, "=");
     return JSON.parse(atob(base64)) as Claims;
   } catch {
     return {};
@@ -106,14 +109,11 @@ export function AuthProvider({ config, children }: { config: AppConfig; children
     if (next) setNotice("");
   }, []);
 
-  const expire = useCallback(
-    (why: string) => {
-      currentToken = null;
-      setSession(null);
-      setNotice(why);
-    },
-    [],
-  );
+  const expire = useCallback((why: string) => {
+    currentToken = null;
+    setSession(null);
+    setNotice(why);
+  }, []);
 
   useEffect(() => {
     if (!manager) return;

@@ -21,7 +21,7 @@ export function useLiveBalance(user: string, enabled: boolean): LiveState {
     let delay = 1000;
     let first = true;
     let lastBalance: bigint | null = null;
-    (async () => {
+    void (async () => {
       while (!abort.signal.aborted) {
         try {
           setState("connecting");

@@ -1,6 +1,19 @@
 // Dates and enum labels for display, in the browser's locale.
 import type { DescEnum, DescMessage } from "@bufbuild/protobuf";
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+
+/** A report range: the last ``days`` days, ending a minute after the moment it is chosen (so usage
+ * recorded right after still counts). Made when the user picks a range, never while rendering. */
+export interface DayRange {
+  days: number;
+  startTime: Timestamp;
+  endTime: Timestamp;
+}
+
+export function lastDays(days: number): DayRange {
+  const end = new Date(Date.now() + 60_000);
+  return { days, startTime: timestampFromDate(new Date(end.getTime() - days * 86_400_000)), endTime: timestampFromDate(end) };
+}
 
 export function toDate(ts: Timestamp | undefined): Date | null {
   return ts ? timestampDate(ts) : null;

@@ -41,7 +41,12 @@ function KeyStatus({ account }: { account: Account }) {
       <Row label="Spending limit">{account.limitNanos > 0n ? formatUsd(account.limitNanos) : "none"}</Row>
       <Row label="Used on OpenRouter">{formatUsd(account.usageNanos)}</Row>
       {account.limitNanos > 0n ? (
-        <LinearProgress variant="determinate" value={Math.min(100, used)} aria-label="OpenRouter key usage of its limit" sx={{ my: 1.5, height: 8, borderRadius: 4 }} />
+        <LinearProgress
+          variant="determinate"
+          value={Math.min(100, used)}
+          aria-label="OpenRouter key usage of its limit"
+          sx={{ my: 1.5, height: 8, borderRadius: 4 }}
+        />
       ) : null}
       <Row label="Your own key (BYOK)">{account.byokHint ? <span data-testid="byok-hint">…{account.byokHint}</span> : "not set"}</Row>
       <Row label="Last synced">{formatDate(account.syncedAt, true)}</Row>
@@ -58,7 +63,10 @@ export default function AccountPage() {
   });
   const refresh = () => void client.invalidateQueries({ queryKey: KEY });
   const create = useMutation({ mutationFn: () => call(OpenRouterService.method.createAccount, {}), onSuccess: refresh });
-  const sync = useMutation({ mutationFn: () => call(OpenRouterService.method.syncBalance, {}), onSuccess: (r) => client.setQueryData(KEY, { account: r.account }) });
+  const sync = useMutation({
+    mutationFn: () => call(OpenRouterService.method.syncBalance, {}),
+    onSuccess: (r) => client.setQueryData(KEY, { account: r.account }),
+  });
   const setByok = useMutation({
     mutationFn: (key: string) => call(OpenRouterService.method.setByokKey, { apiKey: key, requestId: requestId() }),
     onSuccess: () => {
@@ -66,7 +74,10 @@ export default function AccountPage() {
       refresh();
     },
   });
-  const removeByok = useMutation({ mutationFn: () => call(OpenRouterService.method.deleteByokKey, { requestId: requestId() }), onSuccess: refresh });
+  const removeByok = useMutation({
+    mutationFn: () => call(OpenRouterService.method.deleteByokKey, { requestId: requestId() }),
+    onSuccess: refresh,
+  });
   const missing = account.error instanceof ApiError && account.error.reason === "ACCOUNT_NOT_FOUND";
   const data = account.data?.account;
 
@@ -112,8 +123,8 @@ export default function AccountPage() {
         </Panel>
         <Panel title="Bring your own key" id="byok">
           <Typography variant="body2" color="text.secondary" sx={{ mb: 2 }}>
-            Calls then run on your own OpenRouter key and you pay only the platform markup. The key is checked with OpenRouter,
-            stored encrypted, and never shown again — only its last four characters.
+            Calls then run on your own OpenRouter key and you pay only the platform markup. The key is checked with OpenRouter, stored
+            encrypted, and never shown again — only its last four characters.
           </Typography>
           <Box component="form" onSubmit={submitKey} sx={{ display: "flex", gap: 1.5, flexDirection: { xs: "column", sm: "row" } }}>
             <TextField
@@ -128,7 +139,11 @@ export default function AccountPage() {
               Save key
             </Button>
           </Box>
-          {setByok.error ? <Box sx={{ mt: 1.5 }}><ErrorAlert error={setByok.error} /></Box> : null}
+          {setByok.error ? (
+            <Box sx={{ mt: 1.5 }}>
+              <ErrorAlert error={setByok.error} />
+            </Box>
+          ) : null}
           {setByok.isSuccess ? (
             <Alert severity="success" role="status" sx={{ mt: 1.5 }}>
               Your key ending in …{setByok.data.byokHint} is saved.
@@ -141,7 +156,11 @@ export default function AccountPage() {
               </Button>
             </Box>
           ) : null}
-          {removeByok.error ? <Box sx={{ mt: 1.5 }}><ErrorAlert error={removeByok.error} /></Box> : null}
+          {removeByok.error ? (
+            <Box sx={{ mt: 1.5 }}>
+              <ErrorAlert error={removeByok.error} />
+            </Box>
+          ) : null}
         </Panel>
       </Box>
     </>

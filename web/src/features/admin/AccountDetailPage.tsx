@@ -77,17 +77,42 @@ function AllocateForm({ user }: { user: string }) {
   return (
     <Panel title="Allocate credits" id="allocate">
       <Box component="form" onSubmit={submit} sx={{ display: "grid", gap: 1.5 }}>
-        <TextField label="Amount (USD)" value={amount} onChange={(e) => setAmount(e.target.value)} required error={!!inputError} helperText={inputError || " "} slotProps={{ htmlInput: { inputMode: "decimal" } }} />
-        <TextField label="Reason" value={reason} onChange={(e) => setReason(e.target.value)} required slotProps={{ htmlInput: { maxLength: 500 } }} />
-        <TextField label="Expires on (optional)" type="date" value={expires} onChange={(e) => setExpires(e.target.value)} slotProps={{ inputLabel: { shrink: true } }} />
+        <TextField
+          label="Amount (USD)"
+          value={amount}
+          onChange={(e) => setAmount(e.target.value)}
+          required
+          error={!!inputError}
+          helperText={inputError || " "}
+          slotProps={{ htmlInput: { inputMode: "decimal" } }}
+        />
+        <TextField
+          label="Reason"
+          value={reason}
+          onChange={(e) => setReason(e.target.value)}
+          required
+          slotProps={{ htmlInput: { maxLength: 500 } }}
+        />
+        <TextField
+          label="Expires on (optional)"
+          type="date"
+          value={expires}
+          onChange={(e) => setExpires(e.target.value)}
+          slotProps={{ inputLabel: { shrink: true } }}
+        />
         <Button type="submit" variant="contained" disabled={allocate.isPending}>
           Allocate
         </Button>
       </Box>
-      {allocate.isError ? <Box sx={{ mt: 1.5 }}><ErrorAlert error={allocate.error} /></Box> : null}
+      {allocate.isError ? (
+        <Box sx={{ mt: 1.5 }}>
+          <ErrorAlert error={allocate.error} />
+        </Box>
+      ) : null}
       {allocate.isSuccess ? (
         <Alert severity="success" role="status" sx={{ mt: 1.5 }}>
-          Allocated {formatUsd(allocate.data.transaction?.amountNanos ?? 0n)}. New balance {formatUsd(allocate.data.transaction?.balanceAfterNanos ?? 0n)}.
+          Allocated {formatUsd(allocate.data.transaction?.amountNanos ?? 0n)}. New balance{" "}
+          {formatUsd(allocate.data.transaction?.balanceAfterNanos ?? 0n)}.
         </Alert>
       ) : null}
     </Panel>
@@ -102,7 +127,12 @@ function TierForm({ user }: { user: string }) {
   const [tier, setTier] = useState("");
   const change = useMutation({
     mutationFn: (input: { tier: string; id: string }) =>
-      call(CreditsService.method.setTier, { userId: user, tier: input.tier, requestId: input.id, reason: "changed in the admin dashboard" }),
+      call(CreditsService.method.setTier, {
+        userId: user,
+        tier: input.tier,
+        requestId: input.id,
+        reason: "changed in the admin dashboard",
+      }),
     onSuccess: () => {
       submission.renew();
       void client.invalidateQueries({ queryKey: ["balance", user] });
@@ -134,7 +164,11 @@ function TierForm({ user }: { user: string }) {
           Change tier
         </Button>
       </Box>
-      {change.isError ? <Box sx={{ mt: 1.5 }}><ErrorAlert error={change.error} /></Box> : null}
+      {change.isError ? (
+        <Box sx={{ mt: 1.5 }}>
+          <ErrorAlert error={change.error} />
+        </Box>
+      ) : null}
       {change.isSuccess ? (
         <Alert severity="success" role="status" sx={{ mt: 1.5 }}>
           Moved from {change.data.previousTier} to {change.data.account?.tier}.
@@ -152,7 +186,13 @@ function RefundDialog({ user, tx, onClose }: { user: string; tx: Transaction; on
   const [inputError, setInputError] = useState("");
   const refund = useMutation({
     mutationFn: (nanos: bigint) =>
-      call(CreditsService.method.refund, { userId: user, transactionId: tx.transactionId, amountNanos: nanos, reason: reason.trim(), requestId: id }),
+      call(CreditsService.method.refund, {
+        userId: user,
+        transactionId: tx.transactionId,
+        amountNanos: nanos,
+        reason: reason.trim(),
+        requestId: id,
+      }),
     onSuccess: () => {
       void client.invalidateQueries({ queryKey: ["balance", user] });
       void client.invalidateQueries({ queryKey: ["transactions", user] });
@@ -174,7 +214,15 @@ function RefundDialog({ user, tx, onClose }: { user: string; tx: Transaction; on
         }}
       >
         <DialogContent sx={{ display: "grid", gap: 1.5, pt: "8px !important" }}>
-          <TextField label="Refund amount (USD)" value={amount} onChange={(e) => setAmount(e.target.value)} required error={!!inputError} helperText={inputError || " "} autoFocus />
+          <TextField
+            label="Refund amount (USD)"
+            value={amount}
+            onChange={(e) => setAmount(e.target.value)}
+            required
+            error={!!inputError}
+            helperText={inputError || " "}
+            autoFocus
+          />
           <TextField label="Refund reason" value={reason} onChange={(e) => setReason(e.target.value)} required />
           {refund.isError ? <ErrorAlert error={refund.error} /> : null}
           {refund.isSuccess ? (
@@ -214,7 +262,14 @@ export default function AccountDetailPage() {
       ) : (
         <Grid container spacing={2.5}>
           <Grid size={{ xs: 12, lg: 8 }}>
-            <Tabs value={tab} onChange={(_, v: number) => setTab(v)} aria-label="Account views" sx={{ mb: 2 }} variant="scrollable" allowScrollButtonsMobile>
+            <Tabs
+              value={tab}
+              onChange={(_, v: number) => setTab(v)}
+              aria-label="Account views"
+              sx={{ mb: 2 }}
+              variant="scrollable"
+              allowScrollButtonsMobile
+            >
               <Tab label="Overview" />
               <Tab label="Usage" />
               <Tab label="Transactions" />

@@ -38,7 +38,10 @@ export default function AccountsPage() {
 
   return (
     <>
-      <PageHeader title="Accounts" subtitle="Find a user to see their balance, usage and ledger, allocate or refund credits, or change their plan." />
+      <PageHeader
+        title="Accounts"
+        subtitle="Find a user to see their balance, usage and ledger, allocate or refund credits, or change their plan."
+      />
       <Panel title="All accounts" id="accounts" error={accounts.error}>
         <Box sx={{ display: "flex", gap: 1.5, flexWrap: "wrap", mb: 2 }}>
           <TextField
@@ -105,7 +108,11 @@ export default function AccountsPage() {
           <Button size="small" disabled={tokens.length <= 1} onClick={() => setTokens(tokens.slice(0, -1))}>
             Previous page
           </Button>
-          <Button size="small" disabled={!accounts.data?.nextPageToken} onClick={() => setTokens([...tokens, accounts.data?.nextPageToken ?? ""])}>
+          <Button
+            size="small"
+            disabled={!accounts.data?.nextPageToken}
+            onClick={() => setTokens([...tokens, accounts.data?.nextPageToken ?? ""])}
+          >
             Next page
           </Button>
         </Box>

@@ -127,17 +127,40 @@ function CreateCouponForm() {
             ))}
           </Select>
         </FormControl>
-        <TextField label="Description" value={draft.description} onChange={(e) => set({ description: e.target.value })} sx={{ gridColumn: { sm: "1 / -1" } }} />
+        <TextField
+          label="Description"
+          value={draft.description}
+          onChange={(e) => set({ description: e.target.value })}
+          sx={{ gridColumn: { sm: "1 / -1" } }}
+        />
         {isGrant ? (
           <>
-            <TextField label="Credits (USD)" value={draft.amount} onChange={(e) => set({ amount: e.target.value })} required error={!!inputError} helperText={inputError || " "} />
-            <TextField label="Credits expire after (days)" type="number" value={draft.creditExpiryDays} onChange={(e) => set({ creditExpiryDays: e.target.value })} helperText="Empty: never" />
+            <TextField
+              label="Credits (USD)"
+              value={draft.amount}
+              onChange={(e) => set({ amount: e.target.value })}
+              required
+              error={!!inputError}
+              helperText={inputError || " "}
+            />
+            <TextField
+              label="Credits expire after (days)"
+              type="number"
+              value={draft.creditExpiryDays}
+              onChange={(e) => set({ creditExpiryDays: e.target.value })}
+              helperText="Empty: never"
+            />
           </>
         ) : (
           <>
             <FormControl>
               <InputLabel id="trial-tier-label">Trial tier</InputLabel>
-              <Select labelId="trial-tier-label" label="Trial tier" value={draft.trialTier} onChange={(e) => set({ trialTier: e.target.value })}>
+              <Select
+                labelId="trial-tier-label"
+                label="Trial tier"
+                value={draft.trialTier}
+                onChange={(e) => set({ trialTier: e.target.value })}
+              >
                 {tiers.data?.tiers.map((t) => (
                   <MenuItem key={t.tierId} value={t.tierId}>
                     {t.displayName}
@@ -145,12 +168,36 @@ function CreateCouponForm() {
                 ))}
               </Select>
             </FormControl>
-            <TextField label="Trial length (days)" type="number" value={draft.trialDays} onChange={(e) => set({ trialDays: e.target.value })} required />
+            <TextField
+              label="Trial length (days)"
+              type="number"
+              value={draft.trialDays}
+              onChange={(e) => set({ trialDays: e.target.value })}
+              required
+            />
           </>
         )}
-        <TextField label="Coupon expires on" type="date" value={draft.expires} onChange={(e) => set({ expires: e.target.value })} slotProps={{ inputLabel: { shrink: true } }} helperText="Empty: never" />
-        <TextField label="Total redemptions" type="number" value={draft.maxRedemptions} onChange={(e) => set({ maxRedemptions: e.target.value })} helperText="Empty: unlimited" />
-        <TextField label="Redemptions per user" type="number" value={draft.perUserLimit} onChange={(e) => set({ perUserLimit: e.target.value })} />
+        <TextField
+          label="Coupon expires on"
+          type="date"
+          value={draft.expires}
+          onChange={(e) => set({ expires: e.target.value })}
+          slotProps={{ inputLabel: { shrink: true } }}
+          helperText="Empty: never"
+        />
+        <TextField
+          label="Total redemptions"
+          type="number"
+          value={draft.maxRedemptions}
+          onChange={(e) => set({ maxRedemptions: e.target.value })}
+          helperText="Empty: unlimited"
+        />
+        <TextField
+          label="Redemptions per user"
+          type="number"
+          value={draft.perUserLimit}
+          onChange={(e) => set({ perUserLimit: e.target.value })}
+        />
         <FormControl component="fieldset" sx={{ gridColumn: { sm: "1 / -1" } }}>
           <FormLabel component="legend">Eligible tiers (none ticked: all)</FormLabel>
           <FormGroup row>
@@ -162,7 +209,11 @@ function CreateCouponForm() {
                   <Checkbox
                     checked={draft.eligibleTiers.includes(t.tierId)}
                     onChange={(e) =>
-                      set({ eligibleTiers: e.target.checked ? [...draft.eligibleTiers, t.tierId] : draft.eligibleTiers.filter((x) => x !== t.tierId) })
+                      set({
+                        eligibleTiers: e.target.checked
+                          ? [...draft.eligibleTiers, t.tierId]
+                          : draft.eligibleTiers.filter((x) => x !== t.tierId),
+                      })
                     }
                   />
                 }
@@ -179,7 +230,11 @@ function CreateCouponForm() {
           Create coupon
         </Button>
       </Box>
-      {create.isError ? <Box sx={{ mt: 1.5 }}><ErrorAlert error={create.error} /></Box> : null}
+      {create.isError ? (
+        <Box sx={{ mt: 1.5 }}>
+          <ErrorAlert error={create.error} />
+        </Box>
+      ) : null}
       {create.isSuccess ? (
         <Alert severity="success" role="status" sx={{ mt: 1.5 }}>
           Coupon {create.data.coupon?.code} created.
@@ -217,7 +272,13 @@ function Redemptions({ coupon, onClose }: { coupon: Coupon; onClose: () => void 
                   <TableRow key={r.redemptionId}>
                     <TableCell>{r.userId}</TableCell>
                     <TableCell>{enumLabel(statusEnum, r.status)}</TableCell>
-                    <TableCell>{r.grant?.creditsNanos ? formatUsd(r.grant.creditsNanos) : r.grant?.trialTier ? `${tierLabel(r.grant.trialTier)} trial` : ""}</TableCell>
+                    <TableCell>
+                      {r.grant?.creditsNanos
+                        ? formatUsd(r.grant.creditsNanos)
+                        : r.grant?.trialTier
+                          ? `${tierLabel(r.grant.trialTier)} trial`
+                          : ""}
+                    </TableCell>
                     <TableCell>{formatDate(r.createdAt, true)}</TableCell>
                   </TableRow>
                 ))}
@@ -278,13 +339,17 @@ export default function CouponsAdminPage() {
                   {rows.map((c) => (
                     <TableRow key={c.code} data-testid={`coupon-${c.code}`}>
                       <TableCell sx={{ fontWeight: 650 }}>{c.code}</TableCell>
-                      <TableCell>{c.creditAmountNanos > 0n ? formatUsd(c.creditAmountNanos) : `${tierLabel(c.trialTier)} trial, ${c.trialDays} days`}</TableCell>
+                      <TableCell>
+                        {c.creditAmountNanos > 0n ? formatUsd(c.creditAmountNanos) : `${tierLabel(c.trialTier)} trial, ${c.trialDays} days`}
+                      </TableCell>
                       <TableCell align="right">
                         {c.redemptionCount.toString()}
                         {c.maxRedemptions > 0n ? ` / ${c.maxRedemptions}` : ""}
                       </TableCell>
                       <TableCell>{c.expiresAt ? formatDate(c.expiresAt) : "Never"}</TableCell>
-                      <TableCell>{c.disabled ? <Chip size="small" label="Disabled" /> : <Chip size="small" color="success" label="Active" />}</TableCell>
+                      <TableCell>
+                        {c.disabled ? <Chip size="small" label="Disabled" /> : <Chip size="small" color="success" label="Active" />}
+                      </TableCell>
                       <TableCell sx={{ whiteSpace: "nowrap" }}>
                         <Button size="small" onClick={() => setViewing(c)} aria-label={`Redemptions of ${c.code}`}>
                           Redemptions
@@ -308,11 +373,20 @@ export default function CouponsAdminPage() {
         <DialogTitle id="disable-title">Disable {confirming?.code}?</DialogTitle>
         <DialogContent>
           Nobody can redeem it afterwards. Credits already granted stay with their users.
-          {disable.isError ? <Box sx={{ mt: 1.5 }}><ErrorAlert error={disable.error} /></Box> : null}
+          {disable.isError ? (
+            <Box sx={{ mt: 1.5 }}>
+              <ErrorAlert error={disable.error} />
+            </Box>
+          ) : null}
         </DialogContent>
         <DialogActions>
           <Button onClick={() => setConfirming(null)}>Cancel</Button>
-          <Button color="error" variant="contained" disabled={disable.isPending} onClick={() => confirming && disable.mutate(confirming.code)}>
+          <Button
+            color="error"
+            variant="contained"
+            disabled={disable.isPending}
+            onClick={() => confirming && disable.mutate(confirming.code)}
+          >
             Disable coupon
           </Button>
         </DialogActions>

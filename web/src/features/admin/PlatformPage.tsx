@@ -14,9 +14,8 @@ import TableRow from "@mui/material/TableRow";
 import ToggleButton from "@mui/material/ToggleButton";
 import ToggleButtonGroup from "@mui/material/ToggleButtonGroup";
 import Typography from "@mui/material/Typography";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useMemo, useState } from "react";
+import { useState } from "react";
 import { Bar } from "react-chartjs-2";
 import { Link as RouterLink } from "react-router";
 import { call, requestId } from "../../api/client";
@@ -24,7 +23,7 @@ import { formatUsd, formatUsdAuto, nanosForChart } from "../../api/money";
 import { palette } from "../../components/charts";
 import { EmptyState } from "../../components/EmptyState";
 import { ErrorAlert } from "../../components/ErrorAlert";
-import { enumOf, formatCount, formatDate, tierLabel } from "../../components/format";
+import { enumOf, formatCount, formatDate, lastDays, tierLabel } from "../../components/format";
 import { PageHeader } from "../../components/PageHeader";
 import { Panel } from "../../components/Panel";
 import { CreditsService, GetPlatformReportRequestSchema } from "../../gen/creditmeter/credits/v1/credits_pb";
@@ -51,16 +50,17 @@ function retrySummary(answer: RetryParkedEventsResponse): string {
 
 /** Usage revenue and grants across all users (credits.GetPlatformReport, admin only). */
 export default function PlatformPage() {
-  const [days, setDays] = useState(30);
+  const [range, setRange] = useState(() => lastDays(30));
+  const days = range.days;
   const [monthly, setMonthly] = useState(false);
-  const range = useMemo(() => {
-    const end = new Date(Date.now() + 60_000);
-    return { startTime: timestampFromDate(new Date(end.getTime() - days * 86_400_000)), endTime: timestampFromDate(end) };
-  }, [days]);
   const report = useQuery({
     queryKey: ["platform", days, monthly],
     queryFn: ({ signal }) =>
-      call(CreditsService.method.getPlatformReport, { ...range, interval: monthly ? MONTH : DAY, topUsersCount: 10 }, signal),
+      call(
+        CreditsService.method.getPlatformReport,
+        { startTime: range.startTime, endTime: range.endTime, interval: monthly ? MONTH : DAY, topUsersCount: 10 },
+        signal,
+      ),
   });
   // Usage the pipeline gave up charging (state PARKED, with its reason): an operator's to-do list.
   const parked = useQuery({
@@ -99,14 +99,25 @@ export default function PlatformPage() {
           <Box sx={{ display: "flex", gap: 1.5, flexWrap: "wrap" }}>
             <FormControl size="small" sx={{ minWidth: 160 }}>
               <InputLabel id="platform-range-label">Range</InputLabel>
-              <Select labelId="platform-range-label" label="Range" value={days} onChange={(e) => setDays(Number(e.target.value))}>
+              <Select
+                labelId="platform-range-label"
+                label="Range"
+                value={days}
+                onChange={(e) => setRange(lastDays(Number(e.target.value)))}
+              >
                 <MenuItem value={7}>Last 7 days</MenuItem>
                 <MenuItem value={30}>Last 30 days</MenuItem>
                 <MenuItem value={90}>Last 90 days</MenuItem>
                 <MenuItem value={365}>Last 12 months</MenuItem>
               </Select>
             </FormControl>
-            <ToggleButtonGroup size="small" exclusive value={monthly ? "month" : "day"} onChange={(_, v: string | null) => v && setMonthly(v === "month")} aria-label="Group by">
+            <ToggleButtonGroup
+              size="small"
+              exclusive
+              value={monthly ? "month" : "day"}
+              onChange={(_, v: string | null) => v && setMonthly(v === "month")}
+              aria-label="Group by"
+            >
               <ToggleButton value="day">By day</ToggleButton>
               <ToggleButton value="month">By month</ToggleButton>
             </ToggleButtonGroup>
@@ -142,7 +153,11 @@ export default function PlatformPage() {
                   data={{
                     labels: r.byDate.map((d) => d.date),
                     datasets: [
-                      { label: "Usage revenue", data: r.byDate.map((d) => nanosForChart(d.usageRevenueNanos)), backgroundColor: palette[0] },
+                      {
+                        label: "Usage revenue",
+                        data: r.byDate.map((d) => nanosForChart(d.usageRevenueNanos)),
+                        backgroundColor: palette[0],
+                      },
                       { label: "Granted", data: r.byDate.map((d) => nanosForChart(d.grantedNanos)), backgroundColor: palette[2] },
                     ],
                   }}
@@ -260,8 +275,8 @@ export default function PlatformPage() {
           {pending.data && pending.data.events.length ? (
             <>
               <Typography variant="body2" sx={{ mb: 1 }} data-testid="pending-total">
-                {pending.data.total >= 100_000n ? "At least 100,000" : formatCount(pending.data.total)} waiting to be
-                charged, oldest first. The pipeline retries them by itself.
+                {pending.data.total >= 100_000n ? "At least 100,000" : formatCount(pending.data.total)} waiting to be charged, oldest first.
+                The pipeline retries them by itself.
               </Typography>
               <Table size="small" aria-labelledby="platform-pending-title">
                 <TableHead>
@@ -307,7 +322,11 @@ export default function PlatformPage() {
             ) : null
           }
         >
-          {retry.isError ? <Box sx={{ mb: 1.5 }}><ErrorAlert error={retry.error} /></Box> : null}
+          {retry.isError ? (
+            <Box sx={{ mb: 1.5 }}>
+              <ErrorAlert error={retry.error} />
+            </Box>
+          ) : null}
           {retry.data ? (
             <Alert severity="info" role="status" sx={{ mb: 1.5 }} onClose={() => retry.reset()}>
               {retrySummary(retry.data)}
@@ -335,9 +354,7 @@ export default function PlatformPage() {
                   <TableRow key={`${e.event?.userId ?? ""}/${e.event?.eventId ?? ""}`}>
                     <TableCell sx={{ overflowWrap: "anywhere" }}>{e.event?.eventId}</TableCell>
                     <TableCell>
-                      <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(e.event?.userId ?? "")}`}>
-                        {e.event?.userId}
-                      </RouterLink>
+                      <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(e.event?.userId ?? "")}`}>{e.event?.userId}</RouterLink>
                     </TableCell>
                     <TableCell>{formatDate(e.recordedAt, true)}</TableCell>
                     <TableCell align="right">{formatCount(e.attempts)}</TableCell>

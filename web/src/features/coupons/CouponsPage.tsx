@@ -39,7 +39,8 @@ export default function CouponsPage() {
     queryFn: ({ signal }) => call(CouponsService.method.listRedemptions, { pageSize: 50 }, signal),
   });
   const redeem = useMutation({
-    mutationFn: (input: { code: string; id: string }) => call(CouponsService.method.redeemCoupon, { code: input.code, requestId: input.id }),
+    mutationFn: (input: { code: string; id: string }) =>
+      call(CouponsService.method.redeemCoupon, { code: input.code, requestId: input.id }),
     onSuccess: () => {
       setCode("");
       setPending(null);

@@ -30,7 +30,13 @@ function Stat({ label, value, hint, testId }: { label: string; value: string; hi
         <Typography variant="body2" color="text.secondary" component="h2" id={`${testId}-label`}>
           {label}
         </Typography>
-        <Typography variant="h4" component="p" aria-labelledby={`${testId}-label`} data-testid={testId} sx={{ mt: 0.5, fontSize: { xs: "1.5rem", sm: "2rem" } }}>
+        <Typography
+          variant="h4"
+          component="p"
+          aria-labelledby={`${testId}-label`}
+          data-testid={testId}
+          sx={{ mt: 0.5, fontSize: { xs: "1.5rem", sm: "2rem" } }}
+        >
           {value}
         </Typography>
         {hint ? (
@@ -80,7 +86,12 @@ export function AccountOverview({ user }: { user: string }) {
       ) : null}
       <Grid container spacing={2}>
         <Grid size={{ xs: 12, sm: 6, lg: 3 }}>
-          <Stat label="Balance" value={formatUsd(b.balanceNanos, { precise: true })} testId="balance" hint="Credits you own, held ones included" />
+          <Stat
+            label="Balance"
+            value={formatUsd(b.balanceNanos, { precise: true })}
+            testId="balance"
+            hint="Credits you own, held ones included"
+          />
         </Grid>
         <Grid size={{ xs: 12, sm: 6, lg: 3 }}>
           <Stat label="Available" value={formatUsd(b.availableNanos, { precise: true })} testId="available" hint="Balance minus holds" />
@@ -132,7 +143,9 @@ export function AccountOverview({ user }: { user: string }) {
       </Grid>
       <Panel title="Credits that expire" id="expiring">
         {b.expiring.length === 0 ? (
-          <EmptyState title="No credits are due to expire">Credits with an expiry date (monthly allocations, some coupons) show up here.</EmptyState>
+          <EmptyState title="No credits are due to expire">
+            Credits with an expiry date (monthly allocations, some coupons) show up here.
+          </EmptyState>
         ) : (
           <Box sx={{ overflowX: "auto" }}>
             <Table size="small" aria-labelledby="expiring-title">

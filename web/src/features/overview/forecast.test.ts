@@ -7,7 +7,13 @@ const USD = 1_000_000_000n;
 const tiers = [
   create(TierSchema, { tierId: "trial", displayName: "Trial", priceCents: 400n, creditsNanos: 1n * USD, apiCallLimit: 100n }),
   create(TierSchema, { tierId: "starter", displayName: "Starter", priceCents: 1900n, creditsNanos: 20n * USD, apiCallLimit: 1000n }),
-  create(TierSchema, { tierId: "professional", displayName: "Professional", priceCents: 4900n, creditsNanos: 60n * USD, apiCallLimit: 10000n }),
+  create(TierSchema, {
+    tierId: "professional",
+    displayName: "Professional",
+    priceCents: 4900n,
+    creditsNanos: 60n * USD,
+    apiCallLimit: 10000n,
+  }),
 ];
 
 describe("forecast", () => {

@@ -46,7 +46,10 @@ export function upgradeAdvice(
     const candidateOverage = spentNanos > candidate.creditsNanos ? spentNanos - candidate.creditsNanos : 0n;
     const candidateCost = candidate.priceCents * centsToNanos + candidateOverage;
     if (overage > 0n && candidateCost < currentCost) {
-      return { tier: candidate, why: `Your usage this period would have cost less on ${candidate.displayName}, whose monthly credits cover it.` };
+      return {
+        tier: candidate,
+        why: `Your usage this period would have cost less on ${candidate.displayName}, whose monthly credits cover it.`,
+      };
     }
   }
   if (callsLimit > 0n && callsUsed * 10n >= callsLimit * 8n) {

@@ -32,10 +32,6 @@ export function useUsageSummary(user: string, from: Date | null) {
     queryKey: keys.summary(user, from?.toISOString() ?? ""),
     enabled: from !== null,
     queryFn: ({ signal }) =>
-      call(
-        MeteringService.method.getUsageSummary,
-        { userId: user, startTime: from ? timestampFromDate(from) : undefined },
-        signal,
-      ),
+      call(MeteringService.method.getUsageSummary, { userId: user, startTime: from ? timestampFromDate(from) : undefined }, signal),
   });
 }

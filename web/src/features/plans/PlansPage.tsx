@@ -81,7 +81,13 @@ export default function PlansPage() {
               <Card
                 component="article"
                 aria-label={`${t.displayName} plan${isCurrent ? " (your current plan)" : ""}`}
-                sx={{ height: "100%", display: "flex", flexDirection: "column", borderWidth: isCurrent ? 2 : 1, borderColor: isCurrent ? "primary.main" : undefined }}
+                sx={{
+                  height: "100%",
+                  display: "flex",
+                  flexDirection: "column",
+                  borderWidth: isCurrent ? 2 : 1,
+                  borderColor: isCurrent ? "primary.main" : undefined,
+                }}
               >
                 <CardContent sx={{ flexGrow: 1 }}>
                   <Box sx={{ display: "flex", alignItems: "center", gap: 1 }}>
@@ -106,7 +112,13 @@ export default function PlansPage() {
                   </Box>
                 </CardContent>
                 <CardActions sx={{ p: 2 }}>
-                  <Button fullWidth variant={isCurrent ? "outlined" : "contained"} disabled={isCurrent} onClick={() => select(t)} aria-label={`Select the ${t.displayName} plan`}>
+                  <Button
+                    fullWidth
+                    variant={isCurrent ? "outlined" : "contained"}
+                    disabled={isCurrent}
+                    onClick={() => select(t)}
+                    aria-label={`Select the ${t.displayName} plan`}
+                  >
                     {isCurrent ? "Your plan" : "Select plan"}
                   </Button>
                 </CardActions>
@@ -140,7 +152,11 @@ export default function PlansPage() {
                         {row.label}
                       </TableCell>
                       {list.map((t) => (
-                        <TableCell key={t.tierId} align="center" sx={t.tierId === current ? { bgcolor: "rgba(31,79,209,0.06)" } : undefined}>
+                        <TableCell
+                          key={t.tierId}
+                          align="center"
+                          sx={t.tierId === current ? { bgcolor: "rgba(31,79,209,0.06)" } : undefined}
+                        >
                           {row.cell(t)}
                         </TableCell>
                       ))}
@@ -156,8 +172,8 @@ export default function PlansPage() {
         <DialogTitle id="upgrade-title">Upgrading to {explain?.displayName}</DialogTitle>
         <DialogContent>
           <Alert severity="info">
-            Online checkout is not set up on this platform yet. Ask your administrator to move your account to the{" "}
-            {explain?.displayName} plan; they can change it from the admin Accounts page, and your new allocation starts right away.
+            Online checkout is not set up on this platform yet. Ask your administrator to move your account to the {explain?.displayName}{" "}
+            plan; they can change it from the admin Accounts page, and your new allocation starts right away.
           </Alert>
         </DialogContent>
         <DialogActions>

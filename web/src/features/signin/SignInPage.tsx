@@ -38,7 +38,7 @@ export default function SignInPage() {
     setError("");
     try {
       await signInDev(userId.trim(), role);
-      navigate(next, { replace: true });
+      void navigate(next, { replace: true });
     } catch (failure) {
       setError(errorText(failure));
     } finally {
@@ -62,16 +62,21 @@ export default function SignInPage() {
             </Alert>
           ) : null}
           {config.oidc ? (
-            <Button fullWidth size="large" variant="contained" onClick={() => void signInOidc(next).catch((e: unknown) => setError(errorText(e)))}>
+            <Button
+              fullWidth
+              size="large"
+              variant="contained"
+              onClick={() => void signInOidc(next).catch((e: unknown) => setError(errorText(e)))}
+            >
               Sign in with your organisation
             </Button>
           ) : null}
           {config.oidc && config.devSignIn ? <Divider sx={{ my: 3 }}>or</Divider> : null}
           {config.devSignIn ? (
-            <Box component="form" onSubmit={devSubmit} aria-labelledby="dev-signin-title">
+            <Box component="form" onSubmit={(event: FormEvent) => void devSubmit(event)} aria-labelledby="dev-signin-title">
               <Alert severity="warning" sx={{ mb: 2 }}>
-                <strong id="dev-signin-title">Development sign-in.</strong> For the local stack only: anyone can pick any user
-                and role here. It does not exist in deployments.
+                <strong id="dev-signin-title">Development sign-in.</strong> For the local stack only: anyone can pick any user and role
+                here. It does not exist in deployments.
               </Alert>
               <TextField
                 label="User id"
@@ -90,7 +95,13 @@ export default function SignInPage() {
                   <FormControlLabel value="admin" control={<Radio />} label="Admin" />
                 </RadioGroup>
               </FormControl>
-              <Button type="submit" fullWidth size="large" variant={config.oidc ? "outlined" : "contained"} disabled={busy || !userId.trim()}>
+              <Button
+                type="submit"
+                fullWidth
+                size="large"
+                variant={config.oidc ? "outlined" : "contained"}
+                disabled={busy || !userId.trim()}
+              >
                 Sign in (development)
               </Button>
             </Box>

@@ -53,7 +53,12 @@ async function allRows(user: string, filters: Filters): Promise<Transaction[]> {
   const rows: Transaction[] = [];
   let token = "";
   for (let page = 0; page < 40; page++) {
-    const response = await call(CreditsService.method.listTransactions, { userId: user, pageSize: 500, pageToken: token, ...range(filters) });
+    const response = await call(CreditsService.method.listTransactions, {
+      userId: user,
+      pageSize: 500,
+      pageToken: token,
+      ...range(filters),
+    });
     rows.push(...response.transactions);
     token = response.nextPageToken;
     if (!token) break;
@@ -121,8 +126,22 @@ export function TransactionsTable({ user, rowAction }: { user: string; rowAction
             ))}
           </Select>
         </FormControl>
-        <TextField size="small" type="date" label="From" value={filters.from} onChange={(e) => change({ from: e.target.value })} slotProps={{ inputLabel: { shrink: true } }} />
-        <TextField size="small" type="date" label="To" value={filters.to} onChange={(e) => change({ to: e.target.value })} slotProps={{ inputLabel: { shrink: true } }} />
+        <TextField
+          size="small"
+          type="date"
+          label="From"
+          value={filters.from}
+          onChange={(e) => change({ from: e.target.value })}
+          slotProps={{ inputLabel: { shrink: true } }}
+        />
+        <TextField
+          size="small"
+          type="date"
+          label="To"
+          value={filters.to}
+          onChange={(e) => change({ to: e.target.value })}
+          slotProps={{ inputLabel: { shrink: true } }}
+        />
       </Box>
       {exporting ? <ErrorAlert error={exporting} title="Export failed" /> : null}
       {query.error ? (
@@ -155,7 +174,10 @@ export function TransactionsTable({ user, rowAction }: { user: string; rowAction
                   <TableRow key={tx.transactionId} data-testid="transaction-row">
                     <TableCell sx={{ whiteSpace: "nowrap" }}>{formatDate(tx.createdAt, true)}</TableCell>
                     <TableCell>{enumLabel(kindEnum, tx.kind)}</TableCell>
-                    <TableCell align="right" sx={{ color: amount < 0n ? "error.main" : "success.main", fontWeight: 600, whiteSpace: "nowrap" }}>
+                    <TableCell
+                      align="right"
+                      sx={{ color: amount < 0n ? "error.main" : "success.main", fontWeight: 600, whiteSpace: "nowrap" }}
+                    >
                       {formatUsdAuto(amount, { signed: true })}
                     </TableCell>
                     <TableCell align="right">{formatUsd(tx.balanceAfterNanos, { precise: true })}</TableCell>

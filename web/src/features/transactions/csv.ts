@@ -14,7 +14,8 @@ export function reference(tx: Transaction): string {
   const audit = tx.audit;
   if (!audit) return "";
   if (audit.actorRole === "admin") return `Admin ${audit.actorSubject}${audit.reason ? `: ${audit.reason}` : ""}`;
-  if (audit.service.includes("coupon") || audit.actorSubject.includes("coupon")) return `Coupon ${audit.referenceId || audit.reason}`.trim();
+  if (audit.service.includes("coupon") || audit.actorSubject.includes("coupon"))
+    return `Coupon ${audit.referenceId || audit.reason}`.trim();
   if (audit.model || audit.service.includes("metering")) {
     return [audit.model, audit.referenceId ? `event ${audit.referenceId}` : ""].filter(Boolean).join(" · ");
   }

@@ -11,16 +11,15 @@ import TableHead from "@mui/material/TableHead";
 import TableRow from "@mui/material/TableRow";
 import ToggleButton from "@mui/material/ToggleButton";
 import ToggleButtonGroup from "@mui/material/ToggleButtonGroup";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useQuery } from "@tanstack/react-query";
 import type { TooltipItem } from "chart.js";
-import { useMemo, useState } from "react";
+import { useState } from "react";
 import { Bar } from "react-chartjs-2";
 import { call } from "../../api/client";
 import { formatUsdAuto, nanosForChart } from "../../api/money";
 import { palette } from "../../components/charts";
 import { EmptyState } from "../../components/EmptyState";
-import { enumLabel, enumOf, formatCount } from "../../components/format";
+import { enumLabel, enumOf, formatCount, lastDays } from "../../components/format";
 import { Panel } from "../../components/Panel";
 import { MeteringService, ServiceUsageSchema } from "../../gen/creditmeter/metering/v1/metering_pb";
 import { GetUsageByDateRequestSchema } from "../../gen/creditmeter/metering/v1/metering_pb";
@@ -49,13 +48,10 @@ const noUsage = (
 
 /** Usage charts and their tables for one account ("" = the signed-in user). */
 export function UsageView({ user }: { user: string }) {
-  const [days, setDays] = useState(30);
+  const [range, setRange] = useState(() => lastDays(30));
+  const days = range.days;
   const [granularity, setGranularity] = useState<"day" | "month">("day");
-  const window = useMemo(() => {
-    const end = new Date(Date.now() + 60_000);
-    const start = new Date(end.getTime() - days * 86_400_000);
-    return { startTime: timestampFromDate(start), endTime: timestampFromDate(end), key: `${days}` };
-  }, [days]);
+  const window = { startTime: range.startTime, endTime: range.endTime, key: `${days}` };
   const base = { userId: user, startTime: window.startTime, endTime: window.endTime };
   const byDate = useQuery({
     queryKey: ["usage", user, "by-date", window.key, granularity],
@@ -80,7 +76,7 @@ export function UsageView({ user }: { user: string }) {
       <Box sx={{ display: "flex", gap: 1.5, flexWrap: "wrap", alignItems: "center" }}>
         <FormControl size="small" sx={{ minWidth: 180 }}>
           <InputLabel id="range-label">Range</InputLabel>
-          <Select labelId="range-label" label="Range" value={days} onChange={(e) => setDays(Number(e.target.value))}>
+          <Select labelId="range-label" label="Range" value={days} onChange={(e) => setRange(lastDays(Number(e.target.value)))}>
             {RANGES.map((r) => (
               <MenuItem key={r.days} value={r.days}>
                 {r.label}
@@ -100,7 +96,8 @@ export function UsageView({ user }: { user: string }) {
         </ToggleButtonGroup>
         {summary.data?.totals ? (
           <Box sx={{ ml: { sm: "auto" }, color: "text.secondary" }} data-testid="usage-totals">
-            {formatCount(summary.data.totals.eventCount)} {summary.data.totals.eventCount === 1n ? "call" : "calls"} · {formatUsdAuto(summary.data.totals.chargedNanos)} charged
+            {formatCount(summary.data.totals.eventCount)} {summary.data.totals.eventCount === 1n ? "call" : "calls"} ·{" "}
+            {formatUsdAuto(summary.data.totals.chargedNanos)} charged
           </Box>
         ) : null}
       </Box>
@@ -189,7 +186,10 @@ export function UsageView({ user }: { user: string }) {
                     }}
                     options={{
                       indexAxis: "y",
-                      plugins: { legend: { display: false }, tooltip: { callbacks: { label: moneyTooltip(models.map((m) => m.chargedNanos)) } } },
+                      plugins: {
+                        legend: { display: false },
+                        tooltip: { callbacks: { label: moneyTooltip(models.map((m) => m.chargedNanos)) } },
+                      },
                     }}
                   />
                 </Box>
