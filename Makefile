@@ -103,8 +103,9 @@ bench-reports: $(STAMP) ## Usage-report speed over 1M events: rollups vs raw eve
 DEPLOY_AUTH := AUTH_ISSUER=https://keycloak.example.com/realms/creditmeter \
 	AUTH_JWKS_URL=https://keycloak.example.com/realms/creditmeter/protocol/openid-connect/certs AUTH_AUDIENCE=creditmeter
 
-deploy-config: $(STAMP) ## Render deploy/gateway/envoy.yaml, the in-cluster gateway config (Keycloak JWKS).
-	$(DEPLOY_AUTH) $(BIN)/python -m tools.gateway --kubernetes > deploy/gateway/envoy.yaml
+deploy-config: $(STAMP) web ## Print the in-cluster gateway config as the gateway's init container renders it (example Keycloak).
+	@$(DEPLOY_AUTH) DASHBOARD_OIDC_AUTHORITY=https://keycloak.example.com/realms/creditmeter \
+		$(BIN)/python -m tools.gateway --kubernetes --web-dist web/dist --serve-root /etc/creditmeter/web
 
 clean: ## Remove the virtualenv and caches (keeps .local data).
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

