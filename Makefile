@@ -61,7 +61,7 @@ browser-deps:
 test: $(STAMP) protos-check protos-lint lint web web-test browser-deps ## Run every test: unit, integration (real PostgreSQL), e2e (real Envoy), dashboard (Vitest, real browser).
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-fast: $(STAMP) ## Unit tests only.
+test-fast: $(STAMP) web ## Unit tests only (the gateway-config tests serve the built dashboard).
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on our packages; ESLint on the dashboard.
