@@ -202,8 +202,12 @@ def test_an_admin_allocates_credits_and_creates_then_disables_a_coupon(app: App)
     found = app.api("GET", f"/api/v1/coupons/by-code/{code}", user="ops", role="admin")
     assert found.json()["coupon"]["disabled"] is True
 
+    # A new page starts at its top, whatever the last one was scrolled to.
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    assert page.evaluate("window.scrollY") > 0
     page.get_by_role("link", name="Platform").click()
     expect(page.get_by_role("heading", level=1, name="Platform", exact=True)).to_be_visible()
+    assert page.evaluate("window.scrollY") == 0
     expect(page.get_by_role("table", name="By tier")).to_contain_text("Starter")
     # The pipeline's parked events are listed for operators (none here: the panel says so).
     parked = page.get_by_role("region", name="Parked usage events")

@@ -25,7 +25,7 @@ import ListSubheader from "@mui/material/ListSubheader";
 import Toolbar from "@mui/material/Toolbar";
 import Tooltip from "@mui/material/Tooltip";
 import Typography from "@mui/material/Typography";
-import { useState, type ReactNode } from "react";
+import { useEffect, useState, type ReactNode } from "react";
 import { NavLink, Outlet, useLocation, useNavigate } from "react-router";
 import { formatUsd } from "../api/money";
 import { useBalance } from "../features/overview/queries";
@@ -94,6 +94,11 @@ export function Layout() {
   const live = useLiveBalance("", hasAccount);
   const balance = useBalance("", hasAccount);
   const close = () => setOpen(false);
+  // A new page starts at its top, as a page load would (the browser keeps the scroll offset across
+  // client-side navigation); the query string (filters, paging) alone does not move it.
+  useEffect(() => {
+    window.scrollTo(0, 0);
+  }, [location.pathname]);
 
   const nav = (
     <Box component="nav" aria-label="Main" sx={{ py: 1 }}>
