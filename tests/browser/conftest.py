@@ -112,7 +112,11 @@ class App:
 
 @pytest.fixture
 def app(web_stack: Stack, browser: Browser) -> Iterator[App]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", accept_downloads=True)
+    # Reduced motion, as a person may ask their system for: charts are drawn at once (no grow-in
+    # animation caught half-way in a screenshot).
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="en-US", accept_downloads=True, reduced_motion="reduce"
+    )
     made = App(web_stack, context)
     yield made
     context.close()
@@ -122,7 +126,12 @@ def app(web_stack: Stack, browser: Browser) -> Iterator[App]:
 @pytest.fixture
 def phone(web_stack: Stack, browser: Browser) -> Iterator[App]:
     context = browser.new_context(
-        viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True, locale="en-US"
+        viewport={"width": 375, "height": 812},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="en-US",
+        reduced_motion="reduce",
     )
     made = App(web_stack, context)
     yield made
