@@ -242,8 +242,7 @@ def _dashboard(env: Env, dist: Path | None, serve_root: Path | None) -> list[dic
 
     if not (dist / "index.html").exists():
         raise ConfigError(f"no built dashboard in {dist} (index.html is missing)")
-    config = web.app_config(env, dev_signin=False)
-    return web.routes(dist, serve_root=serve_root, app_config=config, connect_sources=web.connect_sources(config))
+    return web.dashboard_routes(env, dev_signin=False, dist=dist, serve_root=serve_root)
 
 
 def main() -> int:

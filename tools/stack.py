@@ -232,8 +232,7 @@ def _web_routes(env: Env, *, dev_signin: bool) -> list[dict[str, Any]] | None:
     """The dashboard's gateway routes when it is built (``make run`` builds it first)."""
     if not (web.DIST / "index.html").exists():
         return None
-    config = web.app_config(env, dev_signin=dev_signin)
-    return web.routes(web.DIST, app_config=config, connect_sources=web.connect_sources(config))
+    return web.dashboard_routes(env, dev_signin=dev_signin)
 
 
 def main() -> int:

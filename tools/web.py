@@ -296,6 +296,14 @@ def routes(
     return found
 
 
+def dashboard_routes(
+    env: Env, *, dev_signin: bool, dist: Path = DIST, serve_root: Path | None = None
+) -> list[dict[str, Any]]:
+    """The gateway routes of the built dashboard in ``dist``, with its runtime settings from ``env``."""
+    config = app_config(env, dev_signin=dev_signin)
+    return routes(dist, serve_root=serve_root, app_config=config, connect_sources=connect_sources(config))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["build", "test", "lint", "fmt", "gen"])

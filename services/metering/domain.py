@@ -14,8 +14,6 @@ DOMAIN = "metering.creditmeter.dev"
 SERVICES = ("LLM", "TTS", "STT", "EMBEDDING", "SEARCH", "AGENT")
 MAX_UNITS = 10_000_000_000
 MAX_BATCH = 10_000
-#: The most events one RetryParkedEvents request may name.
-MAX_RETRY = 500
 #: The most one event may cost ($100,000). The door refuses usage priced above it
 #: (COST_OUT_OF_RANGE); usage priced later (the book was away at the door) is capped
 #: to it, so every recorded event stays chargeable without any bigint overflow.
@@ -57,17 +55,6 @@ def _check_id(value: str, field_name: str, reason: str) -> str:
     if not ID_PATTERN.match(value):
         raise invalid(
             reason, f"{field_name} must be 1-128 characters of letters, digits and ._:@|+=/-", field=field_name
-        )
-    return value
-
-
-def check_event_id(value: str, index: int) -> str:
-    """An event id named by an admin request (position ``index`` of ``event_ids``)."""
-    if not ID_PATTERN.match(value):
-        raise invalid(
-            "INVALID_EVENT_ID",
-            "event_ids must be 1-128 characters of letters, digits and ._:@|+=/- each",
-            field=f"event_ids[{index}]",
         )
     return value
 

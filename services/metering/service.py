@@ -135,6 +135,20 @@ def _subject(requested: str) -> str:
     return requested
 
 
+def _page_size(requested: int) -> int:
+    """A list's page size: 0 means 50; 1 to 500."""
+    size = requested or 50
+    if not 1 <= size <= 500:
+        raise invalid("INVALID_PAGE_SIZE", "page_size must be from 1 to 500", field="page_size")
+    return size
+
+
+def _event_page(rows: list[asyncpg.Record], size: int) -> tuple[list[pb.RecordedEvent], str]:
+    """The first ``size`` of ``rows`` (fetched ``size + 1``) and the token of the next page ("" if none)."""
+    page = rows[:size]
+    return [_recorded_pb(r) for r in page], event_token(page[-1]) if len(rows) > size else ""
+
+
 def _wait_budget(context: grpc.aio.ServicerContext, limit: float) -> float:
     """How long the answer may wait for the charge: the configured limit, within the caller's deadline."""
     remaining: float | None = context.time_remaining()
@@ -264,49 +278,32 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         self, request: pb.ListUsageEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListUsageEventsResponse:
         user_id = _subject(request.user_id)
-        size = request.page_size or 50
-        if not 1 <= size <= 500:
-            raise invalid("INVALID_PAGE_SIZE", "page_size must be from 1 to 500", field="page_size")
+        size = _page_size(request.page_size)
         rows = await self._m.events(user_id, parse_event_token(request.page_token), size + 1)
-        page = rows[:size]
-        return pb.ListUsageEventsResponse(
-            events=[_recorded_pb(r) for r in page], next_page_token=event_token(page[-1]) if len(rows) > size else ""
-        )
+        events, token = _event_page(rows, size)
+        return pb.ListUsageEventsResponse(events=events, next_page_token=token)
 
     async def ListParkedEvents(
         self, request: pb.ListParkedEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListParkedEventsResponse:
-        size = request.page_size or 50
-        if not 1 <= size <= 500:
-            raise invalid("INVALID_PAGE_SIZE", "page_size must be from 1 to 500", field="page_size")
+        size = _page_size(request.page_size)
         rows = await self._m.parked(request.user_id, parse_event_token(request.page_token), size + 1)
-        page = rows[:size]
-        return pb.ListParkedEventsResponse(
-            events=[_recorded_pb(r) for r in page], next_page_token=event_token(page[-1]) if len(rows) > size else ""
-        )
+        events, token = _event_page(rows, size)
+        return pb.ListParkedEventsResponse(events=events, next_page_token=token)
 
     async def ListPendingEvents(
         self, request: pb.ListPendingEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPendingEventsResponse:
-        size = request.page_size or 50
-        if not 1 <= size <= 500:
-            raise invalid("INVALID_PAGE_SIZE", "page_size must be from 1 to 500", field="page_size")
+        size = _page_size(request.page_size)
         rows, total = await self._m.pending(request.user_id, parse_event_token(request.page_token), size + 1)
-        page = rows[:size]
-        return pb.ListPendingEventsResponse(
-            events=[_recorded_pb(r) for r in page],
-            next_page_token=event_token(page[-1]) if len(rows) > size else "",
-            total=total,
-        )
+        events, token = _event_page(rows, size)
+        return pb.ListPendingEventsResponse(events=events, next_page_token=token, total=total)
 
     async def RetryParkedEvents(
         self, request: pb.RetryParkedEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryParkedEventsResponse:
+        # 1 to 500 ids of the id pattern: the proto's constraints, which the validation interceptor checked.
         event_ids = list(dict.fromkeys(request.event_ids))  # a repeated id counts once, first place kept
-        if not 1 <= len(event_ids) <= domain.MAX_RETRY:
-            raise invalid("INVALID_BATCH", f"send 1 to {domain.MAX_RETRY} event ids", field="event_ids")
-        for index, event_id in enumerate(event_ids):
-            domain.check_event_id(event_id, index)
         wait = _wait_budget(context, self._wait)
 
         async def run() -> pb.RetryParkedEventsResponse:

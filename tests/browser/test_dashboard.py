@@ -8,11 +8,10 @@ import io
 import re
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from playwright.sync_api import Page, expect
@@ -222,29 +221,34 @@ def _stuck_event(app: App, user: str, *, parked: bool) -> str:
     priced = _track(app, user)  # the price and price version a real event of the same shape gets
     event_id = f"web-{'parked' if parked else 'pending'}-{uuid.uuid4().hex}"
 
-    async def record() -> None:
-        conn = await asyncpg.connect(app.stack.database_url, server_settings={"search_path": "metering"})
-        try:
-            event = Event(event_id, user, "LLM", PAID, "", 1000, 500, 0, False, "", datetime.now(UTC))
-            await repository.record_events(conn, [event], [int(priced["cost_nanos"])], [str(priced["price_version"])])
-            if parked:
-                await repository.park(conn, [event_id], ["LEDGER_REFUSED"])
-            else:
-                await repository.retry_later(conn, [event_id], "UNAVAILABLE", 3600)
-                await conn.execute(
-                    "UPDATE events SET next_attempt_at = now() + interval '1 hour' WHERE event_id = $1", event_id
-                )
-        finally:
-            await conn.close()
+    async def record(conn: asyncpg.Connection) -> None:
+        event = Event(event_id, user, "LLM", PAID, "", 1000, 500, 0, False, "", datetime.now(UTC))
+        await repository.record_events(conn, [event], [int(priced["cost_nanos"])], [str(priced["price_version"])])
+        if parked:
+            await repository.park(conn, [event_id], ["LEDGER_REFUSED"])
+        else:
+            await repository.retry_later(conn, [event_id], "UNAVAILABLE", 3600)
+            await conn.execute(
+                "UPDATE events SET next_attempt_at = now() + interval '1 hour' WHERE event_id = $1", event_id
+            )
 
-    _in_thread(record)
+    _in_metering_db(app, record)
     return event_id
 
 
-def _in_thread(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    # Playwright's sync API owns this thread's event loop: database work runs on a thread of its own.
+def _in_metering_db(app: App, work: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+    """Runs ``work`` on a connection to the stack's metering schema. Playwright's sync API owns this
+    thread's event loop, so the database work runs on a thread of its own."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(app.stack.database_url, server_settings={"search_path": "metering"})
+        try:
+            await work(conn)
+        finally:
+            await conn.close()
+
     with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, work()).result()
+        thread.submit(asyncio.run, run()).result()
 
 
 def test_admins_see_pending_usage_until_the_outbox_charges_it(app: App) -> None:
@@ -258,15 +262,10 @@ def test_admins_see_pending_usage_until_the_outbox_charges_it(app: App) -> None:
     expect(row).to_contain_text("UNAVAILABLE")
     expect(row).to_contain_text(user)
 
-    async def due_now() -> None:
-        conn = await asyncpg.connect(app.stack.database_url, server_settings={"search_path": "metering"})
-        try:
-            await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", event_id)
-        finally:
-            await conn.close()
+    async def due_now(conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", event_id)
 
-    # Due again (the dependency is back): the recovery pass charges it, and the panel lets go of it.
-    _in_thread(due_now)
+    _in_metering_db(app, due_now)
     page.reload()
     expect(
         page.get_by_role("region", name="Pending usage events").get_by_role("row").filter(has_text=event_id)

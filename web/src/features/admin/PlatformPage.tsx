@@ -27,7 +27,12 @@ import { enumOf, formatCount, formatDate, lastDays, tierLabel } from "../../comp
 import { PageHeader } from "../../components/PageHeader";
 import { Panel } from "../../components/Panel";
 import { CreditsService, GetPlatformReportRequestSchema } from "../../gen/creditmeter/credits/v1/credits_pb";
-import { EventState, MeteringService, type RetryParkedEventsResponse } from "../../gen/creditmeter/metering/v1/metering_pb";
+import {
+  EventState,
+  MeteringService,
+  type RecordedEvent,
+  type RetryParkedEventsResponse,
+} from "../../gen/creditmeter/metering/v1/metering_pb";
 
 const intervalEnum = enumOf(GetPlatformReportRequestSchema, "interval");
 const DAY = intervalEnum.values.find((v) => v.name.endsWith("DAY"))?.number ?? 1;
@@ -46,6 +51,22 @@ function retrySummary(answer: RetryParkedEventsResponse): string {
   if (pending) parts.push(`${pending} still being charged`);
   if (parkedAgain) parts.push(`${parkedAgain} parked again (see the reason)`);
   return `${parts.join(", ")}.`;
+}
+
+const eventKey = (e: RecordedEvent) => `${e.event?.userId ?? ""}/${e.event?.eventId ?? ""}`;
+
+/** The first cells of a pipeline event's row (pending and parked lists): event, user, recorded, attempts. */
+function EventCells({ event: e }: { event: RecordedEvent }) {
+  return (
+    <>
+      <TableCell sx={{ overflowWrap: "anywhere" }}>{e.event?.eventId}</TableCell>
+      <TableCell>
+        <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(e.event?.userId ?? "")}`}>{e.event?.userId}</RouterLink>
+      </TableCell>
+      <TableCell>{formatDate(e.recordedAt, true)}</TableCell>
+      <TableCell align="right">{formatCount(e.attempts)}</TableCell>
+    </>
+  );
 }
 
 /** Usage revenue and grants across all users (credits.GetPlatformReport, admin only). */
@@ -291,15 +312,8 @@ export default function PlatformPage() {
                 </TableHead>
                 <TableBody>
                   {pending.data.events.map((e) => (
-                    <TableRow key={`${e.event?.userId ?? ""}/${e.event?.eventId ?? ""}`}>
-                      <TableCell sx={{ overflowWrap: "anywhere" }}>{e.event?.eventId}</TableCell>
-                      <TableCell>
-                        <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(e.event?.userId ?? "")}`}>
-                          {e.event?.userId}
-                        </RouterLink>
-                      </TableCell>
-                      <TableCell>{formatDate(e.recordedAt, true)}</TableCell>
-                      <TableCell align="right">{formatCount(e.attempts)}</TableCell>
+                    <TableRow key={eventKey(e)}>
+                      <EventCells event={e} />
                       <TableCell sx={{ overflowWrap: "break-word" }}>{e.lastError || "—"}</TableCell>
                       <TableCell>{formatDate(e.nextAttemptAt, true)}</TableCell>
                     </TableRow>
@@ -351,13 +365,8 @@ export default function PlatformPage() {
               </TableHead>
               <TableBody>
                 {parked.data.events.map((e) => (
-                  <TableRow key={`${e.event?.userId ?? ""}/${e.event?.eventId ?? ""}`}>
-                    <TableCell sx={{ overflowWrap: "anywhere" }}>{e.event?.eventId}</TableCell>
-                    <TableCell>
-                      <RouterLink to={`/admin/credits/accounts/${encodeURIComponent(e.event?.userId ?? "")}`}>{e.event?.userId}</RouterLink>
-                    </TableCell>
-                    <TableCell>{formatDate(e.recordedAt, true)}</TableCell>
-                    <TableCell align="right">{formatCount(e.attempts)}</TableCell>
+                  <TableRow key={eventKey(e)}>
+                    <EventCells event={e} />
                     <TableCell sx={{ overflowWrap: "anywhere" }}>{e.parkReason}</TableCell>
                     <TableCell>
                       <Button
