@@ -369,6 +369,12 @@ async def batch_ingestion(stack: Stack, pool: asyncpg.Pool, opts: argparse.Names
                 costs_known = costs_known and value > 0
                 cost += value
 
+    profiler = (
+        _profiler(stack, opts, f"{opts.profile_out}.batch_ingest")
+        if "batch_ingest" in opts.profile.split(",")
+        else None
+    )
+    cpu_before = _cpu_ticks()
     began = time.perf_counter()
     async with httpx.AsyncClient(base_url=stack.url, timeout=300) as client:
         await asyncio.gather(*(sender(client) for _ in range(opts.in_flight)))
@@ -387,6 +393,10 @@ async def batch_ingestion(stack: Stack, pool: asyncpg.Pool, opts: argparse.Names
             break  # costs unknown from the answers: charged once the ledger stops moving
         await asyncio.sleep(0.05)
     elapsed = (last_change if not costs_known else time.perf_counter()) - began
+    cores = _cpu_share(cpu_before, _cpu_ticks(), time.perf_counter() - began)
+    if profiler is not None:
+        profiler.wait(60)
+        _log(f"py-spy profile of {opts.profile_service} during batch_ingest: {opts.profile_out}.batch_ingest")
     events = opts.batches * opts.batch_size
     row = Row("batch_ingest", events / elapsed, *_pcts(latencies), unit="events/s", failed=len(failures))
     row.note = json.dumps(
@@ -397,6 +407,7 @@ async def batch_ingestion(stack: Stack, pool: asyncpg.Pool, opts: argparse.Names
             "charged_nanos": charged,
             "cost_nanos": cost if costs_known else None,
             "all_charged": (charged == cost) if costs_known else None,
+            "cores": cores,
         }
     )
     _log(f"batch_ingest: {row.rate:.0f} events/s charged, {len(failures)} failed batches, {row.note}")
@@ -726,7 +737,9 @@ def main() -> int:
         "the raw baselines always run",
     )
     parser.add_argument(
-        "--profile", default="", help="wrk scenarios to profile with py-spy, comma-separated (e.g. deduct_hot,balance)"
+        "--profile",
+        default="",
+        help="scenarios to profile with py-spy, comma-separated (e.g. deduct_hot,balance,batch_ingest)",
     )
     parser.add_argument("--profile-service", default="credits", help="the service py-spy samples (default credits)")
     parser.add_argument(
