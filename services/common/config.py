@@ -84,6 +84,23 @@ class Env:
             return False
         raise ConfigError(f"environment variable {name} must be true or false, got {raw!r}")
 
+    def integers(self, name: str, default: tuple[int, ...], *, minimum: int = 0) -> tuple[int, ...]:
+        """A comma-separated list of exactly as many integers as ``default`` has, each >= ``minimum``."""
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            values = tuple(int(part) for part in raw.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"environment variable {name} must be {len(default)} comma-separated integers, got {raw!r}"
+            ) from None
+        if len(values) != len(default) or min(values) < minimum:
+            raise ConfigError(
+                f"environment variable {name} must be {len(default)} comma-separated integers >= {minimum}, got {raw!r}"
+            )
+        return values
+
     def items(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         raw = self._env.get(name)
         if not raw:
@@ -199,6 +216,8 @@ class ServiceSettings:
     shutdown_grace_seconds: int
     log_level: str
     auth: AuthSettings
+    #: Python's collector after start-up (gc.set_threshold): see services/common/runner.py, settle_heap.
+    gc_thresholds: tuple[int, int, int] = (50_000, 20, 10)
     tls: TlsSettings = TlsSettings(None, None, None)
     #: A plaintext port serving only gRPC health (kubelet probes cannot do mTLS); 0: none.
     health_port: int = 0
@@ -213,6 +232,7 @@ class ServiceSettings:
             raise ConfigError(
                 f"set {prefix}_DATABASE_URL or DATABASE_URL (`make run` sets it for the embedded database)"
             )
+        gc_young, gc_middle, gc_old = env.integers("GC_THRESHOLDS", (50_000, 20, 10))
         return cls(
             service_name=service,
             grpc_host=env.text(f"{prefix}_GRPC_HOST", "127.0.0.1"),
@@ -229,6 +249,7 @@ class ServiceSettings:
             shutdown_grace_seconds=env.integer("SHUTDOWN_GRACE_SECONDS", 10, minimum=0),
             log_level=env.text("LOG_LEVEL", "INFO").upper(),
             auth=AuthSettings.from_env(env),
+            gc_thresholds=(gc_young, gc_middle, gc_old),
             tls=TlsSettings.from_env(env),
             health_port=env.integer(f"{prefix}_HEALTH_PORT", 0, minimum=0, maximum=65535),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from services.common.auth import AuthError, Forbidden, JwtVerifier, ensure_dev_keys, mint_token
 from services.common.config import AuthSettings, ConfigError, Env, ServiceSettings
 from services.common.db import _migrations
+from services.common.runner import settle_heap
 
 
 def test_settings_fail_fast_with_the_variable_named() -> None:
@@ -31,6 +33,29 @@ def test_database_timeouts_have_defaults_and_refuse_bad_values() -> None:
         ServiceSettings.from_env("credits", 50051, {**base, "DB_STATEMENT_TIMEOUT_MS": "5s"})
     with pytest.raises(ConfigError, match="DB_ACQUIRE_TIMEOUT_SECONDS"):
         ServiceSettings.from_env("credits", 50051, {**base, "DB_ACQUIRE_TIMEOUT_SECONDS": "0"})
+
+
+def test_collector_thresholds_have_a_default_and_refuse_bad_values() -> None:
+    base = {"DATABASE_URL": "postgresql://x"}
+    assert ServiceSettings.from_env("credits", 50051, base).gc_thresholds == (50_000, 20, 10)
+    tuned = ServiceSettings.from_env("credits", 50051, {**base, "GC_THRESHOLDS": "700, 10, 10"})
+    assert tuned.gc_thresholds == (700, 10, 10)
+    for bad in ("700,10", "700,10,10,10", "a,b,c", "-1,10,10"):
+        with pytest.raises(ConfigError, match="GC_THRESHOLDS"):
+            ServiceSettings.from_env("credits", 50051, {**base, "GC_THRESHOLDS": bad})
+
+
+def test_settle_heap_freezes_what_is_alive_and_sets_the_thresholds() -> None:
+    before = gc.get_threshold()
+    survivor = [object() for _ in range(10)]  # alive now: must end up frozen, out of the collector's reach
+    try:
+        settle_heap((12_345, 7, 3))
+        assert gc.get_threshold() == (12_345, 7, 3)
+        assert gc.get_freeze_count() >= len(survivor)
+        assert not any(item is survivor for item in gc.get_objects())
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_per_service_database_url_overrides_the_shared_one() -> None:
