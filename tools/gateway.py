@@ -108,6 +108,8 @@ class RateLimits:
     #: Proxies in front of Envoy whose x-forwarded-for entries are trusted (GATEWAY_XFF_TRUSTED_HOPS):
     #: 0 when Envoy is the edge (make run), 1 behind one cloud load balancer.
     xff_trusted_hops: int = 0
+    #: Open client connections one Envoy accepts at once (GATEWAY_MAX_CONNECTIONS).
+    max_connections: int = 10000
 
     @classmethod
     def from_env(cls, env: Env) -> RateLimits:
@@ -117,6 +119,7 @@ class RateLimits:
             coupon_per_second=env.integer("GATEWAY_COUPON_RATE_LIMIT_RPS", cls.coupon_per_second, minimum=0),
             coupon_burst=env.integer("GATEWAY_COUPON_RATE_LIMIT_BURST", cls.coupon_burst, minimum=1),
             xff_trusted_hops=env.integer("GATEWAY_XFF_TRUSTED_HOPS", cls.xff_trusted_hops, minimum=0, maximum=10),
+            max_connections=env.integer("GATEWAY_MAX_CONNECTIONS", cls.max_connections, minimum=1),
         )
 
 
@@ -226,6 +229,7 @@ def render(
         OPENAPI_FILE=openapi,
         STRICT_JSON_LUA=json.dumps({"filename": strict_json}),
         XFF_TRUSTED_HOPS=limits.xff_trusted_hops,
+        MAX_CONNECTIONS=limits.max_connections,
         API_RATE_LIMIT=_bucket("api", limits.api_per_second, limits.api_burst),
         COUPON_RATE_LIMIT=_bucket("coupons", limits.coupon_per_second, limits.coupon_burst),
         **{f"{name.upper()}_HOST": host for name, (host, _) in upstreams.items()},

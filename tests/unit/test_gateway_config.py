@@ -172,7 +172,14 @@ def test_rate_limits_are_configurable(tmp_path: Path) -> None:
     _, jwks = ensure_dev_keys(tmp_path / "keys")
     auth = AuthSettings.from_env(Env({"AUTH_JWKS_FILE": str(jwks)}))
     limits = gateway.RateLimits.from_env(
-        Env({"GATEWAY_RATE_LIMIT_RPS": "0", "GATEWAY_COUPON_RATE_LIMIT_RPS": "7", "GATEWAY_XFF_TRUSTED_HOPS": "2"})
+        Env(
+            {
+                "GATEWAY_RATE_LIMIT_RPS": "0",
+                "GATEWAY_COUPON_RATE_LIMIT_RPS": "7",
+                "GATEWAY_XFF_TRUSTED_HOPS": "2",
+                "GATEWAY_MAX_CONNECTIONS": "321",
+            }
+        )
     )
     assert (limits.api_per_second, limits.coupon_per_second, limits.coupon_burst) == (0, 7, 200)
     config = gateway.render(
@@ -190,5 +197,9 @@ def test_rate_limits_are_configurable(tmp_path: Path) -> None:
     assert config.count('"token_bucket": {"max_tokens": 200, "tokens_per_fill": 7, "fill_interval": "1s"}') == 1
     assert config.count('"filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}') == 1
     assert config.count('"filter_enforced": {"default_value": {"numerator": 0, "denominator": "HUNDRED"}}') == 1
+    assert "max_active_downstream_connections: 321" in config
     result = _validate(config, tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # Operators read Envoy's start-up warnings: the config uses no deprecated field and sets a connection limit.
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "[warning]" in line]
+    assert warnings == [], "\n".join(warnings)
