@@ -12,7 +12,10 @@ temporary folder, or ``BENCH_DATABASE_URL``), in this order:
 3. wrk through Envoy, each scenario for the same duration: the public
    ``GET /api/v1/credits/tiers/compare`` (the baseline route), ``track``,
    ``authorize``, ``deduct`` over 200 accounts, ``deduct`` on one hot account,
-   ``balance``.
+   ``balance``. After each scenario a short slice of the tiers route runs again
+   (``--baseline-slice``); a scenario's ratio is to the mean of the tiers
+   slices just before and after it, so that the machine's drift over the run
+   does not land in the ratios.
 4. Batch ingestion through Envoy: 1,000-event ``track-batch`` calls over
    hundreds of accounts, several in flight, timed until every event is charged
    in the ledger; against raw COPY of as many rows.
@@ -75,6 +78,8 @@ class Row:
     failed: int = 0
     note: str = ""
     ratios: dict[str, float] = field(default_factory=dict)
+    #: The tiers route's rate around this scenario (the mean of the slices just before and after it).
+    baseline: float | None = None
 
 
 def _cpu_ticks() -> dict[str, float]:
@@ -229,8 +234,18 @@ def _lua_string(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid Lua string literal for our ASCII inputs
 
 
-def wrk(stack: Stack, opts: argparse.Namespace, folder: Path, name: str, method: str, path: str, **kw: Any) -> Row:
+def wrk(
+    stack: Stack,
+    opts: argparse.Namespace,
+    folder: Path,
+    name: str,
+    method: str,
+    path: str,
+    duration: int | None = None,
+    **kw: Any,
+) -> Row:
     """Runs one wrk scenario and returns its row (rate counts 2xx responses only)."""
+    duration = duration or opts.duration
     headers = {"content-type": "application/json", **kw.get("headers", {})}
     users: list[str] = kw.get("users") or ["nobody"]
     prelude = "\n".join(
@@ -250,7 +265,7 @@ def wrk(stack: Stack, opts: argparse.Namespace, folder: Path, name: str, method:
         "wrk",
         f"-t{opts.threads}",
         f"-c{opts.connections}",
-        f"-d{opts.duration}s",
+        f"-d{duration}s",
         "--timeout",
         "10s",
         "-s",
@@ -258,7 +273,7 @@ def wrk(stack: Stack, opts: argparse.Namespace, folder: Path, name: str, method:
         stack.url,
     ]
     cpu_before, cpu_began = _cpu_ticks(), time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=opts.duration + 60, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True)
     cpu = _cpu_share(cpu_before, _cpu_ticks(), time.perf_counter() - cpu_began)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
@@ -559,8 +574,9 @@ def _ratios(rows: dict[str, Row]) -> None:
         "grpc_hot_deduct": "raw_hot_update",
     }
     for name, row in rows.items():
-        if tiers and not name.startswith("raw_") and name not in ("batch_ingest", "grpc_hot_deduct"):
-            row.ratios["tiers"] = round(row.rate / tiers, 3)
+        base = row.baseline or tiers
+        if base and not name.startswith("raw_") and name not in ("batch_ingest", "grpc_hot_deduct"):
+            row.ratios["tiers"] = round(row.rate / base, 3)
         if name in versus:
             row.ratios["raw"] = round(row.rate / rows[versus[name]].rate, 3)
             row.ratios["raw_name"] = versus[name]  # type: ignore[assignment]
@@ -667,6 +683,11 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
             ),
         ]
         wanted = set(opts.only.split(",")) if opts.only else None
+        # The machine's speed drifts over a run (a shared 2-core box: the tiers route alone was seen
+        # anywhere from 2,200 to 3,500 req/s minutes apart). So each scenario is bracketed by short
+        # slices of the tiers route, and its ratio is taken against their mean, not against one
+        # measurement made minutes earlier.
+        slices: list[float] = []
         for name, method, path, kw in scenarios:
             if wanted is not None and name not in wanted:
                 continue
@@ -677,6 +698,18 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
                 profiler.wait(60)
                 _log(f"py-spy profile of {opts.profile_service} during {name}: {output}")
             await asyncio.sleep(1)  # let the tail of in-flight requests finish before the next scenario
+            if name == "tiers_compare":
+                slices.append(rows[name].rate)
+            elif slices:
+                before = slices[-1]
+                after = wrk(stack, opts, folder, "tiers_compare", "GET", scenarios[0][2], opts.baseline_slice).rate
+                slices.append(after)
+                rows[name].baseline = (before + after) / 2
+                await asyncio.sleep(1)
+        if "tiers_compare" in rows:
+            note = json.loads(rows["tiers_compare"].note)
+            note["slices"] = [round(rate) for rate in slices]
+            rows["tiers_compare"].note = json.dumps(note)
 
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         assert pool is not None
@@ -725,6 +758,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds per scenario (default 8)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections and raw clients (default 32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--baseline-slice",
+        type=int,
+        default=4,
+        help="seconds of the tiers route measured after each scenario, for that scenario's ratio (default 4)",
+    )
     parser.add_argument("--grpc-callers", type=int, default=32, help="concurrent gRPC Deduct callers (default 32)")
     parser.add_argument("--batches", type=int, default=40, help="track-batch calls (default 40)")
     parser.add_argument("--batch-size", type=int, default=1000, help="events per batch (default 1000)")
