@@ -12,7 +12,7 @@ from creditmeter.metering.v1 import metering_pb2_grpc as pb_grpc
 
 from services.common import service_kind
 from services.common.auth import Forbidden
-from services.common.errors import DomainError, invalid
+from services.common.errors import DomainError, invalid, not_found
 from services.common.grpcserver import MethodPolicy, principal
 from services.common.idempotency import fingerprint
 from services.common.timestamps import field_time, to_timestamp
@@ -42,6 +42,7 @@ POLICIES: dict[str, MethodPolicy] = {
     _SERVICE + "GetUsageByModel": _READERS,
     _SERVICE + "GetUsageByDate": _READERS,
     _SERVICE + "ListUsageEvents": _READERS,
+    _SERVICE + "GetUsageEvent": _READERS,
     _SERVICE + "ListParkedEvents": MethodPolicy.allow("admin"),
     _SERVICE + "ListPendingEvents": MethodPolicy.allow("admin"),
     _SERVICE + "RetryParkedEvents": MethodPolicy.allow("admin"),
@@ -282,6 +283,16 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
         rows = await self._m.events(user_id, parse_event_token(request.page_token), size + 1)
         events, token = _event_page(rows, size)
         return pb.ListUsageEventsResponse(events=events, next_page_token=token)
+
+    async def GetUsageEvent(
+        self, request: pb.GetUsageEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageEventResponse:
+        row = await self._m.event(request.event_id)
+        who = principal()
+        # Another user's event answers as an unknown one does: a user cannot learn which ids exist.
+        if row is None or not who.may_act_for(row["user_id"]):
+            raise not_found("EVENT_NOT_FOUND", f"no usage event {request.event_id!r}", event_id=request.event_id)
+        return pb.GetUsageEventResponse(event=_recorded_pb(row))
 
     async def ListParkedEvents(
         self, request: pb.ListParkedEventsRequest, context: grpc.aio.ServicerContext

@@ -656,6 +656,10 @@ class Metering:
         async with self._pool.acquire() as conn:
             return await repo.list_events(conn, user_id, before, limit)
 
+    async def event(self, event_id: str) -> asyncpg.Record | None:
+        async with self._pool.acquire() as conn:
+            return (await repo.events_by_id(conn, [event_id])).get(event_id)
+
     async def parked(self, user_id: str, before: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
         async with self._pool.acquire() as conn:
             return await repo.list_parked(conn, user_id, before, limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from urllib.parse import quote
 
 import httpx
 
@@ -150,3 +151,33 @@ async def test_an_admin_retries_parked_events_through_the_gateway(stack: Stack) 
         assert empty.status_code == 400, empty.text
         denied = await http.post("/api/v1/metering/parked/retry", headers=stack.headers(user, "user"), json=body)
         assert denied.status_code == 403
+
+
+async def test_an_event_is_looked_up_by_its_id_through_the_gateway(stack: Stack) -> None:
+    """GET /api/v1/metering/events/{event_id}: any id the API accepts (percent-encoded), the owner's only."""
+    user = f"m-{uuid.uuid4().hex[:8]}"
+    service = stack.headers("svc-platform", "svc-platform")
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
+        await _fund(http, stack, user, 5 * USD)
+        # Every character class the id pattern allows, "/" included.
+        event = {**_event(user), "event_id": f"run/{uuid.uuid4().hex[:8]}:a@b|c+d=e.f_g-h"}
+        tracked = await http.post("/api/v1/metering/track", headers=service, json={"event": event})
+        assert tracked.status_code == 200, tracked.text
+        path = "/api/v1/metering/events/" + quote(str(event["event_id"]), safe="")
+        found = await http.get(path, headers=stack.headers(user, "user"))
+        assert found.status_code == 200, found.text
+        recorded = found.json()["event"]
+        assert recorded["event"]["event_id"] == event["event_id"] and recorded["event"]["user_id"] == user
+        assert recorded["state"] == tracked.json()["state"] == "EVENT_STATE_CHARGED"
+        assert recorded["charged_nanos"] == recorded["cost_nanos"] == tracked.json()["cost_nanos"]
+        assert recorded["transaction_id"] == tracked.json()["transaction_id"]
+
+        stranger = await http.get(path, headers=stack.headers(f"other-{uuid.uuid4().hex[:8]}", "user"))
+        unknown = await http.get("/api/v1/metering/events/no-such-event", headers=stack.headers(user, "user"))
+        for refused in (stranger, unknown):  # the same answer: a user cannot probe which ids exist
+            assert refused.status_code == 404 and refused.json()["details"][0]["reason"] == "EVENT_NOT_FOUND"
+        malformed = await http.get("/api/v1/metering/events/has%20space", headers=stack.headers(user, "user"))
+        assert malformed.status_code == 400 and malformed.json()["details"][0]["reason"] == "INVALID_EVENT_ID"
+        anonymous = await http.get(path)
+        assert anonymous.status_code == 401
+        assert (await http.get(path, headers=stack.headers("ops", "admin"))).status_code == 200

@@ -49,6 +49,14 @@ async def _events(user: str) -> Any:
     return pb.ListUsageEventsRequest(user_id=user)
 
 
+def _lookup_target(user: str) -> str:
+    return f"az-lookup-{user}"
+
+
+async def _lookup(user: str) -> Any:
+    return pb.GetUsageEventRequest(event_id=_lookup_target(user))
+
+
 async def _parked(user: str) -> Any:
     return pb.ListParkedEventsRequest(user_id=user)
 
@@ -76,6 +84,8 @@ MATRIX: dict[str, tuple[Factory, dict[str, grpc.StatusCode]]] = {
     "GetUsageByModel": (_by_model, expect(READERS)),
     "GetUsageByDate": (_by_date, expect(READERS)),
     "ListUsageEvents": (_events, expect(READERS)),
+    # Another user's event is answered as an unknown one: NOT_FOUND, not PERMISSION_DENIED.
+    "GetUsageEvent": (_lookup, {**expect(READERS), "user_other": grpc.StatusCode.NOT_FOUND}),
     "ListParkedEvents": (_parked, expect({"admin"})),
     "ListPendingEvents": (_pending, expect({"admin"})),
     "RetryParkedEvents": (_retry, expect({"admin"})),
@@ -92,10 +102,9 @@ async def test_authorization(metering: MeteringCaller, credits: Credits, method:
     factory, expected = MATRIX[method]
     target = await credits.funded_user(10**9)
     request = await factory(target)
-    if method == "RetryParkedEvents":
-        event = pb.UsageEvent(
-            event_id=_retry_target(target), user_id=target, service=skpb.SERVICE_KIND_SEARCH, quantity=1
-        )
+    if method in ("RetryParkedEvents", "GetUsageEvent"):
+        target_id = _retry_target(target) if method == "RetryParkedEvents" else _lookup_target(target)
+        event = pb.UsageEvent(event_id=target_id, user_id=target, service=skpb.SERVICE_KIND_SEARCH, quantity=1)
         await metering.call("TrackUsage", pb.TrackUsageRequest(event=event))
     before = (await credits.balance(target)).balance_nanos
     try:

@@ -539,6 +539,55 @@ async def test_admins_see_pending_events_oldest_first_with_their_last_error(
     await assert_metering_ok(db, metering_db)
 
 
+async def test_a_pending_event_can_be_followed_to_its_charge_by_its_id(
+    metering: MeteringCaller,
+    credits: Credits,
+    db: asyncpg.Pool,
+    metering_db: asyncpg.Pool,
+    credits_db: str,
+    keys: Keys,
+    credits_server: RunningService,
+    openrouter_server: RunningService,
+) -> None:
+    user = await credits.funded_user(5 * USD)
+    owner = metering.keys.token(user, "user")
+    [event_id] = await _recorded_but_uncharged(metering_db, user, 1)
+    async with metering_db.acquire() as conn:
+        await conn.execute(
+            "UPDATE events SET attempts = 1, last_error = 'UNAVAILABLE', next_attempt_at = now() + interval '1 hour'"
+            " WHERE event_id = $1",
+            event_id,
+        )
+    lookup = pb.GetUsageEventRequest(event_id=event_id)
+    pending = (await metering.call("GetUsageEvent", lookup, owner)).event
+    assert (pending.event.event_id, pending.event.user_id, pending.state) == (event_id, user, pb.EVENT_STATE_PENDING)
+    assert (pending.cost_nanos, pending.charged_nanos, pending.charged) == (495_000, 0, False)
+    assert (pending.attempts, pending.last_error) == (1, "UNAVAILABLE")
+    assert pending.next_attempt_at.ToDatetime(UTC) > datetime.now(UTC)
+    # Another user learns nothing, not even that the id exists; a malformed id is refused at the door.
+    intruder = metering.keys.token(f"intruder-{uuid.uuid4().hex[:8]}", "user")
+    assert await metering.reason("GetUsageEvent", lookup, intruder) == (grpc.StatusCode.NOT_FOUND, "EVENT_NOT_FOUND")
+    unknown = pb.GetUsageEventRequest(event_id=f"never-{uuid.uuid4().hex}")
+    assert await metering.reason("GetUsageEvent", unknown, owner) == (grpc.StatusCode.NOT_FOUND, "EVENT_NOT_FOUND")
+    malformed = await metering.reason("GetUsageEvent", pb.GetUsageEventRequest(event_id="no spaces"), owner)
+    assert malformed[0] == grpc.StatusCode.INVALID_ARGUMENT
+    # The outbox charges it once due, without the caller resending anything; the lookup shows the charge.
+    async with metering_db.acquire() as conn:
+        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", event_id)
+    async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
+        await replica.recover()
+    charged = (await metering.call("GetUsageEvent", lookup, metering.service)).event
+    assert (charged.state, charged.charged, charged.charged_nanos, charged.shortfall_nanos) == (
+        pb.EVENT_STATE_CHARGED,
+        True,
+        495_000,
+        0,
+    )
+    assert charged.transaction_id and (charged.last_error, charged.HasField("next_attempt_at")) == ("", False)
+    assert (await credits.balance(user)).balance_nanos == 5 * USD - 495_000
+    await assert_metering_ok(db, metering_db)
+
+
 async def test_four_batches_of_1000_events_over_500_accounts_in_flight_at_once(
     metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
 ) -> None:
