@@ -4,7 +4,9 @@ Starts the embedded PostgreSQL unless DATABASE_URL is set, each service as a
 child process (each applies its own migrations on start), then Envoy with the
 gateway config rendered for the ports actually in use. Prints the URLs and a
 ``ready`` line, then supervises: a child that dies is restarted on the same port
-with exponential backoff (logged), while the others keep serving. Only Ctrl-C /
+with exponential backoff (logged), while the others keep serving; so is the
+embedded PostgreSQL, on the same data folder (the services answer
+UNAVAILABLE meanwhile and reconnect by themselves). Only Ctrl-C /
 SIGTERM stops everything (by PID). Children also get SIGTERM from the kernel if
 this process itself dies, so none outlives it. Data lives under .local/ and is
 reused on the next start.
@@ -162,6 +164,55 @@ def _supervise(children: list[Child], now: float) -> None:
             child.restart_at = None
             _watch(child)
             _log(f"{child.name} restarted (pid {child.process.pid})")
+
+
+@dataclass
+class EmbeddedDatabase:
+    """The embedded PostgreSQL (a pgserver handle), restarted like a child when its postmaster dies."""
+
+    server: Any
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    delay: float = RESTART_MIN_DELAY
+    restart_at: float | None = None
+
+
+def _supervise_database(database: EmbeddedDatabase, now: float) -> None:
+    """Restarts a dead embedded PostgreSQL on the same data folder and socket, with exponential backoff.
+
+    The services keep running meanwhile: they answer UNAVAILABLE ``DATABASE_UNAVAILABLE`` and their pools
+    reconnect once the server is back. Starting blocks this loop for at most pg_ctl's own timeout (10 s).
+    """
+    info = database.server.get_postmaster_info()
+    if info.is_running():
+        if now - database.started_at >= STABLE_AFTER:
+            database.delay = RESTART_MIN_DELAY
+        return
+    if database.restart_at is None:
+        database.restart_at = now + database.delay
+        _log(
+            f"embedded PostgreSQL (pid {info.pid}) is gone; restarting in {database.delay:g}s"
+            f" (restart #{database.restarts + 1})"
+        )
+        database.delay = min(database.delay * 2, RESTART_MAX_DELAY)
+        return
+    if now < database.restart_at:
+        return
+    try:
+        # pgserver's own start-up path (pg_ctl start on the same data folder and socket folder), under the
+        # inter-process lock pgserver itself takes around it.
+        with type(database.server)._lock:
+            database.server.ensure_postgres_running()
+    except (OSError, subprocess.SubprocessError, AssertionError) as error:
+        # e.g. the killed server's backends still hold its shared memory for a moment.
+        _log(f"embedded PostgreSQL could not be restarted ({type(error).__name__}); retrying in {database.delay:g}s")
+        database.restart_at = time.monotonic() + database.delay
+        database.delay = min(database.delay * 2, RESTART_MAX_DELAY)
+        return
+    database.restarts += 1
+    database.started_at = time.monotonic()
+    database.restart_at = None
+    _log(f"embedded PostgreSQL restarted (pid {database.server.get_pid()})")
 
 
 def _stop(children: list[Child], grace: float = 10.0) -> None:
@@ -377,8 +428,11 @@ def main() -> int:
             "  (ROLE: user, admin, svc-metering, svc-coupons, svc-openrouter, svc-platform; all: make tokens)"
         )
         _log("ready; a child that dies is restarted; Ctrl-C stops everything")
+        watched = EmbeddedDatabase(embedded) if embedded is not None else None
         while not stopping.is_set():
             _supervise(children, time.monotonic())
+            if watched is not None:
+                _supervise_database(watched, time.monotonic())
             stopping.wait(0.2)
         return 0
     except RuntimeError as error:

@@ -92,3 +92,42 @@ def test_a_killed_gateway_comes_back_on_its_port(own_stack: Stack) -> None:
     _wait_for(lambda: _logged(own_stack, f"envoy (pid {envoy}) exited with -9"))
     _wait_for(lambda: _status(own_stack, "/api/v1/credits/tiers/compare") == 200)
     assert _pids(own_stack)["envoy"] != envoy
+
+
+def test_a_killed_embedded_database_is_restarted_and_the_services_reconnect(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`make run` without DATABASE_URL: SIGKILL the embedded PostgreSQL; it comes back on the same data."""
+    local: Path = tmp_path_factory.mktemp("embedded")
+    ensure_dev_keys(local / "dev-auth")
+    pid_file = local / "pgdata" / "postmaster.pid"
+    with run_stack("", local) as stack:  # an empty DATABASE_URL: the stack starts its own server under local/
+        alice = stack.headers("sup-embedded", "user")
+        topped = httpx.post(
+            stack.url + "/api/v1/credits/allocate",
+            headers=stack.headers("ops", "admin"),
+            json={"user_id": "sup-embedded", "amount_nanos": "7", "reason": "before", "request_id": "sup-1"},
+            timeout=30,
+        )
+        assert topped.status_code == 200, topped.text
+        balance = httpx.get(stack.url + "/api/v1/credits/balance", headers=alice, timeout=30).json()["balance_nanos"]
+        postmaster = int(pid_file.read_text().splitlines()[0])
+
+        os.kill(postmaster, signal.SIGKILL)
+        _wait_for(lambda: _logged(stack, f"embedded PostgreSQL (pid {postmaster}) is gone"))
+        _wait_for(lambda: _logged(stack, "embedded PostgreSQL restarted"), timeout=90)
+        _wait_for(lambda: _status(stack, "/api/v1/credits/balance", alice) == 200)
+        again = httpx.get(stack.url + "/api/v1/credits/balance", headers=alice, timeout=30).json()["balance_nanos"]
+        assert again == balance  # the same data folder: nothing lost
+        restarted = int(pid_file.read_text().splitlines()[0])
+        assert restarted != postmaster
+    # Stopping the stack stops the server it started, by PID.
+    _wait_for(lambda: not _alive(restarted), timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
