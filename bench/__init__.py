@@ -13,6 +13,10 @@ from pathlib import Path
 
 from tools.localdb import start_embedded
 
+# The bench stops its embedded server (pg_ctl as another user: a real fork) after its gRPC scenario; with
+# grpcio's fork support on, such a child can crash before exec (see tests/conftest.py, grpc/grpc#43055).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 
 @contextlib.contextmanager
 def bench_database(prefix: str = "cm-bench-", *, configured: bool = True) -> Iterator[tuple[str, Path]]:
