@@ -130,7 +130,9 @@ class MeteringServiceServicer:
         reused with different contents (ALREADY_EXISTS EVENT_ID_REUSED) — refuses
         the whole batch (its index or event id in the error metadata) and records
         nothing; exact repeats, inside the batch or of earlier ones, are
-        duplicates. Results as for TrackUsage.
+        duplicates. Results as for TrackUsage. Through the REST gateway the JSON
+        body may be up to 8 MiB (other routes: 1 MiB); a larger one is refused
+        with 413 REQUEST_TOO_LARGE and nothing is recorded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
