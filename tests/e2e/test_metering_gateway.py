@@ -214,3 +214,30 @@ async def test_a_full_10000_event_batch_fits_through_the_gateway(stack: Stack) -
             "/api/v1/metering/events/" + str(huge_events[0]["event_id"]), headers=stack.headers("ops", "admin")
         )
         assert listed.status_code == 404  # nothing of the refused batch was recorded
+
+
+async def test_a_full_page_of_events_with_full_metadata_is_listed_through_the_gateway(stack: Stack) -> None:
+    """500 events (the largest page) with 16 metadata entries each: ~3 MB of response, over Envoy's default."""
+    user = f"m-{uuid.uuid4().hex[:8]}"
+    service = stack.headers("svc-platform", "svc-platform")
+    metadata = {f"key-{j:02d}-{'k' * 50}": "v" * 256 for j in range(16)}
+    events = [
+        {
+            "event_id": f"page-{uuid.uuid4().hex}",
+            "user_id": user,
+            "service": "SERVICE_KIND_SEARCH",
+            "quantity": "1",
+            "metadata": metadata,
+        }
+        for _ in range(500)
+    ]
+    async with httpx.AsyncClient(base_url=stack.url, timeout=120) as http:
+        await _fund(http, stack, user, 5 * USD)
+        tracked = await http.post("/api/v1/metering/track-batch", headers=service, json={"events": events})
+        assert tracked.status_code == 200, tracked.text[:500]
+        page = await http.get(f"/api/v1/metering/events?user_id={user}&page_size=500", headers=service)
+        assert page.status_code == 200, page.text[:500]
+        assert len(page.content) > 2 * 1024 * 1024
+        listed = page.json()["events"]
+        assert {e["event"]["event_id"] for e in listed} == {e["event_id"] for e in events}
+        assert all(e["event"]["metadata"] == metadata for e in listed)
