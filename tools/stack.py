@@ -62,6 +62,39 @@ STABLE_AFTER = 60.0
 
 
 @dataclass
+class Backoff:
+    """When to start a supervised process again: after RESTART_MIN_DELAY, doubling while it keeps dying."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    delay: float = RESTART_MIN_DELAY
+    restart_at: float | None = None
+
+    def due(self, alive: bool, now: float, obituary: str) -> bool:
+        """Whether to start the process again now; a death is logged once (``obituary``, then the delay)."""
+        if alive:
+            if now - self.started_at >= STABLE_AFTER:
+                self.delay = RESTART_MIN_DELAY
+            return False
+        if self.restart_at is None:
+            self.restart_at = now + self.delay
+            _log(f"{obituary}; restarting in {self.delay:g}s (restart #{self.restarts + 1})")
+            self.delay = min(self.delay * 2, RESTART_MAX_DELAY)
+            return False
+        return now >= self.restart_at
+
+    def failed(self, now: float) -> None:
+        """The restart did not work: try again after the current delay, doubling it."""
+        self.restart_at = now + self.delay
+        self.delay = min(self.delay * 2, RESTART_MAX_DELAY)
+
+    def restarted(self, now: float) -> None:
+        self.restarts += 1
+        self.started_at = now
+        self.restart_at = None
+
+
+@dataclass
 class Child:
     name: str
     process: subprocess.Popen[str]
@@ -70,10 +103,7 @@ class Child:
     # The environment variable that pins the child's port on a restart (empty: none).
     port_env: str = ""
     port: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-    restarts: int = 0
-    delay: float = RESTART_MIN_DELAY
-    restart_at: float | None = None
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 def _log(message: str) -> None:
@@ -141,78 +171,41 @@ def _supervise(children: list[Child], now: float) -> None:
     """Restarts every child that died, on its own port, with exponential backoff; never blocks."""
     for child in children:
         code = child.process.poll()
-        if code is None:
-            if now - child.started_at >= STABLE_AFTER:
-                child.delay = RESTART_MIN_DELAY
+        if not child.backoff.due(code is None, now, f"{child.name} (pid {child.process.pid}) exited with {code}"):
             continue
-        if child.restart_at is None:
-            child.restart_at = now + child.delay
-            _log(
-                f"{child.name} (pid {child.process.pid}) exited with {code};"
-                f" restarting in {child.delay:g}s (restart #{child.restarts + 1})"
-            )
-            child.delay = min(child.delay * 2, RESTART_MAX_DELAY)
-        elif now >= child.restart_at:
-            try:
-                child.process = _spawn(child.args, child.env)
-            except OSError as error:
-                _log(f"{child.name} could not be restarted: {error}")
-                child.restart_at = now + child.delay
-                continue
-            child.restarts += 1
-            child.started_at = now
-            child.restart_at = None
-            _watch(child)
-            _log(f"{child.name} restarted (pid {child.process.pid})")
+        try:
+            child.process = _spawn(child.args, child.env)
+        except OSError as error:
+            _log(f"{child.name} could not be restarted: {error}")
+            child.backoff.failed(now)
+            continue
+        child.backoff.restarted(now)
+        _watch(child)
+        _log(f"{child.name} restarted (pid {child.process.pid})")
 
 
-@dataclass
-class EmbeddedDatabase:
-    """The embedded PostgreSQL (a pgserver handle), restarted like a child when its postmaster dies."""
-
-    server: Any
-    started_at: float = field(default_factory=time.monotonic)
-    restarts: int = 0
-    delay: float = RESTART_MIN_DELAY
-    restart_at: float | None = None
-
-
-def _supervise_database(database: EmbeddedDatabase, now: float) -> None:
-    """Restarts a dead embedded PostgreSQL on the same data folder and socket, with exponential backoff.
+def _supervise_database(server: Any, backoff: Backoff, now: float) -> None:
+    """Restarts a dead embedded PostgreSQL (a pgserver handle) on the same data folder and socket, with the
+    children's backoff.
 
     The services keep running meanwhile: they answer UNAVAILABLE ``DATABASE_UNAVAILABLE`` and their pools
     reconnect once the server is back. Starting blocks this loop for at most pg_ctl's own timeout (10 s).
     """
-    info = database.server.get_postmaster_info()
-    if info.is_running():
-        if now - database.started_at >= STABLE_AFTER:
-            database.delay = RESTART_MIN_DELAY
-        return
-    if database.restart_at is None:
-        database.restart_at = now + database.delay
-        _log(
-            f"embedded PostgreSQL (pid {info.pid}) is gone; restarting in {database.delay:g}s"
-            f" (restart #{database.restarts + 1})"
-        )
-        database.delay = min(database.delay * 2, RESTART_MAX_DELAY)
-        return
-    if now < database.restart_at:
+    info = server.get_postmaster_info()
+    if not backoff.due(info.is_running(), now, f"embedded PostgreSQL (pid {info.pid}) is gone"):
         return
     try:
         # pgserver's own start-up path (pg_ctl start on the same data folder and socket folder), under the
         # inter-process lock pgserver itself takes around it.
-        with type(database.server)._lock:
-            database.server.ensure_postgres_running()
+        with type(server)._lock:
+            server.ensure_postgres_running()
     except (OSError, subprocess.SubprocessError, AssertionError) as error:
         # e.g. the killed server's backends still hold its shared memory for a moment.
-        _log(f"embedded PostgreSQL could not be restarted ({type(error).__name__}); retrying in {database.delay:g}s")
-        database.restart_at = time.monotonic() + database.delay
-        database.delay = min(database.delay * 2, RESTART_MAX_DELAY)
+        _log(f"embedded PostgreSQL could not be restarted ({type(error).__name__}); retrying in {backoff.delay:g}s")
+        backoff.failed(time.monotonic())
         return
-    database.restarts += 1
-    database.started_at = time.monotonic()
-    database.restart_at = None
-    _log(f"embedded PostgreSQL restarted (pid {database.server.get_pid()})")
+    backoff.restarted(time.monotonic())
+    _log(f"embedded PostgreSQL restarted (pid {server.get_pid()})")
 
 
 def _stop(children: list[Child], grace: float = 10.0) -> None:
@@ -428,11 +421,11 @@ def main() -> int:
             "  (ROLE: user, admin, svc-metering, svc-coupons, svc-openrouter, svc-platform; all: make tokens)"
         )
         _log("ready; a child that dies is restarted; Ctrl-C stops everything")
-        watched = EmbeddedDatabase(embedded) if embedded is not None else None
+        database_backoff = Backoff()
         while not stopping.is_set():
             _supervise(children, time.monotonic())
-            if watched is not None:
-                _supervise_database(watched, time.monotonic())
+            if embedded is not None:
+                _supervise_database(embedded, database_backoff, time.monotonic())
             stopping.wait(0.2)
         return 0
     except RuntimeError as error:
