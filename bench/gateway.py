@@ -684,7 +684,7 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
         ]
         wanted = set(opts.only.split(",")) if opts.only else None
         # The machine's speed drifts over a run (a shared 2-core box: the tiers route alone was seen
-        # anywhere from 2,200 to 3,500 req/s minutes apart). So each scenario is bracketed by short
+        # anywhere from 2,400 to 3,960 req/s within one run). So each scenario is bracketed by short
         # slices of the tiers route, and its ratio is taken against their mean, not against one
         # measurement made minutes earlier.
         slices: list[float] = []

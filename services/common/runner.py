@@ -37,8 +37,8 @@ def settle_heap(thresholds: tuple[int, int, int]) -> None:
     After start-up a service holds tens of thousands of long-lived objects
     (modules, protobuf descriptors, grpc, asyncpg, OpenTelemetry). With
     CPython's default thresholds (700, 10, 10) the collector runs every few
-    requests and its older generations walk that whole heap again and again,
-    spilling the CPU caches the request path needs. Frozen, those objects are
+    requests and its older generations walk that whole heap again and again.
+    Frozen, those objects are
     never scanned; request-scoped objects die by reference counting, so a rarer
     young collection (``GC_THRESHOLDS``, default 50,000 / 20 / 10) still finds
     the little cyclic garbage a request leaves. Timed with ``gc.callbacks``
