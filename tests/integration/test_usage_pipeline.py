@@ -60,6 +60,21 @@ async def _standalone_metering(
         await pool.close()
 
 
+async def _recover_due_now(
+    metering_db: asyncpg.Pool,
+    event_ids: list[str],
+    credits_db: str,
+    keys: Keys,
+    credits_server: RunningService,
+    openrouter_server: RunningService,
+) -> None:
+    """The outbox without waiting for its timer: the events become due and another replica runs one pass."""
+    async with metering_db.acquire() as conn:
+        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = ANY($1::text[])", event_ids)
+    async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
+        await replica.recover()
+
+
 async def test_a_batch_refused_for_a_reused_event_id_records_nothing(
     metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
 ) -> None:
@@ -178,10 +193,7 @@ async def test_track_records_and_charges_while_openrouter_is_down(
     finally:
         book._fetch = original  # type: ignore[method-assign]
     # Back: the recovery pass refreshes the catalog once, the model is not there, the event is parked.
-    async with metering_db.acquire() as conn:
-        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", unknown.event_id)
-    async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
-        await replica.recover()
+    await _recover_due_now(metering_db, [unknown.event_id], credits_db, keys, credits_server, openrouter_server)
     async with metering_db.acquire() as conn:
         row = await conn.fetchrow("SELECT status, park_reason FROM events WHERE event_id = $1", unknown.event_id)
     assert (row["status"], row["park_reason"]) == ("PARKED", "MODEL_NOT_FOUND")
@@ -415,9 +427,7 @@ async def test_an_admin_retries_parked_events_once_their_cause_is_fixed(
     unpriced = Event(f"late-{uuid.uuid4().hex}", user, "LLM", model, "", 1000, 500, 0, False, "", datetime.now(UTC))
     async with metering_db.acquire() as conn:
         await record_events(conn, [unpriced], [None], [""])
-        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", unpriced.event_id)
-    async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
-        await replica.recover()
+    await _recover_due_now(metering_db, [unpriced.event_id], credits_db, keys, credits_server, openrouter_server)
     # And one whose key the ledger already holds with another payload: no retry can change that.
     poisoned = f"poison-{uuid.uuid4().hex}"
     await credits.as_service(
@@ -530,10 +540,7 @@ async def test_admins_see_pending_events_oldest_first_with_their_last_error(
             assert refused[0] == grpc.StatusCode.PERMISSION_DENIED
     finally:
         # The outbox charges them once due; then nobody's list has them any more.
-        async with metering_db.acquire() as conn:
-            await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = ANY($1::text[])", ids)
-        async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
-            await replica.recover()
+        await _recover_due_now(metering_db, ids, credits_db, keys, credits_server, openrouter_server)
     after = await metering.call("ListPendingEvents", pb.ListPendingEventsRequest(user_id=user), admin)
     assert (after.total, list(after.events)) == (0, [])
     await assert_metering_ok(db, metering_db)
@@ -572,10 +579,7 @@ async def test_a_pending_event_can_be_followed_to_its_charge_by_its_id(
     malformed = await metering.reason("GetUsageEvent", pb.GetUsageEventRequest(event_id="no spaces"), owner)
     assert malformed[0] == grpc.StatusCode.INVALID_ARGUMENT
     # The outbox charges it once due, without the caller resending anything; the lookup shows the charge.
-    async with metering_db.acquire() as conn:
-        await conn.execute("UPDATE events SET next_attempt_at = now() WHERE event_id = $1", event_id)
-    async with _standalone_metering(credits_db, keys, credits_server.port, openrouter_server.port) as replica:
-        await replica.recover()
+    await _recover_due_now(metering_db, [event_id], credits_db, keys, credits_server, openrouter_server)
     charged = (await metering.call("GetUsageEvent", lookup, metering.service)).event
     assert (charged.state, charged.charged, charged.charged_nanos, charged.shortfall_nanos) == (
         pb.EVENT_STATE_CHARGED,
