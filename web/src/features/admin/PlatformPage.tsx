@@ -69,6 +69,18 @@ function EventCells({ event: e }: { event: RecordedEvent }) {
   );
 }
 
+/** The headings of EventCells' columns. */
+function EventHeadCells() {
+  return (
+    <>
+      <TableCell>Event</TableCell>
+      <TableCell>User</TableCell>
+      <TableCell>Recorded</TableCell>
+      <TableCell align="right">Attempts</TableCell>
+    </>
+  );
+}
+
 /** Usage revenue and grants across all users (credits.GetPlatformReport, admin only). */
 export default function PlatformPage() {
   const [range, setRange] = useState(() => lastDays(30));
@@ -302,10 +314,7 @@ export default function PlatformPage() {
               <Table size="small" aria-labelledby="platform-pending-title">
                 <TableHead>
                   <TableRow>
-                    <TableCell>Event</TableCell>
-                    <TableCell>User</TableCell>
-                    <TableCell>Recorded</TableCell>
-                    <TableCell align="right">Attempts</TableCell>
+                    <EventHeadCells />
                     <TableCell>Last error</TableCell>
                     <TableCell>Next attempt</TableCell>
                   </TableRow>
@@ -355,10 +364,7 @@ export default function PlatformPage() {
             <Table size="small" aria-labelledby="platform-parked-title">
               <TableHead>
                 <TableRow>
-                  <TableCell>Event</TableCell>
-                  <TableCell>User</TableCell>
-                  <TableCell>Recorded</TableCell>
-                  <TableCell align="right">Attempts</TableCell>
+                  <EventHeadCells />
                   <TableCell>Reason</TableCell>
                   <TableCell>Actions</TableCell>
                 </TableRow>
