@@ -251,11 +251,25 @@ async def list_pending(
     return rows, int(total)
 
 
-async def uncount_call(conn: asyncpg.Connection, user_id: str, window: datetime) -> None:
+async def release_claim(conn: asyncpg.Connection, user_id: str, request_id: str) -> None:
+    """An attempt that could not answer gives its request id's count back and leaves the claim unanswered,
+    so that a retry counts afresh (an answered claim keeps its count)."""
     await conn.execute(
-        "UPDATE quota_windows SET calls = calls - 1 WHERE user_id = $1 AND window_start = $2 AND calls > 0",
+        """
+        WITH claim AS (
+            SELECT a.counted_in FROM authorizations a
+             WHERE a.user_id = $1 AND a.request_id = $2 AND a.response IS NULL AND a.counted_in IS NOT NULL
+               FOR UPDATE
+        ), released AS (
+            UPDATE authorizations a SET counted_in = NULL FROM claim
+             WHERE a.user_id = $1 AND a.request_id = $2
+            RETURNING claim.counted_in
+        )
+        UPDATE quota_windows q SET calls = greatest(q.calls - 1, 0)
+          FROM released r WHERE q.user_id = $1 AND q.window_start = r.counted_in
+        """,
         user_id,
-        window,
+        request_id,
     )
 
 
@@ -267,44 +281,51 @@ async def calls_in(conn: asyncpg.Connection, user_id: str, window: datetime) -> 
 
 
 async def begin_authorizations(
-    conn: asyncpg.Connection, steps: list[tuple[str, str, datetime, int]]
+    conn: asyncpg.Connection, steps: list[tuple[str, str, datetime, int, str]]
 ) -> list[asyncpg.Record]:
-    """begin_authorization for many (user, request id, window, limit) steps in one statement, in the given
-    order (each sees the ones before it); one row per step, same columns as begin_authorization."""
+    """begin_authorization for many (user, request id, window, limit, fingerprint) steps in one statement, in
+    the given order (each sees the ones before it); one row per step, same columns as begin_authorization."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
         SELECT b.fingerprint, b.response, b.counted, b.current
-          FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[]) WITH ORDINALITY AS i(u, r, w, l, ord)
-         CROSS JOIN LATERAL begin_authorization(i.u, i.r, i.w, i.l) AS b
+          FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::text[])
+               WITH ORDINALITY AS i(u, r, w, l, fp, ord)
+         CROSS JOIN LATERAL begin_authorization(i.u, i.r, i.w, i.l, i.fp) AS b
          ORDER BY i.ord
         """,
         [s[0] for s in steps],
         [s[1] for s in steps],
         [s[2] for s in steps],
         [s[3] for s in steps],
+        [s[4] for s in steps],
     )
     return rows
 
 
 async def finish_authorizations(
-    conn: asyncpg.Connection, steps: list[tuple[str, str, str, bytes, datetime | None]]
+    conn: asyncpg.Connection, steps: list[tuple[str, str, str, bytes, bool]]
 ) -> set[tuple[str, str]]:
-    """finish_authorization for many (user, request id, fingerprint, answer, window to give a call back to)
-    steps in one statement; returns the (user, request id) pairs whose answer this stored (first writer
-    wins; the others were answered by another request with the same id)."""
+    """Stores the answers of many (user, request id, fingerprint, answer, refused) steps on their claims in
+    one statement; a refusal gives the claim's count back. Returns the (user, request id) pairs whose answer
+    this stored (first answer wins; the others were answered by another attempt with the same id)."""
     rows = await conn.fetch(
         """
         WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[])
-                     AS i(u, r, fp, answer, uncount)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::boolean[])
+                     AS i(u, r, fp, answer, refused)
+        ), stored AS (
+            -- counted_in stays as it was: for a refusal, the window its count is given back to below.
+            UPDATE authorizations a SET response = i.answer
+              FROM input i
+             WHERE a.user_id = i.u AND a.request_id = i.r AND a.fingerprint = i.fp AND a.response IS NULL
+            RETURNING a.user_id, a.request_id, CASE WHEN i.refused THEN a.counted_in END AS given_back
         ), uncounted AS (
             UPDATE quota_windows q SET calls = greatest(q.calls - n.k, 0)
-              FROM (SELECT u, uncount, count(*) AS k FROM input WHERE uncount IS NOT NULL GROUP BY 1, 2) n
-             WHERE q.user_id = n.u AND q.window_start = n.uncount
+              FROM (SELECT user_id, given_back, count(*) AS k FROM stored WHERE given_back IS NOT NULL
+                     GROUP BY 1, 2) n
+             WHERE q.user_id = n.user_id AND q.window_start = n.given_back
         )
-        INSERT INTO authorizations (user_id, request_id, fingerprint, response)
-        SELECT u, r, fp, answer FROM input ORDER BY u, r
-        ON CONFLICT DO NOTHING RETURNING user_id, request_id
+        SELECT user_id, request_id FROM stored
         """,
         [s[0] for s in steps],
         [s[1] for s in steps],

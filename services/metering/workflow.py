@@ -191,15 +191,15 @@ class Metering:
         self.responses = StoredResponses(pool)
         # Authorize's two steps in metering's database, shared by concurrent calls (group commit); two calls
         # with one (user, request id) never share a group.
-        self._begins: Grouper[tuple[str, str, datetime, int], asyncpg.Record] = Grouper(
+        self._begins: Grouper[tuple[str, str, datetime, int, str], asyncpg.Record] = Grouper(
             self._begin_group,
             keys=lambda step: [step[:2]],
-            order=lambda step: step[0],  # quota rows locked in user order
+            order=lambda step: step[:2],  # claims, then quota rows, locked in (user, request id) order
             alone_on=RETRYABLE,
         )
         self._authorizing: dict[tuple[str, str], list[Any]] = {}
-        self._finishes: Grouper[tuple[str, str, str, bytes, datetime | None], bool] = Grouper(
-            self._finish_group, keys=lambda step: [step[:2]], alone_on=RETRYABLE
+        self._finishes: Grouper[tuple[str, str, str, bytes, bool], bool] = Grouper(
+            self._finish_group, keys=lambda step: [step[:2]], order=lambda step: step[:2], alone_on=RETRYABLE
         )
 
     # --- the other contexts -----------------------------------------------------------------
@@ -269,7 +269,7 @@ class Metering:
         estimate, version = await self._estimate(tier_id, dataclasses.replace(probe, output_tokens=max_output_tokens))
         window = domain.quota_window(tier.api_call_period, period_start, datetime.now(UTC))
         limit = int(tier.api_call_limit)
-        begun = await self._begins.submit((probe.user_id, request_id, window, limit))
+        begun = await self._begins.submit((probe.user_id, request_id, window, limit, fp))
         if begun["fingerprint"] is not None:
             if begun["fingerprint"] != fp:
                 raise DomainError(
@@ -284,7 +284,7 @@ class Metering:
             result = Authorization(
                 False, "QUOTA_EXCEEDED", "", 0, estimate.total_nanos, int(begun["current"]), limit, 0, version
             )
-            return await self._remember(probe.user_id, request_id, fp, result, None)
+            return await self._remember(probe.user_id, request_id, fp, result, refused=True)
         hold_id, held = "", 0
         if estimate.total_nanos > 0:
             refusal: DomainError | None = None
@@ -306,8 +306,9 @@ class Metering:
                 refusal = error
             if refusal is not None:
                 if refusal.reason != "INSUFFICIENT_CREDITS":
+                    # No answer to store: the count goes back and the claim stays open for a retry.
                     async with self._pool.acquire() as conn:
-                        await repo.uncount_call(conn, probe.user_id, window)
+                        await repo.release_claim(conn, probe.user_id, request_id)
                     raise refusal
                 result = Authorization(
                     False,
@@ -320,7 +321,7 @@ class Metering:
                     max(0, limit - used + 1) if limit else 0,
                     version,
                 )
-                return await self._remember(probe.user_id, request_id, fp, result, window)
+                return await self._remember(probe.user_id, request_id, fp, result, refused=True)
         result = Authorization(
             True,
             "",
@@ -332,37 +333,27 @@ class Metering:
             max(0, limit - used) if limit else 0,
             version,
         )
-        return await self._remember(probe.user_id, request_id, fp, result, None, counted=window)
+        return await self._remember(probe.user_id, request_id, fp, result, refused=False)
 
-    async def _begin_group(self, steps: list[tuple[str, str, datetime, int]]) -> list[asyncpg.Record | BaseException]:
+    async def _begin_group(
+        self, steps: list[tuple[str, str, datetime, int, str]]
+    ) -> list[asyncpg.Record | BaseException]:
         async with self._pool.acquire() as conn:
             return list(await repo.begin_authorizations(conn, steps))
 
-    async def _finish_group(
-        self, steps: list[tuple[str, str, str, bytes, datetime | None]]
-    ) -> list[bool | BaseException]:
+    async def _finish_group(self, steps: list[tuple[str, str, str, bytes, bool]]) -> list[bool | BaseException]:
         async with self._pool.acquire() as conn:
             stored = await repo.finish_authorizations(conn, steps)
         return [(step[0], step[1]) in stored for step in steps]
 
     async def _remember(
-        self,
-        user_id: str,
-        request_id: str,
-        fp: str,
-        result: Authorization,
-        uncount: datetime | None,
-        *,
-        counted: datetime | None = None,
+        self, user_id: str, request_id: str, fp: str, result: Authorization, *, refused: bool
     ) -> Authorization:
-        """Stores the answer (first writer wins). A call with the same request id that got there first
-        answers instead; the call this attempt counted in ``counted`` is then given back, so a request id
-        counts once however many copies of it raced."""
+        """Stores the answer on the request id's claim (first answer wins; a refusal gives the claim's count
+        back). An attempt with the same request id that answered first answers instead."""
         body = json.dumps(dataclasses.asdict(result)).encode()
-        if not await self._finishes.submit((user_id, request_id, fp, body, uncount)):
+        if not await self._finishes.submit((user_id, request_id, fp, body, refused)):
             async with self._pool.acquire() as conn:
-                if counted is not None:
-                    await repo.uncount_call(conn, user_id, counted)
                 saved = await repo.find_authorization(conn, user_id, request_id)
             assert saved is not None
             return Authorization(**json.loads(saved[1]))

@@ -439,3 +439,80 @@ async def test_concurrent_authorizations_share_statements_yet_count_the_quota_ex
     assert sorted(a.calls_used for a in distinct if a.allowed) == list(range(1, 101))
     held = sum(a.held_nanos for a in distinct)
     assert (await credits.balance(user)).held_nanos == held == 100 * 5_000_000
+
+
+async def test_an_authorization_cut_off_mid_way_counts_its_call_once_when_retried(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    """The caller gives up while the hold is still being placed (its deadline passes; a killed process
+    leaves the same state): the call was counted, nothing answered. Its retry carries on from that claim:
+    one call counted, one hold, one answer."""
+    user = await credits.funded_user(USD)
+    ask = pb.AuthorizeRequest(user_id=user, service=skpb.SERVICE_KIND_SEARCH, quantity=1, request_id=request_id())
+    metadata = (("authorization", f"Bearer {metering.service}"),)
+    async with db.acquire() as blocker:
+        # Another session holds the account's row, so the ledger cannot place the hold yet.
+        transaction = blocker.transaction()
+        await transaction.start()
+        try:
+            await blocker.execute("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE", user)
+            with pytest.raises(grpc.aio.AioRpcError) as cut:
+                await metering.stub.Authorize(ask, metadata=metadata, timeout=1.0)
+            assert cut.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            async with metering_db.acquire() as conn:
+                claim = await conn.fetchrow(
+                    "SELECT response, counted_in FROM authorizations WHERE user_id = $1 AND request_id = $2",
+                    user,
+                    ask.request_id,
+                )
+            assert claim is not None and claim["response"] is None and claim["counted_in"] is not None
+        finally:
+            await transaction.rollback()
+    retried = await metering.call("Authorize", ask)
+    assert retried.allowed and retried.calls_used == 1
+    again = await metering.call("Authorize", ask)
+    assert (again.allowed, again.hold_id, again.calls_used) == (True, retried.hold_id, 1)
+    summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(user_id=user))
+    assert summary.calls_used == 1
+    assert (await credits.balance(user)).held_nanos == retried.held_nanos > 0
+
+
+async def test_a_request_id_claims_one_call_of_the_quota_through_every_attempt(metering_db: asyncpg.Pool) -> None:
+    """The claim's rules step by step, in metering's database: a retry of an unanswered claim counts
+    nothing more, a failed attempt gives the count back, a refusal gives it back with its answer, and an
+    answer is replayed."""
+    from services.metering import repository as repo
+
+    user, window = new_user("claims"), datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def begin(rid: str, fp: str = "fp") -> asyncpg.Record:
+        async with metering_db.acquire() as conn:
+            (row,) = await repo.begin_authorizations(conn, [(user, rid, window, 0, fp)])
+            return row
+
+    async def calls() -> int:
+        async with metering_db.acquire() as conn:
+            return await repo.calls_in(conn, user, window)
+
+    first = await begin("r1")
+    assert (first["fingerprint"], first["counted"], await calls()) == (None, 1, 1)
+    carried = await begin("r1")  # the same request id again, unanswered: carried on, not counted
+    assert (carried["fingerprint"], carried["counted"], await calls()) == (None, 1, 1)
+    reused = await begin("r1", fp="other")
+    assert (reused["fingerprint"], reused["response"], await calls()) == ("fp", None, 1)
+    async with metering_db.acquire() as conn:
+        await repo.release_claim(conn, user, "r1")  # the attempt failed: the count goes back
+        assert await calls() == 0
+        await repo.release_claim(conn, user, "r1")  # twice changes nothing
+    assert await calls() == 0
+    assert (await begin("r1"))["counted"] == 1  # its retry counts afresh
+    async with metering_db.acquire() as conn:
+        assert await repo.finish_authorizations(conn, [(user, "r1", "fp", b"allowed", False)]) == {(user, "r1")}
+        assert await repo.finish_authorizations(conn, [(user, "r1", "fp", b"late", False)]) == set()
+    replay = await begin("r1")
+    assert (replay["fingerprint"], bytes(replay["response"]), await calls()) == ("fp", b"allowed", 1)
+    assert (await begin("r2"))["counted"] == 2
+    async with metering_db.acquire() as conn:
+        assert await repo.finish_authorizations(conn, [(user, "r2", "fp", b"refused", True)]) == {(user, "r2")}
+    assert await calls() == 1  # a refusal's count went back with its answer
+    assert bytes((await begin("r2"))["response"]) == b"refused" and await calls() == 1
