@@ -14,11 +14,14 @@ PREFIX = "SERVICE_KIND_"
 NAMES: tuple[str, ...] = tuple(k.removeprefix(PREFIX) for k, v in pb.ServiceKind.items() if v)
 
 
+#: Proto value → short name, built once: the enum wrapper rebuilds its value list on every lookup, and
+#: metering looks up every event of every batch.
+_NAME_OF: dict[int, str] = {v: k.removeprefix(PREFIX) for k, v in pb.ServiceKind.items() if v}
+
+
 def name_of(value: int) -> str | None:
     """The short name of a proto value; None when unset or unknown (callers refuse it)."""
-    if not value or value not in pb.ServiceKind.values():
-        return None
-    return str(pb.ServiceKind.Name(value)).removeprefix(PREFIX)
+    return _NAME_OF.get(value)
 
 
 def value_of(name: str) -> pb.ServiceKind.ValueType:

@@ -171,3 +171,14 @@ def test_spans_are_recorded_only_when_an_exporter_receives_them(endpoint: str, r
         [sys.executable, "-c", _SPAN_PROBE], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == [recording, "True"]
+
+
+def test_service_kinds_convert_both_ways_and_unknown_values_have_no_name() -> None:
+    from creditmeter.common.v1 import service_kind_pb2 as skpb
+
+    from services.common import service_kind
+
+    for name in service_kind.NAMES:
+        assert service_kind.name_of(service_kind.value_of(name)) == name
+    assert service_kind.name_of(skpb.SERVICE_KIND_LLM) == "LLM"
+    assert [service_kind.name_of(v) for v in (0, -1, max(skpb.ServiceKind.values()) + 1)] == [None, None, None]
