@@ -108,3 +108,32 @@ async def test_a_database_outage_reaches_every_caller_of_the_group() -> None:
             await call
     assert store.calls == [1, 3]  # one attempt for the group; the caller's retry policy decides the rest
     assert not any(key.startswith("o") for key in store.rows)
+
+
+async def test_small_calls_go_one_group_at_a_time_and_never_wait_behind_a_large_one() -> None:
+    """Single events queue in their own lane: while a large batch is in the database they are recorded
+    anyway, and while one small group is in the database the next one gathers behind it."""
+    store = _Store()
+    slow = store.record
+
+    async def record(events: list[Any], costs: list[int | None], versions: list[str]) -> list[Any]:
+        if events[0].event_id.startswith("b"):
+            await asyncio.sleep(2.0)  # a big batch takes its time in the database
+        return await slow(events, costs, versions)
+
+    recorder = EventRecorder(record, small_events=4)
+    large = []
+    for k in range(2):  # one after the other: each takes a slot of its own
+        large.append(asyncio.ensure_future(_record(recorder, *(_Ev(f"b{k}-{i}") for i in range(10)))))
+        await asyncio.sleep(0.001)
+    singles = [asyncio.ensure_future(_record(recorder, _Ev("s0")))]
+    await asyncio.sleep(0.001)  # the first single's group is in the database now
+    singles += [asyncio.ensure_future(_record(recorder, _Ev(f"s{i}"))) for i in range(1, 6)]
+    done, _ = await asyncio.wait(singles, timeout=1.5)
+    assert len(done) == 6 and not any(call.done() for call in large)  # both large slots are taken meanwhile
+    assert [await s for s in singles] == [[(f"s{i}", True)] for i in range(6)]
+    # The first single alone, the five that queued behind it together; then the two large calls.
+    assert store.calls == [1, 5]
+    for k, call in enumerate(large):
+        assert await call == [(f"b{k}-{i}", True) for i in range(10)]
+    assert store.calls == [1, 5, 10, 10]
