@@ -292,6 +292,10 @@ class Charger:
                 future.set_result(None)
 
 
+#: Calls of at most this many events (single ``track`` calls, small batches) are recorded and charged in lanes
+#: of their own, apart from large batches.
+SMALL_CALL_EVENTS = 64
+
 #: What one recording call hands its caller: the rows, in input order.
 Recorded = list[Any]
 #: One recording call: its events, their costs and price versions.

@@ -47,8 +47,9 @@ async def create_server(settings: MeteringSettings) -> RunningService:
         ),
     )
     running.channels.extend([credits_channel, pricing_channel])
-    running.tasks.append(asyncio.create_task(metering.charger.run()))
-    running.closers.append(metering.charger.stop)
+    for charger in (metering.charger, metering.bulk_charger):
+        running.tasks.append(asyncio.create_task(charger.run()))
+        running.closers.append(charger.stop)
     # Keep the local price book current (a version check when nothing changed).
     running.tasks.append(asyncio.create_task(periodically("price book", 30, metering.refresh_prices)))
     if settings.recovery_interval_seconds > 0:

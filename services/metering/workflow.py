@@ -41,6 +41,7 @@ from services.metering.domain import Event
 from services.metering.pipeline import (
     EVENT_REFUSALS,
     RETRYABLE,
+    SMALL_CALL_EVENTS,
     AccountDirectory,
     Charger,
     EventRecorder,
@@ -185,9 +186,15 @@ class Metering:
         self._lease = claim_lease_seconds
         self.prices = PriceBookCache(pricing, timeout)
         self.accounts = AccountDirectory(credits.stub, timeout)
-        self.charger = Charger(self.charge, chunk=chunk, parallel=parallel, linger=linger_seconds)
-        self.recorder = EventRecorder(self._record)
-        self.holds = HoldBatcher(credits.stub, timeout)
+        # The events of single calls and small batches are charged apart from those of large batches, each
+        # kind with its own slots, so that neither waits behind the other. Small ones go one chunk at a time:
+        # the next chunk gathers while one is in the ledger, so each ledger call carries more of them (see
+        # docs/usage-pipeline.md, Throughput notes, for the measurement).
+        self.charger = Charger(self.charge, chunk=chunk, parallel=1, linger=linger_seconds)
+        self.bulk_charger = Charger(self.charge, chunk=chunk, parallel=parallel, linger=linger_seconds)
+        self.recorder = EventRecorder(self._record, small_events=SMALL_CALL_EVENTS)
+        # Authorize calls are all small: one group of each of their steps at a time, for the same reason.
+        self.holds = HoldBatcher(credits.stub, timeout, max_in_flight=1)
         self.responses = StoredResponses(pool)
         # Authorize's two steps in metering's database, shared by concurrent calls (group commit); two calls
         # with one (user, request id) never share a group.
@@ -195,11 +202,16 @@ class Metering:
             self._begin_group,
             keys=lambda step: [step[:2]],
             order=lambda step: step[:2],  # claims, then quota rows, locked in (user, request id) order
+            max_in_flight=1,
             alone_on=RETRYABLE,
         )
         self._authorizing: dict[tuple[str, str], list[Any]] = {}
         self._finishes: Grouper[tuple[str, str, str, bytes, bool], bool] = Grouper(
-            self._finish_group, keys=lambda step: [step[:2]], order=lambda step: step[:2], alone_on=RETRYABLE
+            self._finish_group,
+            keys=lambda step: [step[:2]],
+            order=lambda step: step[:2],
+            max_in_flight=1,
+            alone_on=RETRYABLE,
         )
 
     # --- the other contexts -----------------------------------------------------------------
@@ -432,7 +444,8 @@ class Metering:
             for i in first
             if recorded[i]["status"] == "RECORDED"
         ]
-        futures = dict(zip([w.event_id for w in to_charge], self.charger.submit(to_charge), strict=True))
+        charger = self.charger if len(events) <= SMALL_CALL_EVENTS else self.bulk_charger
+        futures = dict(zip([w.event_id for w in to_charge], charger.submit(to_charge), strict=True))
         if futures and wait_seconds > 0:
             await asyncio.wait(list(futures.values()), timeout=wait_seconds)
         out = []
@@ -683,7 +696,7 @@ class Metering:
         retried = {r["event_id"] for r in requeued}
         if requeued:
             log.info("parked usage events retried", extra={"events": len(requeued)})
-            futures = self.charger.submit([_work_of_row(r) for r in requeued])
+            futures = self.bulk_charger.submit([_work_of_row(r) for r in requeued])
             if wait_seconds > 0:
                 await asyncio.wait(futures, timeout=wait_seconds)
         async with self._pool.acquire() as conn:

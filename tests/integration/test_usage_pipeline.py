@@ -865,3 +865,23 @@ async def test_a_caller_told_charged_reads_charged_in_its_next_request(
         assert page.events[0].state == pb.EVENT_STATE_CHARGED
         summary = await metering.call("GetUsageSummary", pb.GetUsageSummaryRequest(user_id=user))
         assert summary.totals.charged_nanos == charged
+
+
+async def test_a_large_batch_and_single_events_are_each_charged_within_their_call(
+    metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
+) -> None:
+    """Large batches and single events are charged in separate lanes (services/metering/workflow.py); each
+    lane answers its callers with the charge, none is left PENDING for the recovery pass."""
+    users = [await credits.funded_user(5 * USD) for _ in range(3)]
+    batch = [_event(users[i % 3]) for i in range(200)]
+    singles = [_event(users[i % 3]) for i in range(10)]
+    answers = await asyncio.gather(
+        metering.call("TrackUsageBatch", pb.TrackUsageBatchRequest(events=batch)),
+        *(metering.call("TrackUsage", pb.TrackUsageRequest(event=e)) for e in singles),
+    )
+    assert [r.state for r in answers[0].results] == [pb.EVENT_STATE_CHARGED] * 200
+    assert [a.state for a in answers[1:]] == [pb.EVENT_STATE_CHARGED] * 10
+    for user in users:
+        events = sum(1 for e in batch + singles if e.user_id == user)
+        assert (await credits.balance(user)).balance_nanos == 5 * USD - events * 495_000
+    await assert_metering_ok(db, metering_db)
