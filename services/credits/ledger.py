@@ -94,8 +94,12 @@ class Ledger:
         self._tiers: dict[str, Tier] = {}
         self._tiers_loaded = 0.0
         self._tier_cache_seconds = tier_cache_seconds
-        self._coalescer = DeductCoalescer(pool)
-        self._balances = BalanceBatcher(pool)
+        # One group of Deducts and one of balance reads in the database at a time: the next gathers behind
+        # it, so each statement carries more requests. Two bench rounds (`make bench --only
+        # tiers_compare,deduct_spread,deduct_hot,balance`, alternating with two in flight): PostgreSQL's CPU
+        # per request ~20 % lower, `deduct` 0.64-0.70x the tiers route against 0.55-0.68x.
+        self._coalescer = DeductCoalescer(pool, max_in_flight=1)
+        self._balances = BalanceBatcher(pool, max_in_flight=1)
         # Accounts are never deleted, so "this account exists" never goes stale: a bounded set
         # of ids seen to exist spares a user's later calls the lookup (oldest forgotten first).
         self._known_accounts: dict[str, None] = {}
