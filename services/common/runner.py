@@ -38,10 +38,10 @@ def settle_heap(thresholds: tuple[int, int, int]) -> None:
     (modules, protobuf descriptors, grpc, asyncpg, OpenTelemetry). With
     CPython's default thresholds (700, 10, 10) the collector runs every few
     requests and its older generations walk that whole heap again and again.
-    Frozen, those objects are
-    never scanned; request-scoped objects die by reference counting, so a rarer
-    young collection (``GC_THRESHOLDS``, default 50,000 / 20 / 10) still finds
-    the little cyclic garbage a request leaves. Timed with ``gc.callbacks``
+    Frozen, those objects are never scanned; request-scoped objects die by
+    reference counting, so a rarer young collection (``GC_THRESHOLDS``,
+    default 50,000 / 20 / 10) still finds the little cyclic garbage a request
+    leaves. Timed with ``gc.callbacks``
     during ``make bench`` (track, deduct, batches): the collector's share of
     metering's CPU fell from 6-8 % to about 1 %, and of credits' from 2-3 % to
     about 1 %; the throughput gain is within the bench's run-to-run noise.

@@ -333,24 +333,20 @@ class EventRecorder:
         *,
         max_events: int = 5000,
         max_in_flight: int = 2,
-        small_events: int = 64,
+        small_events: int = SMALL_CALL_EVENTS,
         small_in_flight: int = 1,
     ) -> None:
         self._record = record
         self._small_events = small_events
-        self._small: Grouper[_Call, Recorded] = Grouper(
+        self._small = self._lane(max(small_events, 1) * 4, small_in_flight)
+        self._large = self._lane(max_events, max_in_flight)
+
+    def _lane(self, max_group: int, max_in_flight: int) -> Grouper[_Call, Recorded]:
+        return Grouper(
             self._run,
             keys=lambda call: (e.event_id for e in call[0]),
             weight=lambda call: len(call[0]),
-            max_group=max(small_events, 1) * 4,
-            max_in_flight=small_in_flight,
-            alone_on=GROUP_REFUSALS,
-        )
-        self._large: Grouper[_Call, Recorded] = Grouper(
-            self._run,
-            keys=lambda call: (e.event_id for e in call[0]),
-            weight=lambda call: len(call[0]),
-            max_group=max_events,
+            max_group=max_group,
             max_in_flight=max_in_flight,
             alone_on=GROUP_REFUSALS,
         )

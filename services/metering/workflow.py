@@ -192,7 +192,7 @@ class Metering:
         # docs/usage-pipeline.md, Throughput notes, for the measurement).
         self.charger = Charger(self.charge, chunk=chunk, parallel=1, linger=linger_seconds)
         self.bulk_charger = Charger(self.charge, chunk=chunk, parallel=parallel, linger=linger_seconds)
-        self.recorder = EventRecorder(self._record, small_events=SMALL_CALL_EVENTS)
+        self.recorder = EventRecorder(self._record)
         # Authorize calls are all small: one group of each of their steps at a time, for the same reason.
         self.holds = HoldBatcher(credits.stub, timeout, max_in_flight=1)
         self.responses = StoredResponses(pool)
