@@ -114,6 +114,23 @@ def _cpu_share(before: dict[str, float], after: dict[str, float], seconds: float
     return {k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.02}
 
 
+_DB_COUNTERS = ("xact_commit", "tup_inserted", "tup_updated", "tup_deleted", "tup_fetched", "blks_hit")
+
+
+async def _db_counters(pool: asyncpg.Pool) -> dict[str, int]:
+    """The database's cumulative statistics (commits, rows written and read), for per-request figures."""
+    row = await pool.fetchrow(
+        "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted, tup_fetched, blks_hit"
+        " FROM pg_stat_database WHERE datname = current_database()"
+    )
+    assert row is not None
+    return dict(row)
+
+
+def _per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict[str, float]:
+    return {key: round((after[key] - before[key]) / max(1, requests), 2) for key in _DB_COUNTERS}
+
+
 def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -688,16 +705,24 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
         # slices of the tiers route, and its ratio is taken against their mean, not against one
         # measurement made minutes earlier.
         slices: list[float] = []
+        stats_pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        assert stats_pool is not None
         for name, method, path, kw in scenarios:
             if wanted is not None and name not in wanted:
                 continue
             output = f"{opts.profile_out}.{name}"
             profiler = _profiler(stack, opts, output) if name in opts.profile.split(",") else None
+            counters = await _db_counters(stats_pool)
             rows[name] = wrk(stack, opts, folder, name, method, path, **kw)
             if profiler is not None:
                 profiler.wait(60)
                 _log(f"py-spy profile of {opts.profile_service} during {name}: {output}")
             await asyncio.sleep(1)  # let the tail of in-flight requests finish before the next scenario
+            # PostgreSQL's statistics are reported by each backend within a second of its last transaction.
+            note = json.loads(rows[name].note)
+            note["db_per_request"] = _per_request(counters, await _db_counters(stats_pool), note["ok"])
+            rows[name].note = json.dumps(note)
+            _log(f"{name}: database work per request {note['db_per_request']}")
             if name == "tiers_compare":
                 slices.append(rows[name].rate)
             elif slices:
@@ -706,6 +731,7 @@ async def bench(url: str, opts: argparse.Namespace, folder: Path) -> int:
                 slices.append(after)
                 rows[name].baseline = (before + after) / 2
                 await asyncio.sleep(1)
+        await stats_pool.close()
         if "tiers_compare" in rows:
             note = json.loads(rows["tiers_compare"].note)
             note["slices"] = [round(rate) for rate in slices]

@@ -5,8 +5,12 @@ recording, holds, authorizations): a request's step is queued; while at most
 ``max_in_flight`` groups are running, newly queued steps wait and then run
 together as ONE group — one statement, one commit, one round trip — so the
 busier the service, the more each group carries, and a lone step runs at once
-(no added latency). :class:`Grouper` is that pattern, for steps whose group
-runner returns one result (or one exception) per step.
+(no added latency). A grouper may also ``linger``: while it is busy (a group
+has just finished and more steps are queued), the next group waits that long
+to fill before it goes, so that a group's fixed cost (a round trip, a commit,
+an RPC) spreads over more steps; a step that finds it idle still runs at once.
+:class:`Grouper` is that pattern, for steps whose group runner returns one
+result (or one exception) per step.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ class Grouper(Generic[T, R]):
     step of the group runs again on its own; any other exception reaches every step of the group.
     Steps that share any of their ``keys`` never share a group (the later waits for the next). With
     ``order``, a group reaches ``run`` sorted by it (the fixed lock order that keeps concurrent groups, and
-    replicas, from deadlocking each other); outcomes still reach the step they belong to.
+    replicas, from deadlocking each other); outcomes still reach the step they belong to. With
+    ``linger``, a group queued behind another waits that many seconds for more steps, unless ``fill`` steps
+    are already queued.
     """
 
     def __init__(
@@ -41,6 +47,8 @@ class Grouper(Generic[T, R]):
         max_group: int = 256,
         max_in_flight: int = 2,
         alone_on: tuple[type[BaseException], ...] = (),
+        linger: float = 0.0,
+        fill: int = 64,
     ) -> None:
         self._run = run
         self._keys = keys
@@ -49,6 +57,8 @@ class Grouper(Generic[T, R]):
         self._max_group = max_group
         self._max_in_flight = max_in_flight
         self._alone_on = alone_on
+        self._linger = linger
+        self._fill = fill
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0
 
@@ -84,10 +94,16 @@ class Grouper(Generic[T, R]):
 
     async def _drain(self) -> None:
         try:
+            busy = False
             while self._queue:
+                if busy and self._linger > 0 and len(self._queue) < self._fill:
+                    # Still busy after a group: let the next one gather a little longer (its fixed cost
+                    # spreads over more steps). A step that finds the grouper idle runs at once.
+                    await asyncio.sleep(self._linger)
                 group = self._take()
                 if group:
                     await self._group(group)
+                busy = True
         finally:
             self._running -= 1
 

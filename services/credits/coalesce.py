@@ -80,7 +80,9 @@ class DeductCoalescer:
     """Queues concurrent charges and runs them in batches over at most ``max_in_flight`` connections
     (the shared group-commit queue, services/common/batching.py)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 2, linger: float = 0.0
+    ) -> None:
         self._pool = pool
         self._charges: Grouper[Charge, Outcome] = Grouper(
             self._run,
@@ -88,6 +90,7 @@ class DeductCoalescer:
             order=lambda charge: charge.user_id,  # a fixed lock order: batches cannot deadlock each other
             max_group=max_batch,
             max_in_flight=max_in_flight,
+            linger=linger,
         )
 
     async def charge(self, charge: Charge) -> Outcome:
@@ -125,10 +128,12 @@ class BalanceBatcher:
     arrived), which is all a single read promised.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 2, linger: float = 0.0
+    ) -> None:
         self._pool = pool
         self._reads: Grouper[str, repository.BalanceView | None] = Grouper(
-            self._run, max_group=max_batch, max_in_flight=max_in_flight
+            self._run, max_group=max_batch, max_in_flight=max_in_flight, linger=linger
         )
 
     async def load(self, user_id: str) -> repository.BalanceView | None:

@@ -86,6 +86,10 @@ class SettleResult:
     transaction: Transaction | None
 
 
+#: How long a busy Deduct or balance-read group waits for more requests before it goes to the database.
+GROUP_LINGER_SECONDS = 0.002
+
+
 class Ledger:
     """All credits use cases over one asyncpg pool."""
 
@@ -98,8 +102,10 @@ class Ledger:
         # it, so each statement carries more requests. Two bench rounds (`make bench --only
         # tiers_compare,deduct_spread,deduct_hot,balance`, alternating with two in flight): PostgreSQL's CPU
         # per request ~20 % lower, `deduct` 0.64-0.70x the tiers route against 0.55-0.68x.
-        self._coalescer = DeductCoalescer(pool, max_in_flight=1)
-        self._balances = BalanceBatcher(pool, max_in_flight=1)
+        # While busy, each group also waits GROUP_LINGER_SECONDS to fill (a lone request never waits):
+        # docs/usage-pipeline.md, "Lingering groups", has the measurements.
+        self._coalescer = DeductCoalescer(pool, max_in_flight=1, linger=GROUP_LINGER_SECONDS)
+        self._balances = BalanceBatcher(pool, max_in_flight=1, linger=GROUP_LINGER_SECONDS)
         # Accounts are never deleted, so "this account exists" never goes stale: a bounded set
         # of ids seen to exist spares a user's later calls the lookup (oldest forgotten first).
         self._known_accounts: dict[str, None] = {}

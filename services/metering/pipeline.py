@@ -393,12 +393,18 @@ class HoldBatcher:
     """
 
     def __init__(
-        self, stub: cpb_grpc.CreditsServiceStub, timeout: float, *, max_batch: int = 500, max_in_flight: int = 2
+        self,
+        stub: cpb_grpc.CreditsServiceStub,
+        timeout: float,
+        *,
+        max_batch: int = 500,
+        max_in_flight: int = 2,
+        linger: float = 0.0,
     ) -> None:
         self._stub = stub
         self._timeout = timeout
         self._holds: Grouper[cpb.CreateHoldRequest, cpb.CreateHoldResponse] = Grouper(
-            self._send, max_group=max_batch, max_in_flight=max_in_flight
+            self._send, max_group=max_batch, max_in_flight=max_in_flight, linger=linger
         )
 
     async def hold(self, request: cpb.CreateHoldRequest) -> cpb.CreateHoldResponse:

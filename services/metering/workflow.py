@@ -57,6 +57,11 @@ from services.openrouter.pricebook import PriceBook
 
 log = logging.getLogger(__name__)
 
+#: How long a busy group of holds waits for more before its CreateHolds call (a lone hold never waits).
+HOLD_LINGER_SECONDS = 0.003
+#: How long a busy group of Authorize's steps in metering's database (claims, answers) waits for more.
+STEP_LINGER_SECONDS = 0.001
+
 _STATE_OF_STATUS = {"RECORDED": "PENDING", "CHARGED": "CHARGED", "SHORTFALL": "SHORTFALL", "PARKED": "PARKED"}
 
 
@@ -194,7 +199,9 @@ class Metering:
         self.bulk_charger = Charger(self.charge, chunk=chunk, parallel=parallel, linger=linger_seconds)
         self.recorder = EventRecorder(self._record)
         # Authorize calls are all small: one group of each of their steps at a time, for the same reason.
-        self.holds = HoldBatcher(credits.stub, timeout, max_in_flight=1)
+        # While busy, a group of holds also waits a little to fill: each CreateHolds call costs both processes
+        # an RPC, which dwarfs the holds themselves (docs/usage-pipeline.md, "Lingering groups").
+        self.holds = HoldBatcher(credits.stub, timeout, max_in_flight=1, linger=HOLD_LINGER_SECONDS)
         self.responses = StoredResponses(pool)
         # Authorize's two steps in metering's database, shared by concurrent calls (group commit); two calls
         # with one (user, request id) never share a group.
@@ -204,6 +211,7 @@ class Metering:
             order=lambda step: step[:2],  # claims, then quota rows, locked in (user, request id) order
             max_in_flight=1,
             alone_on=RETRYABLE,
+            linger=STEP_LINGER_SECONDS,
         )
         self._authorizing: dict[tuple[str, str], list[Any]] = {}
         self._finishes: Grouper[tuple[str, str, str, bytes, bool], bool] = Grouper(
@@ -212,6 +220,7 @@ class Metering:
             order=lambda step: step[:2],
             max_in_flight=1,
             alone_on=RETRYABLE,
+            linger=STEP_LINGER_SECONDS,
         )
 
     # --- the other contexts -----------------------------------------------------------------

@@ -73,3 +73,43 @@ async def test_a_group_reaches_its_runner_in_the_given_order_and_outcomes_reach_
     for group in db.groups:
         assert [name for name, _ in group] == sorted(name for name, _ in group)
     assert [n for name, n in db.groups[-1] if name == "b"] == [1, 5]  # arrival order kept within a key
+
+
+async def _arrivals(grouper: Grouper[tuple[str, int], int]) -> list[int]:
+    """A lead step; a second while the lead's group runs; a third as soon as the lead has its answer."""
+    lead = asyncio.ensure_future(grouper.submit(("lead", 0)))
+    await asyncio.sleep(0.002)  # the lead's group is running (it takes 10 ms)
+    second = asyncio.ensure_future(grouper.submit(("second", 1)))
+    first = await lead
+    # Without a linger the second step's group has already started by now; with one it is still gathering.
+    third = asyncio.ensure_future(grouper.submit(("third", 2)))
+    return [first, await second, await third]
+
+
+async def test_a_busy_grouper_lets_the_next_group_gather_for_its_linger() -> None:
+    db = _Db()
+    grouper: Grouper[tuple[str, int], int] = Grouper(db.run, max_in_flight=1, linger=0.2)
+    assert await _arrivals(grouper) == [0, 2, 4]
+    assert [[name for name, _ in group] for group in db.groups] == [["lead"], ["second", "third"]]
+
+    db_now = _Db()  # without a linger, the second step goes as soon as the lead's group is over
+    assert await _arrivals(Grouper(db_now.run, max_in_flight=1)) == [0, 2, 4]
+    assert [[name for name, _ in group] for group in db_now.groups] == [["lead"], ["second"], ["third"]]
+
+
+async def test_an_idle_grouper_runs_a_lone_step_at_once_however_long_its_linger() -> None:
+    db = _Db()
+    grouper: Grouper[tuple[str, int], int] = Grouper(db.run, max_in_flight=1, linger=30)
+    assert await asyncio.wait_for(grouper.submit(("alone", 3)), timeout=1) == 6
+    # And again once idle: the linger applies only to a group queued behind another.
+    assert await asyncio.wait_for(grouper.submit(("again", 4)), timeout=1) == 8
+
+
+async def test_a_lingering_grouper_goes_at_once_when_enough_steps_are_queued() -> None:
+    db = _Db()
+    grouper: Grouper[tuple[str, int], int] = Grouper(db.run, max_in_flight=1, linger=30, fill=3)
+    lead = asyncio.ensure_future(grouper.submit(("lead", 0)))
+    await asyncio.sleep(0.002)
+    rest = [asyncio.ensure_future(grouper.submit((f"s{i}", i))) for i in range(1, 4)]
+    assert await asyncio.wait_for(asyncio.gather(lead, *rest), timeout=1) == [0, 2, 4, 6]
+    assert [len(group) for group in db.groups] == [1, 3]
