@@ -104,6 +104,13 @@ class Grouper(Generic[T, R]):
                 if group:
                     await self._group(group)
                 busy = True
+        except asyncio.CancelledError:
+            # The service is stopping: nothing will run the steps still queued, so their callers must not
+            # wait for them (a lingering group is the likeliest to be caught here).
+            for _, future in self._queue:
+                future.cancel()
+            self._queue = []
+            raise
         finally:
             self._running -= 1
 

@@ -113,3 +113,16 @@ async def test_a_lingering_grouper_goes_at_once_when_enough_steps_are_queued() -
     rest = [asyncio.ensure_future(grouper.submit((f"s{i}", i))) for i in range(1, 4)]
     assert await asyncio.wait_for(asyncio.gather(lead, *rest), timeout=1) == [0, 2, 4, 6]
     assert [len(group) for group in db.groups] == [1, 3]
+
+
+async def test_steps_queued_behind_a_cancelled_grouper_are_cancelled_not_left_waiting() -> None:
+    db = _Db()
+    grouper: Grouper[tuple[str, int], int] = Grouper(db.run, max_in_flight=1, linger=30)
+    lead = asyncio.ensure_future(grouper.submit(("lead", 0)))
+    await asyncio.sleep(0.002)
+    second = asyncio.ensure_future(grouper.submit(("second", 1)))
+    assert await lead == 0  # the grouper now lingers for 30 s before the second step's group
+    (drain,) = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Grouper._drain"]  # type: ignore[union-attr]
+    drain.cancel()  # what stopping the service's event loop does
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(second, timeout=1)
