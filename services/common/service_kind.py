@@ -10,13 +10,11 @@ from __future__ import annotations
 from creditmeter.common.v1 import service_kind_pb2 as pb
 
 PREFIX = "SERVICE_KIND_"
-#: Every known service's short name, in declaration order.
-NAMES: tuple[str, ...] = tuple(k.removeprefix(PREFIX) for k, v in pb.ServiceKind.items() if v)
-
-
 #: Proto value → short name, built once: the enum wrapper rebuilds its value list on every lookup, and
 #: metering looks up every event of every batch.
 _NAME_OF: dict[int, str] = {v: k.removeprefix(PREFIX) for k, v in pb.ServiceKind.items() if v}
+#: Every known service's short name, in declaration order.
+NAMES: tuple[str, ...] = tuple(_NAME_OF.values())
 
 
 def name_of(value: int) -> str | None:
