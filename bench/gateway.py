@@ -471,9 +471,20 @@ async def grpc_hot_deduct(stack: Stack, port: int, opts: argparse.Namespace, use
             except grpc.aio.AioRpcError:
                 failed += 1
 
+        profiler = (
+            _profiler(stack, opts, f"{opts.profile_out}.grpc_hot_deduct")
+            if "grpc_hot_deduct" in opts.profile.split(",")
+            else None
+        )
+        cpu_before, began = _cpu_ticks(), time.perf_counter()
         rate, lat = await _timed(opts.duration, opts.grpc_callers, one)
+        cores = _cpu_share(cpu_before, _cpu_ticks(), time.perf_counter() - began)
+        if profiler is not None:
+            profiler.wait(60)
+            _log(f"py-spy profile of {opts.profile_service} during grpc_hot_deduct: {opts.profile_out}.grpc_hot_deduct")
     row = Row("grpc_hot_deduct", rate * ok / max(1, ok + failed), *_pcts(lat), failed=failed)
-    _log(f"grpc_hot_deduct: {row.rate:.0f}/s, {failed} failed")
+    row.note = json.dumps({"ok": ok, "cores": cores})
+    _log(f"grpc_hot_deduct: {row.rate:.0f}/s, {failed} failed, cores {cores}")
     return row, ok
 
 

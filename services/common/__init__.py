@@ -2,5 +2,5 @@
 
 config (environment settings), db (pool and migrations), auth (JWT, roles,
 service tokens), errors (domain errors to google.rpc.Status), telemetry (JSON
-logs, OpenTelemetry spans), grpcserver (interceptors, health, shutdown).
+logs, OpenTelemetry spans), grpcserver (the handler chain, health, shutdown).
 """

@@ -129,7 +129,7 @@ class Principal:
             raise Forbidden("FORBIDDEN", "users may only access their own account")
 
 
-#: The authenticated caller of the RPC being served (set by the auth interceptor).
+#: The authenticated caller of the RPC being served (set by the handler chain, services.common.grpcserver).
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("current_principal", default=None)
 
 

@@ -1,7 +1,7 @@
 """Starting and stopping a service the same way everywhere.
 
 ``open_database`` creates the service's schema, its pool and applies its
-migrations; ``start`` builds the gRPC server with the standard interceptors and
+migrations; ``start`` builds the gRPC server with the handler chain and
 health, registers the servicers, listens, and marks the service SERVING.
 ``RunningService.stop`` is the graceful shutdown: NOT_SERVING, background tasks
 cancelled, in-flight RPCs drained, outgoing channels and the pool closed.
@@ -23,7 +23,7 @@ from services.common import db
 from services.common.auth import JwtVerifier
 from services.common.config import ServiceSettings
 from services.common.grpcserver import MethodPolicy, build_server, listen, set_serving
-from services.common.resilience import DatabaseRetryInterceptor, watch_database
+from services.common.resilience import DatabaseRetry, watch_database
 
 
 @dataclass
@@ -96,7 +96,7 @@ async def start(
             domain,
             verifier,
             policies,
-            extra_interceptors=[DatabaseRetryInterceptor(pool, settings.db_reconnect_wait_seconds)],
+            retry=DatabaseRetry(pool, settings.db_reconnect_wait_seconds),
         )
         register(server)
         port = listen(server, f"{settings.grpc_host}:{settings.grpc_port}", settings.tls)

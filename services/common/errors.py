@@ -1,7 +1,7 @@
 """Domain errors: a status code, a stable UPPER_SNAKE reason and a message (AIP-193).
 
 Domain code raises :class:`DomainError`; it imports nothing from gRPC. The error
-interceptor (services.common.grpcserver) turns it into a gRPC status whose
+chain (services.common.grpcserver.HandlerChain) turns it into a gRPC status whose
 ``grpc-status-details-bin`` trailer carries ``google.rpc.Status`` with one
 ``ErrorInfo{reason, domain, metadata}``; the gateway renders that as JSON.
 """

@@ -41,8 +41,8 @@ async def wait_for_database(pool: asyncpg.Pool, seconds: float) -> bool:
         await asyncio.sleep(0.1)
 
 
-class DatabaseRetryInterceptor(grpc.aio.ServerInterceptor):
-    """Innermost interceptor: retries a handler once when its database connection died under it."""
+class DatabaseRetry:
+    """Innermost step of the handler chain: retries a unary handler once when its database connection died."""
 
     def __init__(self, pool: asyncpg.Pool, reconnect_wait: float) -> None:
         self._pool = pool
@@ -57,35 +57,24 @@ class DatabaseRetryInterceptor(grpc.aio.ServerInterceptor):
             self._expired_at = now
             await self._pool.expire_connections()
 
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        method = details.method
+    def __call__(self, behaviour: Behaviour, method: str) -> Behaviour:
+        """``behaviour`` retried once on a dead connection (unary calls only: a sent stream cannot be replayed)."""
 
-        def wrapper(behaviour: Behaviour) -> Behaviour:
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    return await behaviour(request, context)
-                except TimeoutError:
-                    raise  # a full pool or a slow database: waiting again would only double the wait
-                except db.DEAD_CONNECTION_ERRORS as error:
-                    log.warning(
-                        "database connection lost; retrying once",
-                        extra={"rpc": method, "error": type(error).__name__},
-                    )
-                await self._expire()
-                await wait_for_database(self._pool, self._wait)
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
                 return await behaviour(request, context)
+            except TimeoutError:
+                raise  # a full pool or a slow database: waiting again would only double the wait
+            except db.DEAD_CONNECTION_ERRORS as error:
+                log.warning(
+                    "database connection lost; retrying once",
+                    extra={"rpc": method, "error": type(error).__name__},
+                )
+            await self._expire()
+            await wait_for_database(self._pool, self._wait)
+            return await behaviour(request, context)
 
-            return run
-
-        # Only unary calls are retried: a stream already sent cannot be replayed.
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            wrapper(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return run
 
 
 async def watch_database(

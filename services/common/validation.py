@@ -3,10 +3,10 @@
 The limits live in the contract itself, as protovalidate ``buf.validate``
 annotations on the request messages (lengths, charsets, ranges, bounded
 times), so the protos document every limit and no service re-implements them.
-One server interceptor checks each request with the pinned ``protovalidate``
-package before the servicer runs: a violation becomes INVALID_ARGUMENT with
-reason ``INVALID_FIELD`` (or the field's long-standing reason, such as
-``INVALID_USER_ID``) and metadata ``field`` (the path of the first offending
+The server's handler chain (services.common.grpcserver.HandlerChain) checks
+each request with the pinned ``protovalidate`` package before the servicer
+runs: a violation becomes INVALID_ARGUMENT with reason ``INVALID_FIELD`` (or
+the field's long-standing reason, such as ``INVALID_USER_ID``) and metadata ``field`` (the path of the first offending
 field), ``rule`` (protovalidate's rule id, e.g. ``string.pattern``) and
 ``violations`` (how many were found), and nothing changes. Bytes that do not
 parse as the method's message get ``MALFORMED_REQUEST``.
@@ -19,15 +19,13 @@ whatever the contract cannot express.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import grpc
 import protovalidate
 from google.protobuf.message import DecodeError, Message
 
 from services.common.errors import DomainError, invalid
-from services.common.grpcserver import HEALTH_PREFIX, REFLECTION_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +132,13 @@ class _Undecodable:
     """Stands in for a request whose bytes are not a valid message (the servicer never sees it)."""
 
 
-def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    """A deserializer that hands corrupt input to the interceptor instead of failing the call with UNKNOWN."""
+def lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands corrupt input to check_request instead of failing the call with UNKNOWN.
+
+    Envoy's transcoder can produce bytes that do not parse from odd JSON (an
+    object where a map expects a string): refused with MALFORMED_REQUEST, not
+    grpc's UNKNOWN (a 500 at the gateway).
+    """
     if deserializer is None:
         return None
     parse = deserializer
@@ -149,51 +152,12 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return deserialize
 
 
-class ValidationInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses a request that breaks its message's ``buf.validate`` constraints, before the servicer runs.
+def check_request(request: Any) -> None:
+    """Raises the refusal for a request that breaks its constraints or did not parse.
 
-    Placed after authentication, so an anonymous caller learns nothing about
-    the shape of a method it may not call. A request whose bytes do not parse
-    at all (which Envoy's transcoder can produce from odd JSON, e.g. an object
-    where a map expects a string) is refused here too, with MALFORMED_REQUEST,
-    instead of grpc's UNKNOWN (a 500 at the gateway).
+    The handler chain runs it after authentication, so an anonymous caller
+    learns nothing about the shape of a method it may not call.
     """
-
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        method = details.method
-        if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX) or handler is None:
-            return handler
-        codec = {
-            "request_deserializer": _lenient(handler.request_deserializer),
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            behaviour = handler.unary_unary
-
-            async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                _check(request)
-                return await behaviour(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(run, **codec)
-        if handler.unary_stream is not None:
-            streaming = handler.unary_stream
-
-            async def run_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                _check(request)
-                result = streaming(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for item in result:
-                        yield item
-                else:  # a handler that writes with context.write() and returns nothing
-                    await result
-
-            return grpc.unary_stream_rpc_method_handler(run_stream, **codec)
-        # Client-streaming methods (none today) would validate each message as it arrives.
-        return handler
-
-
-def _check(request: Any) -> None:
     if isinstance(request, _Undecodable):
         raise invalid(MALFORMED_REQUEST, "the request is not a valid message of this method's type")
     if not isinstance(request, Message):

@@ -313,7 +313,7 @@ class MeteringServicer(pb_grpc.MeteringServiceServicer):
     async def RetryParkedEvents(
         self, request: pb.RetryParkedEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryParkedEventsResponse:
-        # 1 to 500 ids of the id pattern: the proto's constraints, which the validation interceptor checked.
+        # 1 to 500 ids of the id pattern: the proto's constraints, which the handler chain checked.
         event_ids = list(dict.fromkeys(request.event_ids))  # a repeated id counts once, first place kept
         wait = _wait_budget(context, self._wait)
 
