@@ -171,8 +171,27 @@ def _copy_rows(batch: int, accounts: int, tag: str) -> list[tuple[Any, ...]]:
     ]
 
 
+async def _track_functions(url: str) -> None:
+    """Times PL/pgSQL functions in this database (pg_stat_user_functions), for the batch scenario's split."""
+    conn = await asyncpg.connect(url)
+    try:
+        name = str(await conn.fetchval("SELECT current_database()"))
+        await conn.execute(f"""ALTER DATABASE "{name.replace('"', '""')}" SET track_functions = 'pl'""")
+    except asyncpg.PostgresError as error:  # not a superuser on a configured database: no split, no harm
+        _log(f"function timing off ({type(error).__name__})")
+    finally:
+        await conn.close()
+
+
+async def _function_ms(pool: asyncpg.Pool) -> dict[str, tuple[int, float]]:
+    """(calls, total ms) so far of every timed function in the database, by name."""
+    rows = await pool.fetch("SELECT funcname, calls, total_time FROM pg_stat_user_functions")
+    return {r["funcname"]: (r["calls"], r["total_time"]) for r in rows}
+
+
 async def raw_baselines(url: str, duration: float, concurrency: int, opts: argparse.Namespace) -> dict[str, Row]:
     rows: dict[str, Row] = {}
+    await _track_functions(url)
     pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
     assert pool is not None
     try:
@@ -406,6 +425,7 @@ async def batch_ingestion(stack: Stack, pool: asyncpg.Pool, opts: argparse.Names
         if "batch_ingest" in opts.profile.split(",")
         else None
     )
+    functions_before = await _function_ms(pool)
     cpu_before = _cpu_ticks()
     began = time.perf_counter()
     async with httpx.AsyncClient(base_url=stack.url, timeout=300) as client:
@@ -430,6 +450,14 @@ async def batch_ingestion(stack: Stack, pool: asyncpg.Pool, opts: argparse.Names
         profiler.wait(60)
         _log(f"py-spy profile of {opts.profile_service} during batch_ingest: {opts.profile_out}.batch_ingest")
     events = opts.batches * opts.batch_size
+    await asyncio.sleep(0.6)  # backends report function statistics within half a second of going idle
+    functions_after = await _function_ms(pool)
+    # Database time spent in each stored function, per 1,000 events (the rest is plain statements).
+    function_ms = {
+        name: round((total - functions_before.get(name, (0, 0.0))[1]) * 1000 / events, 1)
+        for name, (calls, total) in functions_after.items()
+        if calls > functions_before.get(name, (0, 0.0))[0]
+    }
     row = Row("batch_ingest", events / elapsed, *_pcts(latencies), unit="events/s", failed=len(failures))
     row.note = json.dumps(
         {
@@ -440,6 +468,7 @@ async def batch_ingestion(stack: Stack, pool: asyncpg.Pool, opts: argparse.Names
             "cost_nanos": cost if costs_known else None,
             "all_charged": (charged == cost) if costs_known else None,
             "cores": cores,
+            "db_function_ms_per_1000_events": dict(sorted(function_ms.items(), key=lambda kv: -kv[1])[:6]),
         }
     )
     _log(f"batch_ingest: {row.rate:.0f} events/s charged, {len(failures)} failed batches, {row.note}")

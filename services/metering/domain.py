@@ -22,6 +22,8 @@ MAX_METADATA_ENTRIES = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 256
 FUTURE_TOLERANCE = timedelta(minutes=5)
+#: A JSON string literal exactly as json.dumps writes it (ASCII, escaped).
+_quote = json.encoder.encode_basestring_ascii
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,26 @@ class Event:
 
     def fingerprint(self) -> str:
         """What makes an event the same event: everything the caller reported (a retry omitting the time
-        again reports the same event)."""
-        body = {k: v for k, v in self.__dict__.items() if k not in ("occurred_at", "occurred_at_given")}
+        again reports the same event).
+
+        The SHA-256 of the event's canonical JSON: its fields but ``occurred_at_given`` (and
+        ``occurred_at`` when the caller did not give it) as ``json.dumps(..., sort_keys=True,
+        separators=(",", ":"))`` writes them. Stored fingerprints are compared with new ones, so the
+        text must never change; it is written out here field by field (half the cost of building the
+        dict and running the encoder, for every event of every batch), and a property test holds it
+        to the encoder's output.
+        """
+        meta = ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in sorted(self.metadata.items()))
+        when = ""
         if self.occurred_at_given:
-            body["occurred_at"] = self.occurred_at.astimezone(UTC).isoformat()
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+            when = f'"occurred_at":{_quote(self.occurred_at.astimezone(UTC).isoformat())},'
+        canonical = (
+            f'{{"byok":{"true" if self.byok else "false"},"event_id":{_quote(self.event_id)},'
+            f'"hold_id":{_quote(self.hold_id)},"input_tokens":{int(self.input_tokens)},"metadata":{{{meta}}},'
+            f'"model":{_quote(self.model)},{when}"output_tokens":{int(self.output_tokens)},'
+            f'"provider":{_quote(self.provider)},"quantity":{int(self.quantity)},"service":{_quote(self.service)},'
+            f'"user_id":{_quote(self.user_id)}}}'
+        )
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -47,7 +47,7 @@ async def record_events(
             [e.byok for e in events],
             [e.hold_id for e in events],
             [e.occurred_at for e in events],
-            [json.dumps(e.metadata) for e in events],
+            [json.dumps(e.metadata) if e.metadata else "{}" for e in events],
             [e.fingerprint() for e in events],
             costs,
             versions,
