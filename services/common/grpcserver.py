@@ -330,13 +330,16 @@ class _ChainedGeneric(grpc.GenericRpcHandler):
     def __init__(self, inner: grpc.GenericRpcHandler, chain: HandlerChain) -> None:
         self._inner = inner
         self._chain = chain
-        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        if method not in self._cache:
-            self._cache[method] = self._chain.wrap(method, self._inner.service(handler_call_details))
-        return self._cache[method]
+        wrapped = self._cache.get(method)
+        if wrapped is None:
+            wrapped = self._chain.wrap(method, self._inner.service(handler_call_details))
+            if wrapped is not None:  # only methods that exist: a caller's made-up names are not kept
+                self._cache[method] = wrapped
+        return wrapped
 
 
 def _register_through(server: grpc.aio.Server, chain: HandlerChain) -> None:

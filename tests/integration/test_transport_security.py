@@ -22,7 +22,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.auth import JwtVerifier, StaticTokenSource
 from services.common.config import AuthSettings, Env, TlsSettings
 from services.common.errors import invalid
-from services.common.grpcserver import MethodPolicy, build_server, connect, principal
+from services.common.grpcserver import (
+    HandlerChain,
+    MethodPolicy,
+    _ChainedGeneric,
+    build_server,
+    connect,
+    principal,
+)
 from services.common.rpcstatus import error_info_from
 from services.credits.config import CreditsSettings
 from services.credits.server import create_server
@@ -59,19 +66,28 @@ async def _stream_stream(requests: AsyncIterator[bytes], context: grpc.aio.Servi
         yield principal().subject.encode() + b":" + request
 
 
-@pytest.fixture
-async def kinds_port(keys: Keys) -> AsyncIterator[int]:
-    auth = AuthSettings.from_env(Env({"AUTH_JWKS_FILE": str(keys.jwks), "AUTH_ISSUER": ISSUER}))
-    policies = {_SERVICE + kind: MethodPolicy.allow("admin") for kind in _KINDS}
-    server, _ = build_server("kinds", "test.creditmeter.dev", JwtVerifier(auth), policies)
+class _Details(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def _handlers() -> dict[str, grpc.RpcMethodHandler]:
     codec = {"request_deserializer": _identity, "response_serializer": _identity}
-    handlers = {
+    return {
         "UnaryUnary": grpc.unary_unary_rpc_method_handler(_unary_unary, **codec),
         "UnaryStream": grpc.unary_stream_rpc_method_handler(_unary_stream, **codec),
         "StreamUnary": grpc.stream_unary_rpc_method_handler(_stream_unary, **codec),
         "StreamStream": grpc.stream_stream_rpc_method_handler(_stream_stream, **codec),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Kinds", handlers),))
+
+
+@pytest.fixture
+async def kinds_port(keys: Keys) -> AsyncIterator[int]:
+    auth = AuthSettings.from_env(Env({"AUTH_JWKS_FILE": str(keys.jwks), "AUTH_ISSUER": ISSUER}))
+    policies = {_SERVICE + kind: MethodPolicy.allow("admin") for kind in _KINDS}
+    server, _ = build_server("kinds", "test.creditmeter.dev", JwtVerifier(auth), policies)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Kinds", _handlers()),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield port
@@ -146,6 +162,29 @@ async def test_a_streaming_handler_error_carries_its_reason(kinds_port: int, key
             await _call(channel, "UnaryStream", keys.token("ops", "admin"), payload=b"fail")
     info = error_info_from(raised.value)
     assert (raised.value.code(), info.reason if info else "") == (grpc.StatusCode.INVALID_ARGUMENT, "BAD_INPUT")
+
+
+async def test_unknown_methods_are_unimplemented_and_not_remembered(kinds_port: int, keys: Keys) -> None:
+    """The chain wraps handlers once per method it serves; names a caller makes up get UNIMPLEMENTED and are not
+    kept (a cache keyed by whatever callers send would grow without bound)."""
+    admin = (("authorization", f"Bearer {keys.token('ops', 'admin')}"),)
+    codec = {"request_serializer": _identity, "response_deserializer": _identity}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{kinds_port}") as channel:
+        for n in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await channel.unary_unary(f"{_SERVICE}Made{n}", **codec)(b"x", metadata=admin)
+            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert await channel.unary_unary(_SERVICE + "UnaryUnary", **codec)(b"x", metadata=admin) == b"ops"
+    # The same lookups, made directly on a chained generic handler.
+    auth = AuthSettings.from_env(Env({"AUTH_JWKS_FILE": str(keys.jwks), "AUTH_ISSUER": ISSUER}))
+    chain = HandlerChain("kinds", "test.creditmeter.dev", JwtVerifier(auth), {})
+    inner = grpc.method_handlers_generic_handler("test.Kinds", _handlers())
+    generic = _ChainedGeneric(inner, chain)
+    for name in ("Made0", "Made1", "UnaryUnary", "UnaryUnary"):
+        found = generic.service(_Details(_SERVICE + name))
+        assert (found is not None) == (name == "UnaryUnary")
+    assert list(generic._cache) == [_SERVICE + "UnaryUnary"]
+    assert generic.service(_Details(_SERVICE + "UnaryUnary")) is generic._cache[_SERVICE + "UnaryUnary"]
 
 
 # --- TLS between services ----------------------------------------------------------------
