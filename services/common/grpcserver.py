@@ -163,6 +163,15 @@ async def _abort(context: grpc.aio.ServicerContext, err: DomainError, domain: st
     await context.abort(status, err.message, trailing_metadata=trailers)
 
 
+async def _responses(result: Any) -> AsyncIterator[Any]:
+    """What a streaming handler sends: the items it yields, or none when it writes with context.write()."""
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    else:  # a handler that writes with context.write() and returns nothing
+        await result
+
+
 class HandlerChain:
     """What the server runs around every handler, as one layer, for every handler kind.
 
@@ -291,12 +300,8 @@ class HandlerChain:
                 async with around(context):
                     if check is not None:
                         check(request)
-                    result = streaming(request, context)
-                    if hasattr(result, "__aiter__"):
-                        async for item in result:
-                            yield item
-                    else:  # a handler that writes with context.write() and returns nothing
-                        await result
+                    async for item in _responses(streaming(request, context)):
+                        yield item
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, **codec)
         # Client-streaming methods (none today) are authenticated; they would validate each message as it arrives.
@@ -313,12 +318,8 @@ class HandlerChain:
 
             async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 async with around(context):
-                    result = both(requests, context)
-                    if hasattr(result, "__aiter__"):
-                        async for item in result:
-                            yield item
-                    else:
-                        await result
+                    async for item in _responses(both(requests, context)):
+                        yield item
 
             return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
         return handler
