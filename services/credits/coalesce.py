@@ -3,14 +3,16 @@
 One hot account is bounded by its row: each charge is a conditional UPDATE of
 that row plus a commit (a disk sync), and the next charge waits for that commit.
 So concurrent ``Deduct`` calls that arrive while earlier ones are in the
-database are queued and sent together as ONE statement — ``ledger_charge`` once
-per charge, in input order, inside one implicit transaction — and so share one
-commit. ``ledger_charge`` is the same function a single charge runs: each charge
-is accepted only while the balance (as left by the charges before it in the
-batch) covers it, so the batch can never overspend; a charge it declines comes
-back as ``SLOW_PATH`` and its caller takes the usual slow path (maintenance,
-INSUFFICIENT_CREDITS). Every request keeps its own result, transaction and
-request id.
+database are queued and sent together as ONE statement —
+``ledger_charge_group``, which decides the charges in input order exactly as
+``ledger_charge`` (the function a lone charge runs) would one call after the
+other, then writes them set-based: each account updated once, its grants spent
+once, the transactions inserted by one statement — and so share one commit.
+Each charge is accepted only while the balance (as left by the charges before
+it in the batch) covers it, so the batch can never overspend; a charge it
+declines comes back as ``SLOW_PATH`` and its caller takes the usual slow path
+(maintenance, INSUFFICIENT_CREDITS). Every request keeps its own result,
+transaction and request id.
 
 Accounts are locked in a fixed order (the batch is sorted by user id), so
 batches from several replicas cannot deadlock with each other or with the
@@ -44,15 +46,15 @@ _RUN_ALONE = (
     asyncpg.NumericValueOutOfRangeError,
 )
 
-_SQL = """
-SELECT c.status, c.transaction_id, c.balance_after, c.held, c.created_at
-  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-              $8::text[], $9::text[], $10::text[], $11::text[])
-       WITH ORDINALITY AS i(user_id, amount, request_id, fp, subject, role, reason, service, model, ref, version, ord)
- CROSS JOIN LATERAL ledger_charge(i.user_id, i.amount, i.request_id, i.fp, i.subject, i.role, i.reason,
-                                  i.service, i.model, i.ref, i.version) AS c
- ORDER BY i.ord
+_GROUP_SQL = """
+SELECT g.status, g.transaction_id, g.balance_after, g.held, g.created_at
+  FROM ledger_charge_group($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                           $8::text[], $9::text[], $10::text[], $11::text[]) AS g
+ ORDER BY g.ord
 """
+
+#: A group of one is a lone charge: ledger_charge is cheaper than the group function's fixed steps.
+_ONE_SQL = "SELECT * FROM ledger_charge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,25 @@ class DeductCoalescer:
     async def _run(self, batch: list[Charge]) -> list[Outcome | BaseException]:
         try:
             async with self._pool.acquire() as conn:
+                if len(batch) == 1:
+                    one = batch[0]
+                    row = await conn.fetchrow(
+                        _ONE_SQL,
+                        one.user_id,
+                        one.amount,
+                        one.request_id,
+                        one.fingerprint,
+                        one.subject,
+                        one.role,
+                        one.reason,
+                        one.service,
+                        one.model,
+                        one.reference_id,
+                        one.price_version,
+                    )
+                    return [row]
                 rows = await conn.fetch(
-                    _SQL,
+                    _GROUP_SQL,
                     [c.user_id for c in batch],
                     [c.amount for c in batch],
                     [c.request_id for c in batch],
