@@ -229,13 +229,16 @@ class HandlerChain:
             )
         return who
 
-    def _around(self, method: str) -> Callable[[grpc.aio.ServicerContext], AbstractAsyncContextManager[None]]:
+    def _around(
+        self, method: str, plumbing: bool
+    ) -> Callable[[grpc.aio.ServicerContext], AbstractAsyncContextManager[None]]:
+        """Span, principal and error mapping around one call of ``method`` (``plumbing``: health or
+        reflection, which carry no token)."""
         tracer = self._tracer
         domain = self._domain
         authorize = self.authorize
         service_name, _, rpc = method.strip("/").partition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service_name, "rpc.method": rpc}
-        plumbing = method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX)
 
         @contextlib.asynccontextmanager
         async def around(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
@@ -274,8 +277,8 @@ class HandlerChain:
         """``handler`` with the chain run around it, whatever its kind (unary or streaming)."""
         if handler is None:
             return None
-        around = self._around(method)
         plumbing = method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIX)
+        around = self._around(method, plumbing)
         check = None if plumbing else self._check
         deserializer = handler.request_deserializer
         if check is not None and self._lenient is not None:
