@@ -94,6 +94,11 @@ async def test_a_group_charges_exactly_as_the_same_charges_one_after_the_other(
             )
         )
         assert {rid: r["transaction_id"] for rid, r in zip(ids, got, strict=True) if r["status"] == "OK"} == stored
+        # Listed by id (as histories are), the group's charges come in the order they were decided (0015).
+        by_id = await conn.fetch(
+            "SELECT request_id FROM transactions WHERE request_id = ANY($1::text[]) ORDER BY transaction_id", ids
+        )
+        assert [r["request_id"] for r in by_id] == [rid for rid, r in zip(ids, got, strict=True) if r["status"] == "OK"]
     await assert_ledger_ok(db)
 
 
