@@ -34,6 +34,7 @@ import asyncpg
 
 from services.common.batching import Grouper
 from services.credits import repository
+from services.credits.domain import Actor, ChargeMeta
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,6 @@ SELECT g.status, g.transaction_id, g.balance_after, g.held, g.created_at
  ORDER BY g.ord
 """
 
-#: A group of one is a lone charge: ledger_charge is cheaper than the group function's fixed steps.
-_ONE_SQL = "SELECT * FROM ledger_charge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-
 
 @dataclass(frozen=True)
 class Charge:
@@ -65,13 +63,8 @@ class Charge:
     amount: int
     request_id: str
     fingerprint: str
-    subject: str
-    role: str
-    reason: str
-    service: str
-    model: str
-    reference_id: str
-    price_version: str
+    actor: Actor
+    meta: ChargeMeta
 
 
 #: What a caller gets back: ledger_charge's row, or None = "run this request alone".
@@ -102,35 +95,26 @@ class DeductCoalescer:
         try:
             async with self._pool.acquire() as conn:
                 if len(batch) == 1:
+                    # A lone charge: ledger_charge is cheaper than the group function's fixed steps.
                     one = batch[0]
-                    row = await conn.fetchrow(
-                        _ONE_SQL,
-                        one.user_id,
-                        one.amount,
-                        one.request_id,
-                        one.fingerprint,
-                        one.subject,
-                        one.role,
-                        one.reason,
-                        one.service,
-                        one.model,
-                        one.reference_id,
-                        one.price_version,
-                    )
-                    return [row]
+                    return [
+                        await repository.charge(
+                            conn, one.user_id, one.amount, one.request_id, one.fingerprint, one.actor, one.meta
+                        )
+                    ]
                 rows = await conn.fetch(
                     _GROUP_SQL,
                     [c.user_id for c in batch],
                     [c.amount for c in batch],
                     [c.request_id for c in batch],
                     [c.fingerprint for c in batch],
-                    [c.subject for c in batch],
-                    [c.role for c in batch],
-                    [c.reason for c in batch],
-                    [c.service for c in batch],
-                    [c.model for c in batch],
-                    [c.reference_id for c in batch],
-                    [c.price_version for c in batch],
+                    [c.actor.subject for c in batch],
+                    [c.actor.role for c in batch],
+                    [c.meta.reason for c in batch],
+                    [c.actor.service for c in batch],
+                    [c.meta.model for c in batch],
+                    [c.meta.reference_id for c in batch],
+                    [c.meta.price_version for c in batch],
                 )
         except _RUN_ALONE:
             return [None] * len(batch)  # each caller runs its charge alone, with the usual replay handling

@@ -522,21 +522,7 @@ class Ledger:
             price=meta.price_version,
         )
         # Concurrent charges share one statement and one commit (see coalesce.py).
-        row = await self._coalescer.charge(
-            Charge(
-                user_id,
-                amount,
-                request_id,
-                fp,
-                actor.subject,
-                actor.role,
-                meta.reason,
-                actor.service,
-                meta.model,
-                meta.reference_id,
-                meta.price_version,
-            )
-        )
+        row = await self._coalescer.charge(Charge(user_id, amount, request_id, fp, actor, meta))
         if row is None:  # the batch could not take it: run it alone
             async with self._pool.acquire() as conn:
                 try:
