@@ -58,8 +58,12 @@ browser-deps:
 	@test -x /usr/bin/chromium || { apt-get update -q >&2 && \
 		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q chromium fonts-dejavu-core >&2; }
 
+# Worker processes for `make test` (pytest-xdist): each has its own embedded PostgreSQL (or its own databases on
+# TEST_DATABASE_URL) and takes whole test files, so a file's stack is started once. TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) protos-check protos-lint lint web web-test browser-deps ## Run every test: unit, integration (real PostgreSQL), e2e (real Envoy), dashboard (Vitest, real browser).
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP) web ## Unit tests only (the gateway-config tests serve the built dashboard).
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit

@@ -55,6 +55,10 @@ class Postgres:
     handle: Any
 
     async def database(self, name: str) -> str:
+        # Test workers (pytest-xdist) may share one server (TEST_DATABASE_URL): each names its databases apart.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        if worker:
+            name = f"{name}_{worker}"
         conn = await asyncpg.connect(self.admin_url)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
