@@ -24,7 +24,7 @@
 local MAX_DEPTH = 64
 local ESCAPES = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
 local byte, sub, find = string.byte, string.sub, string.find
-local QUOTE, BACKSLASH, COLON, COMMA = 34, 92, 58, 44
+local QUOTE, COLON, COMMA = 34, 58, 44
 local OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY = 123, 125, 91, 93
 
 local Unknown = {}
