@@ -119,29 +119,36 @@ async def test_catalog_sync_detects_free_models_and_skips_variable_pricing(openr
 async def test_a_price_change_makes_a_new_catalog_version(
     openrouter: OpenRouterCaller, fake_openrouter: FakeOpenRouter
 ) -> None:
-    same = await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
-    assert not same.changed
-    before = await openrouter.call(
-        "QuotePrice",
-        pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=1000),
-        openrouter.service,
-    )
-    entry = next(m for m in fake_openrouter.models["data"] if m["id"] == PAID)
-    old = entry["pricing"]["prompt"]
-    entry["pricing"]["prompt"] = "0.0000002"
+    # A model of its own: the other tests' prices never change (metering keeps the published book it fetched for
+    # up to 30 s, so a price changed here even for a moment could reach a later test's charge).
+    model = "test/price-change"
+    entry = {
+        "id": model,
+        "name": "Price change",
+        "context_length": 8192,
+        "pricing": {"prompt": "0.00000015", "completion": "0.0000006", "request": "0", "image": "0"},
+    }
+    quote = pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model=model, input_tokens=1000)
+    with fake_openrouter.lock:
+        fake_openrouter.models["data"].append(entry)
     try:
+        listed = await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
+        assert listed.changed
+        same = await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
+        assert not same.changed and same.catalog_version == listed.catalog_version
+        await asyncio.sleep(5.1)  # the service caches the current prices for 5 seconds
+        before = await openrouter.call("QuotePrice", quote, openrouter.service)
+        with fake_openrouter.lock:
+            entry["pricing"]["prompt"] = "0.0000002"
         changed = await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
         assert changed.changed and changed.catalog_version == same.catalog_version + 1
-        await asyncio.sleep(5.1)  # the service caches the current prices for 5 seconds
-        after = await openrouter.call(
-            "QuotePrice",
-            pb.QuotePriceRequest(tier="starter", service=skpb.SERVICE_KIND_LLM, model=PAID, input_tokens=1000),
-            openrouter.service,
-        )
+        await asyncio.sleep(5.1)
+        after = await openrouter.call("QuotePrice", quote, openrouter.service)
         assert after.price_version != before.price_version
         assert after.total_nanos == 220_000 and before.total_nanos == 165_000
     finally:
-        entry["pricing"]["prompt"] = old
+        with fake_openrouter.lock:
+            fake_openrouter.models["data"] = [m for m in fake_openrouter.models["data"] if m["id"] != model]
         await openrouter.call("SyncModels", pb.SyncModelsRequest(request_id=request_id()), openrouter.admin)
 
 
@@ -252,12 +259,16 @@ async def test_bad_quotes_are_refused(openrouter: OpenRouterCaller) -> None:
 
 
 async def test_a_rate_card_update_makes_a_new_version(openrouter: OpenRouterCaller) -> None:
+    # Changes only what no metering test prices (embeddings, enterprise's free-model fee): metering keeps the
+    # published book it fetched for up to 30 s, so the changed card can outlive this test there.
     current = (await openrouter.call("GetRateCard", pb.GetRateCardRequest(), openrouter.admin)).rate_card
     rid = request_id()
     update = pb.UpdateRateCardRequest(
         tiers=[pb.TierRate(tier="enterprise", markup_bps=0, byok_markup_bps=0, free_model_fee_per_1k_tokens_nanos=7)],
         unit_prices=[
-            pb.UnitPrice(service=skpb.SERVICE_KIND_SEARCH, price_nanos=4_000_000, quantity_per_unit=1, unit="calls")
+            pb.UnitPrice(
+                service=skpb.SERVICE_KIND_EMBEDDING, price_nanos=400_000, quantity_per_unit=1000, unit="tokens"
+            )
         ],
         request_id=rid,
     )
@@ -268,17 +279,19 @@ async def test_a_rate_card_update_makes_a_new_version(openrouter: OpenRouterCall
     await asyncio.sleep(5.1)
     quote = await openrouter.call(
         "QuotePrice",
-        pb.QuotePriceRequest(tier="enterprise", service=skpb.SERVICE_KIND_SEARCH, quantity=2),
+        pb.QuotePriceRequest(tier="enterprise", service=skpb.SERVICE_KIND_EMBEDDING, quantity=2_000),
         openrouter.service,
     )
-    assert quote.total_nanos == 8_000_000 and quote.price_version.startswith(f"rc{updated.version}-")
+    assert quote.total_nanos == 800_000 and quote.price_version.startswith(f"rc{updated.version}-")
     bad = pb.UpdateRateCardRequest(tiers=[pb.TierRate(tier="gold")], request_id=request_id())
     assert (await openrouter.reason("UpdateRateCard", bad, openrouter.admin))[1] == "UNKNOWN_TIER"
     # Put the defaults back for the other tests.
     restore = pb.UpdateRateCardRequest(
         tiers=[pb.TierRate(tier="enterprise", markup_bps=0, byok_markup_bps=0, free_model_fee_per_1k_tokens_nanos=0)],
         unit_prices=[
-            pb.UnitPrice(service=skpb.SERVICE_KIND_SEARCH, price_nanos=5_000_000, quantity_per_unit=1, unit="calls")
+            pb.UnitPrice(
+                service=skpb.SERVICE_KIND_EMBEDDING, price_nanos=100_000, quantity_per_unit=1000, unit="tokens"
+            )
         ],
         request_id=request_id(),
     )
