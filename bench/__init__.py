@@ -10,6 +10,9 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from tools.localdb import start_embedded
 
@@ -35,3 +38,13 @@ def bench_database(prefix: str = "cm-bench-", *, configured: bool = True) -> Ite
         if handle is not None:
             handle.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """The raw clients leave no session state behind: no reset round trip on release."""
+
+
+async def raw_pool(url: str, size: int) -> Any:
+    """The raw PostgreSQL clients' pool: warm, and released without asyncpg's reset query (an extra round trip
+    per statement that the services skip too, services/common/db.py), so the raw figures are PostgreSQL's."""
+    return await asyncpg.create_pool(url, min_size=size, max_size=size, reset=_no_reset)

@@ -36,7 +36,7 @@ import grpc
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 
-from bench import bench_database
+from bench import bench_database, raw_pool
 from services.common.auth import ensure_dev_keys, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def _report(name: str, rate: float, latencies: list[float], baseline: float) -> 
 
 async def bench(url: str, ops: int, concurrency: int, auth_dir: Path) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
-    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
+    pool = await raw_pool(url, concurrency)
     assert pool is not None
     try:
         async with pool.acquire() as conn:

@@ -53,7 +53,7 @@ import httpx
 from creditmeter.credits.v1 import credits_pb2 as pb
 from creditmeter.credits.v1 import credits_pb2_grpc as pb_grpc
 
-from bench import bench_database
+from bench import bench_database, raw_pool
 from services.common.auth import ensure_dev_keys
 from tests.e2e.conftest import Stack, run_stack
 
@@ -192,7 +192,7 @@ async def _function_ms(pool: asyncpg.Pool) -> dict[str, tuple[int, float]]:
 async def raw_baselines(url: str, duration: float, concurrency: int, opts: argparse.Namespace) -> dict[str, Row]:
     rows: dict[str, Row] = {}
     await _track_functions(url)
-    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
+    pool = await raw_pool(url, concurrency)
     assert pool is not None
     try:
         await pool.execute(
