@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from services.common.db import keep_session
 from tools.localdb import start_embedded
 
 # The bench stops its embedded server (pg_ctl as another user: a real fork) after its gRPC scenario; with
@@ -40,11 +41,8 @@ def bench_database(prefix: str = "cm-bench-", *, configured: bool = True) -> Ite
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """The raw clients leave no session state behind: no reset round trip on release."""
-
-
 async def raw_pool(url: str, size: int) -> Any:
     """The raw PostgreSQL clients' pool: warm, and released without asyncpg's reset query (an extra round trip
-    per statement that the services skip too, services/common/db.py), so the raw figures are PostgreSQL's."""
-    return await asyncpg.create_pool(url, min_size=size, max_size=size, reset=_no_reset)
+    per statement that the services skip too), so the raw figures are PostgreSQL's. The raw clients leave no
+    session state behind either."""
+    return await asyncpg.create_pool(url, min_size=size, max_size=size, reset=keep_session)

@@ -72,7 +72,7 @@ class Pool(asyncpg.Pool):
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's default reset query (one extra round trip per request).
 
     The pool still rolls back a transaction left open and drops listeners before
@@ -107,7 +107,7 @@ async def create_pool(
         max_queries=50_000,
         # Warm: idle connections are never closed, so a burst never pays for new ones.
         max_inactive_connection_lifetime=0,
-        reset=_keep_session,
+        reset=keep_session,
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
