@@ -20,11 +20,15 @@ TOKEN_USER := $(if $(filter command line,$(origin USER)),--user "$(USER)")
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# Downloads retry a dropped connection (apt: each file 3 more times; pip: 10 times; npm ci: tools/web.py),
+# and apt waits for another apt's lock instead of failing.
+APT_OPTS := -o Acquire::Retries=3 -o DPkg::Lock::Timeout=900
+
 # Installation talks on stderr only, so that `TOKEN=$$(make token ...)` works on a fresh clone.
 $(STAMP): requirements.lock pyproject.toml
 	@echo "installing pinned dependencies into $(VENV)" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
-	@$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock >&2
+	@$(BIN)/pip install --quiet --disable-pip-version-check --retries 10 -r requirements.lock >&2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -55,8 +59,8 @@ web-test: $(STAMP) ## Dashboard unit tests (Vitest: money formatting, API client
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
 browser-deps:
-	@test -x /usr/bin/chromium || { apt-get update -q >&2 && \
-		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q chromium fonts-dejavu-core >&2; }
+	@test -x /usr/bin/chromium || { apt-get $(APT_OPTS) update -q >&2 && \
+		DEBIAN_FRONTEND=noninteractive apt-get $(APT_OPTS) install -y -q chromium fonts-dejavu-core >&2; }
 
 # Worker processes for `make test` (pytest-xdist): each has its own embedded PostgreSQL (or its own databases on
 # TEST_DATABASE_URL) and takes whole test files, so a file's stack is started once. TEST_WORKERS=0 runs in-process.
@@ -92,7 +96,7 @@ verify: $(STAMP) ## Check every ledger invariant against the configured (or embe
 	$(BIN)/python -m tools.verify
 
 bench: $(STAMP) ## The stack through Envoy (wrk) vs the tiers route and raw PostgreSQL, in one run (bench/gateway.py).
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=900 install -y -qq wrk; }
+	@command -v wrk >/dev/null || { apt-get $(APT_OPTS) update -qq && apt-get $(APT_OPTS) install -y -qq wrk; }
 	$(BIN)/python -m bench.gateway $(BENCH_ARGS)
 
 bench-hot: $(STAMP) ## One hot account over gRPC: Deduct and coalesced ChargeUsage vs raw PostgreSQL functions.

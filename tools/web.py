@@ -27,6 +27,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +60,10 @@ def _env() -> dict[str, str]:
     env.setdefault("npm_config_update_notifier", "false")
     env.setdefault("npm_config_fund", "false")
     env.setdefault("npm_config_audit", "false")
+    # npm's own retries cover a refused connection; more of them, and slower, ride out a registry hiccup.
+    env.setdefault("npm_config_fetch_retries", "5")
+    env.setdefault("npm_config_fetch_retry_mintimeout", "2000")
+    env.setdefault("npm_config_fetch_retry_maxtimeout", "30000")
     return env
 
 
@@ -94,8 +100,46 @@ def ensure_node_modules() -> None:
     if marker.exists() and marker.read_text() == wanted and all(t.exists() for t in tools):
         return
     print("[web] npm ci", file=sys.stderr, flush=True)
-    subprocess.run([_npm(), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB, env=_env(), check=True)
+    run_retrying([_npm(), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB, env=_env())
     marker.write_text(wanted)
+
+
+#: Pauses before the second, third and fourth `npm ci`. A connection reset while a package's body is read
+#: (seen on a fresh clone: ``ECONNRESET ... Invalid response body``) is not among the failures npm retries.
+NPM_RETRY_DELAYS = (5.0, 15.0, 30.0)
+
+
+def _step(command: Sequence[str]) -> str:
+    """``npm ci`` for ``/path/.venv/bin/npm ci --no-audit ...``: the program's name and its subcommand."""
+    return " ".join([Path(str(command[0])).name, *(str(a) for a in command[1:2])])
+
+
+def run_retrying(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    delays: Sequence[float] = NPM_RETRY_DELAYS,
+    run: Callable[..., subprocess.CompletedProcess[Any]] = subprocess.run,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Runs ``command`` until it exits 0, pausing ``delays[i]`` after the i-th failure; the last failure raises.
+
+    Only for commands that start over cleanly (``npm ci`` removes node_modules first).
+    """
+    for attempt in range(len(delays) + 1):
+        result = run(list(command), cwd=cwd, env=env)
+        if result.returncode == 0:
+            return
+        if attempt == len(delays):
+            raise subprocess.CalledProcessError(result.returncode, list(command))
+        print(
+            f"[web] `{_step(command)}` failed (exit {result.returncode}); "
+            f"retrying in {delays[attempt]:g}s (attempt {attempt + 2} of {len(delays) + 1})",
+            file=sys.stderr,
+            flush=True,
+        )
+        sleep(delays[attempt])
 
 
 def generate_client() -> None:
@@ -309,6 +353,19 @@ def main() -> int:
     parser.add_argument("command", choices=["build", "test", "lint", "fmt", "gen"])
     parser.add_argument("--force", action="store_true", help="build even when nothing changed")
     opts = parser.parse_args()
+    try:
+        return _command(opts)
+    except subprocess.CalledProcessError as error:
+        # A clear line instead of a traceback: which step failed, and that running it again is safe.
+        print(
+            f"[web] `{_step(error.cmd)}` failed (exit {error.returncode}); see its output above. "
+            "Running the same command again starts the step over.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _command(opts: argparse.Namespace) -> int:
     if opts.command == "build":
         built = build(force=opts.force)
         print(f"[web] dashboard {'built' if built else 'up to date'}: {DIST.relative_to(ROOT)}", file=sys.stderr)
