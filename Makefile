@@ -20,7 +20,8 @@ TOKEN_USER := $(if $(filter command line,$(origin USER)),--user "$(USER)")
 help: ## Show the targets and what they do.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# Downloads retry a dropped connection (apt: each file 3 more times; pip: 10 times; npm ci: tools/web.py),
+# Downloads retry a dropped connection (apt: each file 3 more times; pip: 10 times per request, and the
+# whole install up to 3 times, since pip 23 gives up on a reset in mid-download; npm ci: tools/web.py),
 # and apt waits for another apt's lock instead of failing.
 APT_OPTS := -o Acquire::Retries=3 -o DPkg::Lock::Timeout=900
 
@@ -28,7 +29,12 @@ APT_OPTS := -o Acquire::Retries=3 -o DPkg::Lock::Timeout=900
 $(STAMP): requirements.lock pyproject.toml
 	@echo "installing pinned dependencies into $(VENV)" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
-	@$(BIN)/pip install --quiet --disable-pip-version-check --retries 10 -r requirements.lock >&2
+	@for attempt in 1 2 3; do \
+		$(BIN)/pip install --quiet --disable-pip-version-check --retries 10 -r requirements.lock >&2 && break; \
+		test $$attempt = 3 && { echo "pip install failed 3 times; run the command again to resume" >&2; exit 1; }; \
+		echo "pip install failed; trying again in $$((attempt * 10))s (attempt $$((attempt + 1)) of 3)" >&2; \
+		sleep $$((attempt * 10)); \
+	done
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
