@@ -86,6 +86,11 @@ class SettleResult:
     transaction: Transaction | None
 
 
+#: Accounts a usage batch opens or brings up to date in one transaction (in user-id order, the lock order of
+#: every multi-account writer). One commit per account made a batch over new users ten times slower than one
+#: over known users; a few dozen per commit keep each account's row lock short (~2-3 ms an account).
+SLOW_ACCOUNTS_PER_TRANSACTION = 50
+
 #: How long a busy Deduct or balance-read group waits for more requests before it goes to the database.
 GROUP_LINGER_SECONDS = 0.002
 
@@ -630,21 +635,25 @@ class Ledger:
         """Charges usage items of many accounts in one transaction (see ledger_charge_usage_batch).
 
         Accounts that are missing or have maintenance due are brought up to date
-        first, each in its own short transaction, and the batch is then run again:
-        at most 1 + (accounts needing it) transactions, never one per item.
+        first, in user-id order, up to ``SLOW_ACCOUNTS_PER_TRANSACTION`` of them
+        per transaction, and the batch is then run again: a bounded number of
+        transactions, never one per item (nor one per new account).
         """
 
         async def work() -> list[asyncpg.Record]:
             async with self._pool.acquire() as conn:
                 for _ in range(3):
                     rows = await repo.charge_usage_batch(conn, items, actor)
-                    slow = [r["user_id"] for r in rows if r["status"] == "SLOW_PATH"]
+                    slow = sorted({r["user_id"] for r in rows if r["status"] == "SLOW_PATH"})
                     if not slow:
                         return rows
-                    for user_id in slow:
+                    step = SLOW_ACCOUNTS_PER_TRANSACTION
+                    for start in range(0, len(slow), step):
                         async with conn.transaction():
-                            locked = await self._lock_or_create(conn, user_id, create=True)
-                            await self._maintain_locked(conn, locked)
+                            for user_id in slow[start : start + step]:
+                                locked, created = await self._lock_or_create_flagged(conn, user_id, create=True)
+                                if not created:  # an account opened just now has nothing due
+                                    await self._maintain_locked(conn, locked)
             raise asyncpg.SerializationError("accounts kept needing maintenance")
 
         rows = await self._retrying(work)

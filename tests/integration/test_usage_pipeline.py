@@ -25,12 +25,13 @@ from services.common.rpcstatus import error_info_from
 from services.credits import verify
 from services.credits.client import CreditsClient
 from services.credits.config import CreditsSettings
+from services.credits.ledger import SLOW_ACCOUNTS_PER_TRANSACTION
 from services.credits.server import create_server as create_credits_server
 from services.metering.domain import Event
 from services.metering.repository import record_events
 from services.metering.workflow import Metering
 from tests.conftest import Keys, Postgres, credits_environ, request_id
-from tests.integration.conftest import USD, Credits, MeteringCaller, assert_metering_ok
+from tests.integration.conftest import USD, Credits, MeteringCaller, assert_metering_ok, time_travel
 from tests.integration.test_metering import PAID, _event, _settled
 from tools.fake_openrouter import FakeOpenRouter
 
@@ -262,6 +263,48 @@ async def test_charge_usage_batch_checks_reuse_before_commit_and_records_every_o
     assert [r.duplicate for r in answer.results] == [True, True, False]
     assert (await credits.balance(user)).balance_nanos == USD - 1000
     assert (await credits.balance(other)).balance_nanos == USD - 3000
+    async with db.acquire() as conn:
+        results = await verify.verify(conn)
+    assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
+
+
+async def test_a_batch_opens_new_accounts_and_maintains_due_ones_a_few_dozen_per_transaction(
+    own_ledger: tuple[Credits, asyncpg.Pool],
+) -> None:
+    """Accounts a usage batch has to open, or bring up to date, share transactions (in user-id order), and
+    each ends as if it had been handled alone: the trial tier and its first allocation, or the new period."""
+    credits, db = own_ledger
+    run = uuid.uuid4().hex[:8]
+    new = [f"open-{run}-{i:03d}" for i in range(2 * SLOW_ACCOUNTS_PER_TRANSACTION + 20)]
+    due = await credits.funded_user(USD)  # the trial's own allocation, exactly
+    await time_travel(db, due, days=8)  # its weekly period has ended and its allocation expired
+    items = [cpb.UsageItem(user_id=u, event_id=f"ev-{u}", amount_nanos=1000, service="LLM") for u in [due, *new]]
+    answer = await credits.as_service("ChargeUsageBatch", cpb.ChargeUsageBatchRequest(items=items))
+    assert [(r.outcome, r.charged_nanos) for r in answer.results] == [(cpb.USAGE_OUTCOME_CHARGED, 1000)] * len(items)
+    async with db.acquire() as conn:
+        trial = await conn.fetchval("SELECT credits_nanos FROM tiers WHERE tier_id = 'trial'")
+        accounts = await conn.fetch("SELECT user_id, tier_id, balance_nanos FROM accounts WHERE user_id = ANY($1)", new)
+        opened = await conn.fetch(
+            "SELECT user_id, xmin::text AS xid FROM transactions WHERE user_id = ANY($1) AND kind = 'TIER_ALLOCATION'",
+            new,
+        )
+        due_kinds = await conn.fetch(
+            "SELECT kind, amount_nanos FROM transactions WHERE user_id = $1 ORDER BY transaction_id", due
+        )
+    assert trial > 1000
+    assert sorted((r["user_id"], r["tier_id"], r["balance_nanos"]) for r in accounts) == [
+        (u, "trial", trial - 1000) for u in new
+    ]
+    assert sorted(r["user_id"] for r in opened) == new  # one first allocation each
+    # 120 accounts opened in three transactions, not 120 (the rows of one transaction share its xmin).
+    assert len({r["xid"] for r in opened}) == -(-len(new) // SLOW_ACCOUNTS_PER_TRANSACTION) == 3
+    assert [(r["kind"], r["amount_nanos"]) for r in due_kinds] == [
+        ("TIER_ALLOCATION", trial),
+        ("EXPIRY", trial),
+        ("TIER_ALLOCATION", trial),
+        ("DEDUCTION", 1000),
+    ]
+    assert (await credits.balance(due)).balance_nanos == trial - 1000
     async with db.acquire() as conn:
         results = await verify.verify(conn)
     assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
