@@ -310,6 +310,37 @@ async def test_a_batch_opens_new_accounts_and_maintains_due_ones_a_few_dozen_per
     assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
 
 
+async def test_concurrent_batches_over_the_same_new_users_open_each_account_once(
+    own_ledger: tuple[Credits, asyncpg.Pool],
+) -> None:
+    """Four batches race to open the same 120 accounts (in the same order, so no deadlock): each account is
+    opened once, with one first allocation, and every batch's charge lands on it."""
+    credits, db = own_ledger
+    run = uuid.uuid4().hex[:8]
+    users = [f"race-{run}-{i:03d}" for i in range(120)]
+    batches = [
+        [cpb.UsageItem(user_id=u, event_id=f"b{b}-{u}", amount_nanos=1000, service="LLM") for u in users]
+        for b in range(4)
+    ]
+    answers = await asyncio.gather(
+        *(credits.as_service("ChargeUsageBatch", cpb.ChargeUsageBatchRequest(items=b)) for b in batches)
+    )
+    assert {(r.outcome, r.charged_nanos) for a in answers for r in a.results} == {(cpb.USAGE_OUTCOME_CHARGED, 1000)}
+    async with db.acquire() as conn:
+        trial = await conn.fetchval("SELECT credits_nanos FROM tiers WHERE tier_id = 'trial'")
+        opened = await conn.fetch(
+            "SELECT user_id, count(*) AS n FROM transactions WHERE user_id = ANY($1) AND kind = 'TIER_ALLOCATION'"
+            " GROUP BY user_id",
+            users,
+        )
+        balances = await conn.fetch("SELECT user_id, balance_nanos FROM accounts WHERE user_id = ANY($1)", users)
+    assert sorted((r["user_id"], r["n"]) for r in opened) == [(u, 1) for u in users]
+    assert sorted((r["user_id"], r["balance_nanos"]) for r in balances) == [(u, trial - 4000) for u in users]
+    async with db.acquire() as conn:
+        results = await verify.verify(conn)
+    assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
+
+
 async def test_a_hold_is_captured_only_by_usage_of_its_own_account(
     metering: MeteringCaller, credits: Credits, db: asyncpg.Pool, metering_db: asyncpg.Pool
 ) -> None:
