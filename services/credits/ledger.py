@@ -256,6 +256,17 @@ class Ledger:
         )
         return saved, True
 
+    async def _open_or_maintain(self, conn: asyncpg.Connection, user_id: str, *, create: bool = True) -> asyncpg.Record:
+        """Locks the account (opening it on the trial tier if allowed) and brings an existing one up to date.
+
+        An account opened just now has nothing due — its period began now, its allocation lasts that period,
+        it holds nothing — so it skips the four statements of maintenance.
+        """
+        row, created = await self._lock_or_create_flagged(conn, user_id, create=create)
+        if not created:
+            row, _ = await self._maintain_locked(conn, row)
+        return row
+
     async def _maintain_locked(
         self, conn: asyncpg.Connection, row: asyncpg.Record, *, new_tier: Tier | None = None
     ) -> tuple[asyncpg.Record, bool]:
@@ -352,8 +363,7 @@ class Ledger:
         async with self._pool.acquire() as conn:
             # First call (create the account) or something due: bring it up to date.
             async with conn.transaction():
-                row = await self._lock_or_create(conn, user_id, create=create)
-                await self._maintain_locked(conn, row)
+                await self._open_or_maintain(conn, user_id, create=create)
             view = await repo.balance_view(conn, user_id)
             assert view is not None
             return view[0], view[2]
@@ -574,11 +584,12 @@ class Ledger:
         async def slow() -> ChargeResult | DomainError:
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
-                    locked = await self._lock_or_create(conn, user_id, create=True)
+                    locked, created = await self._lock_or_create_flagged(conn, user_id, create=True)
                     replay = await self._replay_transaction(conn, user_id, request_id, fp)
                     if replay is not None:
                         return await self._charge_result(conn, replay)
-                    locked, _ = await self._maintain_locked(conn, locked)
+                    if not created:
+                        locked, _ = await self._maintain_locked(conn, locked)
                     row = await repo.charge(conn, user_id, amount, request_id, fp, actor, meta)
                     if row["status"] != "OK":
                         # Keep the maintenance; report the shortfall after commit.
@@ -623,8 +634,7 @@ class Ledger:
                 if rows[0]["status"] == "OK":
                     return results(rows)
                 async with conn.transaction():
-                    locked = await self._lock_or_create(conn, user_id, create=True)
-                    await self._maintain_locked(conn, locked)
+                    await self._open_or_maintain(conn, user_id)
                     rows = await repo.charge_usage(conn, user_id, charges, allow_partial, actor)
                 assert rows[0]["status"] == "OK"
                 return results(rows)
@@ -651,9 +661,7 @@ class Ledger:
                     for start in range(0, len(slow), step):
                         async with conn.transaction():
                             for user_id in slow[start : start + step]:
-                                locked, created = await self._lock_or_create_flagged(conn, user_id, create=True)
-                                if not created:  # an account opened just now has nothing due
-                                    await self._maintain_locked(conn, locked)
+                                await self._open_or_maintain(conn, user_id)
             raise asyncpg.SerializationError("accounts kept needing maintenance")
 
         rows = await self._retrying(work)
@@ -776,11 +784,12 @@ class Ledger:
         async def slow() -> HoldResult | DomainError:
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
-                    locked = await self._lock_or_create(conn, user_id, create=True)
+                    locked, created = await self._lock_or_create_flagged(conn, user_id, create=True)
                     existing = await replay(conn)
                     if existing is not None:
                         return existing
-                    locked, _ = await self._maintain_locked(conn, locked)
+                    if not created:
+                        locked, _ = await self._maintain_locked(conn, locked)
                     row = await repo.hold(conn, user_id, amount, ttl, request_id, fp, actor, reason, reference_id)
                     outcome: HoldResult | DomainError
                     if row["status"] != "OK":
