@@ -31,7 +31,14 @@ from services.metering.domain import Event
 from services.metering.repository import record_events
 from services.metering.workflow import Metering
 from tests.conftest import Keys, Postgres, credits_environ, request_id
-from tests.integration.conftest import USD, Credits, MeteringCaller, assert_metering_ok, time_travel
+from tests.integration.conftest import (
+    USD,
+    Credits,
+    MeteringCaller,
+    assert_ledger_ok,
+    assert_metering_ok,
+    time_travel,
+)
 from tests.integration.test_metering import PAID, _event, _settled
 from tools.fake_openrouter import FakeOpenRouter
 
@@ -268,6 +275,11 @@ async def test_charge_usage_batch_checks_reuse_before_commit_and_records_every_o
     assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
 
 
+async def _trial_credits(db: asyncpg.Pool) -> int:
+    """What the trial tier grants a newly opened account."""
+    return int(await db.fetchval("SELECT credits_nanos FROM tiers WHERE tier_id = 'trial'"))
+
+
 async def test_a_batch_opens_new_accounts_and_maintains_due_ones_a_few_dozen_per_transaction(
     own_ledger: tuple[Credits, asyncpg.Pool],
 ) -> None:
@@ -281,8 +293,8 @@ async def test_a_batch_opens_new_accounts_and_maintains_due_ones_a_few_dozen_per
     items = [cpb.UsageItem(user_id=u, event_id=f"ev-{u}", amount_nanos=1000, service="LLM") for u in [due, *new]]
     answer = await credits.as_service("ChargeUsageBatch", cpb.ChargeUsageBatchRequest(items=items))
     assert [(r.outcome, r.charged_nanos) for r in answer.results] == [(cpb.USAGE_OUTCOME_CHARGED, 1000)] * len(items)
+    trial = await _trial_credits(db)
     async with db.acquire() as conn:
-        trial = await conn.fetchval("SELECT credits_nanos FROM tiers WHERE tier_id = 'trial'")
         accounts = await conn.fetch("SELECT user_id, tier_id, balance_nanos FROM accounts WHERE user_id = ANY($1)", new)
         opened = await conn.fetch(
             "SELECT user_id, xmin::text AS xid FROM transactions WHERE user_id = ANY($1) AND kind = 'TIER_ALLOCATION'",
@@ -305,9 +317,7 @@ async def test_a_batch_opens_new_accounts_and_maintains_due_ones_a_few_dozen_per
         ("DEDUCTION", 1000),
     ]
     assert (await credits.balance(due)).balance_nanos == trial - 1000
-    async with db.acquire() as conn:
-        results = await verify.verify(conn)
-    assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
+    await assert_ledger_ok(db)
 
 
 async def test_concurrent_batches_over_the_same_new_users_open_each_account_once(
@@ -326,8 +336,8 @@ async def test_concurrent_batches_over_the_same_new_users_open_each_account_once
         *(credits.as_service("ChargeUsageBatch", cpb.ChargeUsageBatchRequest(items=b)) for b in batches)
     )
     assert {(r.outcome, r.charged_nanos) for a in answers for r in a.results} == {(cpb.USAGE_OUTCOME_CHARGED, 1000)}
+    trial = await _trial_credits(db)
     async with db.acquire() as conn:
-        trial = await conn.fetchval("SELECT credits_nanos FROM tiers WHERE tier_id = 'trial'")
         opened = await conn.fetch(
             "SELECT user_id, count(*) AS n FROM transactions WHERE user_id = ANY($1) AND kind = 'TIER_ALLOCATION'"
             " GROUP BY user_id",
@@ -336,9 +346,7 @@ async def test_concurrent_batches_over_the_same_new_users_open_each_account_once
         balances = await conn.fetch("SELECT user_id, balance_nanos FROM accounts WHERE user_id = ANY($1)", users)
     assert sorted((r["user_id"], r["n"]) for r in opened) == [(u, 1) for u in users]
     assert sorted((r["user_id"], r["balance_nanos"]) for r in balances) == [(u, trial - 4000) for u in users]
-    async with db.acquire() as conn:
-        results = await verify.verify(conn)
-    assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
+    await assert_ledger_ok(db)
 
 
 async def test_a_hold_is_captured_only_by_usage_of_its_own_account(
